@@ -1,0 +1,46 @@
+# lstm-forecast: `make train` and `make test` work on a fresh machine with only Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --upgrade pip setuptools wheel
+	$(PIP_INSTALL) -e ".[dev,sweep]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with dev and sweep extras
+
+train: $(STAMP)  ## train on the built-in synthetic data (extra Hydra overrides: make train ARGS="...")
+	$(PY) -m lstm_forecast.train $(ARGS)
+
+test: $(STAMP)  ## run the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP)  ## skip the slow and DDP tests
+	$(PY) -m pytest -m "not slow and not ddp" $(ARGS)
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m ruff format --check src tests scripts
+
+format: $(STAMP)  ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix src tests scripts
+	$(PY) -m ruff format src tests scripts
+
+bench: $(STAMP)  ## run the benchmarks (writes JSON next to each script's output)
+	$(PY) scripts/bench_data.py
+	$(PY) scripts/bench_train.py
+
+clean:  ## remove run outputs and caches (keeps .venv)
+	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

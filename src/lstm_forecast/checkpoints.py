@@ -1,0 +1,60 @@
+"""Loading checkpoints safely: ``torch.load(weights_only=True)`` only, never arbitrary pickles."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.errors import UserError
+from lstm_forecast.models.module import ForecastModule
+
+DATAMODULE_STATE_KEY = ForecastDataModule.__qualname__
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, loaded with ``weights_only=True`` (tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        raise UserError(
+            f"{path} is not a readable lstm-forecast checkpoint ({str(error).splitlines()[0][:120]}); "
+            "pass a .ckpt file written by lstm-train"
+        ) from error
+    required = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters", DATAMODULE_STATE_KEY)
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
+        raise UserError(f"{path} is not an lstm-forecast checkpoint (missing model or data state); pass one written by lstm-train")
+    return checkpoint
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any]) -> ForecastModule:
+    """The trained model, in eval mode."""
+    module = ForecastModule(**checkpoint["hyper_parameters"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"the checkpoint's weights do not fit its model ({str(error).splitlines()[0]})") from error
+    return module.eval()
+
+
+def datamodule_from_checkpoint(
+    checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> ForecastDataModule:
+    """The training data config with ``overrides`` applied, holding the fitted scaler."""
+    hparams = dict(checkpoint["datamodule_hyper_parameters"])
+    for key, value in (overrides or {}).items():
+        if key == "source":
+            hparams["source"] = {**hparams["source"], **value}
+        else:
+            hparams[key] = value
+    datamodule = ForecastDataModule(**hparams)
+    datamodule.load_frame()
+    datamodule.load_state_dict(checkpoint[DATAMODULE_STATE_KEY])
+    return datamodule

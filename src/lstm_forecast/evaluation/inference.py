@@ -1,0 +1,70 @@
+"""Run a network over a window set in whole batches, on one device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from lstm_forecast.data.windows import WideWindows
+
+
+@dataclass(frozen=True)
+class WindowForecasts:
+    """Forecasts of every window of a set, in window order.
+
+    Attributes
+    ----------
+    prediction : ndarray
+        ``[N, H]`` scaled forecasts.
+    target : ndarray or None
+        ``[N, H]`` scaled actuals (None for windows past the data).
+    last_value : ndarray
+        ``[N]`` scaled value at the window's last step (what persistence predicts).
+    series_index : ndarray
+        ``[N]`` series of each window, from 0.
+    target_row : ndarray
+        ``[N]`` data row of the first forecast step.
+    """
+
+    prediction: np.ndarray
+    target: np.ndarray | None
+    last_value: np.ndarray
+    series_index: np.ndarray
+    target_row: np.ndarray
+
+
+@torch.no_grad()
+def predict_windows(
+    net: nn.Module, windows: WideWindows, batch_size: int = 1024, device: torch.device | str | None = None
+) -> WindowForecasts:
+    """Forecast every window of ``windows`` once, in order, with ``net`` in eval mode."""
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    chunks: dict[str, list[torch.Tensor]] = {"prediction": [], "target": [], "last_value": [], "series": [], "row": []}
+    try:
+        for index in torch.split(torch.arange(len(windows)), batch_size):
+            batch = windows.gather(index)
+            x = batch["x"].to(device)
+            chunks["prediction"].append(net(x, batch["series_id"].to(device)).float().cpu())
+            chunks["last_value"].append(batch["x"][:, -1, -1].cpu())
+            chunks["series"].append(batch["series_id"].cpu() - 1)
+            chunks["row"].append(batch["target_row"].cpu())
+            if "y" in batch:
+                chunks["target"].append(batch["y"].cpu())
+    finally:
+        net.train(was_training)
+
+    def stack(name: str) -> np.ndarray:
+        return torch.cat(chunks[name]).numpy() if chunks[name] else np.empty(0)
+
+    return WindowForecasts(
+        prediction=stack("prediction").reshape(len(windows), -1),
+        target=stack("target").reshape(len(windows), -1) if chunks["target"] else None,
+        last_value=stack("last_value"),
+        series_index=stack("series"),
+        target_row=stack("row"),
+    )

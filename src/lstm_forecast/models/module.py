@@ -1,0 +1,85 @@
+"""The LightningModule ("system"): loss, metrics and optimiser around :class:`EmbeddingBiLSTM`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
+
+from lstm_forecast.models.net import EmbeddingBiLSTM
+
+Batch = dict[str, torch.Tensor]
+
+
+class ForecastModule(pl.LightningModule):
+    """MSE-trained forecaster. Hyperparameters are plain data, so checkpoints load with
+    ``torch.load(weights_only=True)``.
+
+    Gradient clipping, early stopping and checkpointing are Trainer and callback config, not code here.
+
+    Parameters
+    ----------
+    num_series, num_features : int
+        From the data (see :class:`~lstm_forecast.data.datamodule.ForecastDataModule`).
+    horizon : int
+        Steps predicted at once.
+    net : dict
+        Keyword arguments of :class:`EmbeddingBiLSTM` (sizes, dropout).
+    lr, weight_decay : float
+        Adam's learning rate and L2 weight decay.
+    """
+
+    def __init__(
+        self,
+        num_series: int,
+        num_features: int,
+        horizon: int = 1,
+        net: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        # logger=False: the run logs hyperparameters once, with the final metrics.
+        self.save_hyperparameters(logger=False)
+        self.net = EmbeddingBiLSTM(num_series, num_features, horizon=horizon, **(net or {}))
+        self.loss_fn = nn.MSELoss()
+        # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanSquaredError()
+        self.val_loss_best = MinMetric()
+
+    def forward(self, x: torch.Tensor, series_id: torch.Tensor) -> torch.Tensor:
+        """``x [B, W, F]``, ``series_id [B]`` -> scaled forecasts ``[B, H]``."""
+        return self.net(x, series_id)
+
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``."""
+        preds = self(batch["x"], batch["series_id"])
+        return self.loss_fn(preds, batch["y"]), preds, batch["y"]
+
+    def on_train_start(self) -> None:
+        self.val_loss_best.reset()  # forget the sanity check's loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self.model_step(batch)
+        self.train_loss(loss.detach(), weight=batch["y"].shape[0])
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        _, preds, target = self.model_step(batch)
+        self.val_loss(preds, target)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_loss_best(self.val_loss.compute())
+        self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self(batch["x"], batch["series_id"])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -1,0 +1,117 @@
+"""Build data, model, callbacks, loggers and trainer from the config; fit; score the best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from lstm_forecast.checkpoints import read_checkpoint
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.evaluation.report import evaluate_split
+from lstm_forecast.files import write_json
+from lstm_forecast.models.module import ForecastModule
+
+log = logging.getLogger(__name__)
+
+# Hyperparameters shown in TensorBoard's HParams tab (when present in the config).
+HPARAM_KEYS = (
+    "data.window_size", "data.batch_size", "data.padding_mask", "model.horizon", "model.lr",
+    "model.weight_decay", "model.net.embedding_dim", "model.net.num_units", "model.net.num_lstm_layers",
+    "model.net.dense_size", "model.net.dropout", "trainer.accelerator", "trainer.precision",
+    "trainer.gradient_clip_val", "seed",
+)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a name-keyed group (callbacks, loggers); skip empty ones."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """Scalar hyperparameters for the HParams tab."""
+    out = {}
+    for key in HPARAM_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, bool | int | float | str):
+            out[key] = value
+    return out
+
+
+def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Trainer]:
+    """The datamodule, the model sized from its data, and the trainer with callbacks and loggers."""
+    datamodule: ForecastDataModule = instantiate(cfg.data)
+    datamodule.load_frame()  # fail on bad data before anything else starts
+    model: ForecastModule = instantiate(
+        cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features
+    )
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger"))
+    )
+    return datamodule, model, trainer
+
+
+def best_weights(trainer: pl.Trainer, model: ForecastModule) -> str | None:
+    """Load the best checkpoint's weights into ``model``; its path, or None if none was written."""
+    callback = trainer.checkpoint_callback
+    path = callback.best_model_path if isinstance(callback, ModelCheckpoint) else ""
+    if not path:
+        return None
+    model.load_state_dict(read_checkpoint(path)["state_dict"])
+    return path
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit, then score the best checkpoint on the test split on one device; write ``metrics.json``.
+
+    Returns
+    -------
+    tuple
+        ``(metrics, objects)``: metrics as written (on rank 0; other ranks return the fit's logged
+        metrics), and the datamodule, model and trainer.
+    """
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    datamodule, model, trainer = build(cfg)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if not trainer.is_global_zero:
+        return metrics, objects
+
+    best_checkpoint = best_weights(trainer, model)
+    # Scored on one device, outside the distributed loop: every test window exactly once.
+    metrics.update(evaluate_split(model.net, datamodule, "test", device=trainer.strategy.root_device))
+    metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
+    for logger in trainer.loggers:
+        numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int) and "/" in k}
+        logger.log_metrics(numeric, step=trainer.global_step)
+        logger.log_hyperparams(selected_hparams(cfg), metrics={
+            k: metrics[k] for k in ("val/loss_best", "test/mse_z", "test/mae_z") if k in metrics
+        })
+        logger.finalize("success")
+    output_dir = Path(cfg.paths.output_dir)
+    write_json(output_dir / "metrics.json", metrics)
+    log.info("test/mse_z %.4f (persistence %.4f); metrics in %s", metrics["test/mse_z"],
+             metrics["baseline/persistence/mse_z"], output_dir / "metrics.json")
+    return metrics, objects
+
+
+def objective_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
+    """The number a sweeper minimises (``cfg.objective``, default ``val/loss_best``)."""
+    value = metrics.get(cfg.get("objective", "val/loss_best"))
+    return float(value) if isinstance(value, float | int) else None
+
+
+def torch_threads(cfg: DictConfig) -> None:
+    """Apply ``cfg.num_threads`` (intra-op CPU threads) when set."""
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))

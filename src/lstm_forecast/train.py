@@ -1,0 +1,26 @@
+"""``lstm-train``: fit the embedding + BiLSTM forecaster, then score its best checkpoint.
+
+Examples
+--------
+    python -m lstm_forecast.train
+    python -m lstm_forecast.train data=etth1 data.source.path=../shared/data/ETTh1.csv
+    python -m lstm_forecast.train -m data.window_size=24,48 model.net.num_units=32,64
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from lstm_forecast.apps import hydra_app
+from lstm_forecast.run import objective_value, torch_threads, train
+
+
+@hydra_app("train")
+def main(cfg: DictConfig) -> float | None:
+    torch_threads(cfg)
+    metrics, _ = train(cfg)
+    return objective_value(cfg, metrics)
+
+
+if __name__ == "__main__":
+    main()
