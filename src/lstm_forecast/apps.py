@@ -48,7 +48,7 @@ def _check_overrides(config_name: str, overrides: list[str]) -> None:
     with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         try:
             hydra.compose(config_name=config_name, overrides=overrides)
-        except Exception as error:  # noqa: BLE001 - every composition failure is the user's override
+        except Exception as error:
             user_error = user_error_of(error)
             if user_error is None:
                 raise

@@ -30,7 +30,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from error
     required = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters", DATAMODULE_STATE_KEY)
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        raise UserError(f"{path} is not an lstm-forecast checkpoint (missing model or data state); pass one written by lstm-train")
+        raise UserError(
+            f"{path} is not an lstm-forecast checkpoint (missing model or data state); "
+            "pass one written by lstm-train"
+        )
     return checkpoint
 
 
@@ -40,7 +43,9 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> ForecastModule:
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        raise UserError(f"the checkpoint's weights do not fit its model ({str(error).splitlines()[0]})") from error
+        raise UserError(
+            f"the checkpoint's weights do not fit its model ({str(error).splitlines()[0]})"
+        ) from error
     return module.eval()
 
 

@@ -22,10 +22,21 @@ log = logging.getLogger(__name__)
 
 # Hyperparameters shown in TensorBoard's HParams tab (when present in the config).
 HPARAM_KEYS = (
-    "data.window_size", "data.batch_size", "data.padding_mask", "model.horizon", "model.lr",
-    "model.weight_decay", "model.net.embedding_dim", "model.net.num_units", "model.net.num_lstm_layers",
-    "model.net.dense_size", "model.net.dropout", "trainer.accelerator", "trainer.precision",
-    "trainer.gradient_clip_val", "seed",
+    "data.window_size",
+    "data.batch_size",
+    "data.padding_mask",
+    "model.horizon",
+    "model.lr",
+    "model.weight_decay",
+    "model.net.embedding_dim",
+    "model.net.num_units",
+    "model.net.num_lstm_layers",
+    "model.net.dense_size",
+    "model.net.dropout",
+    "trainer.accelerator",
+    "trainer.precision",
+    "trainer.gradient_clip_val",
+    "seed",
 )
 
 
@@ -54,7 +65,9 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
         cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features
     )
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger"))
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.get("callbacks")),
+        logger=instantiate_group(cfg.get("logger")),
     )
     return datamodule, model, trainer
 
@@ -94,14 +107,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     for logger in trainer.loggers:
         numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int) and "/" in k}
         logger.log_metrics(numeric, step=trainer.global_step)
-        logger.log_hyperparams(selected_hparams(cfg), metrics={
-            k: metrics[k] for k in ("val/loss_best", "test/mse_z", "test/mae_z") if k in metrics
-        })
+        logger.log_hyperparams(
+            selected_hparams(cfg),
+            metrics={k: metrics[k] for k in ("val/loss_best", "test/mse_z", "test/mae_z") if k in metrics},
+        )
         logger.finalize("success")
     output_dir = Path(cfg.paths.output_dir)
     write_json(output_dir / "metrics.json", metrics)
-    log.info("test/mse_z %.4f (persistence %.4f); metrics in %s", metrics["test/mse_z"],
-             metrics["baseline/persistence/mse_z"], output_dir / "metrics.json")
+    log.info(
+        "test/mse_z %.4f (persistence %.4f); metrics in %s",
+        metrics["test/mse_z"],
+        metrics["baseline/persistence/mse_z"],
+        output_dir / "metrics.json",
+    )
     return metrics, objects
 
 

@@ -32,13 +32,13 @@ def resolve_split(split: dict[str, float | int], num_rows: int) -> tuple[int, in
         rows = values
     elif all(isinstance(v, float) and 0 < v < 1 for v in values):
         if sum(values) > 1 + 1e-9:
-            raise UserError(f"data.split fractions sum to {sum(values):.3f} > 1; make them add up to at most 1")
-        rows = [int(round(v * num_rows)) for v in values]
+            raise UserError(
+                f"data.split fractions sum to {sum(values):.3f} > 1; make them add up to at most 1"
+            )
+        rows = [round(v * num_rows) for v in values]
         rows[0] = min(rows[0], num_rows - rows[1] - rows[2])
     else:
-        raise UserError(
-            f"data.split must be all row counts (ints) or all fractions in (0, 1); got {split}"
-        )
+        raise UserError(f"data.split must be all row counts (ints) or all fractions in (0, 1); got {split}")
     if any(r < 1 for r in rows):
         raise UserError(f"data.split {split} leaves an empty split of {num_rows} rows; give every split rows")
     if sum(rows) > num_rows:
@@ -91,8 +91,12 @@ class ForecastDataModule(pl.LightningDataModule):
         device_resident: bool | str = "auto",
     ) -> None:
         super().__init__()
-        for name, value in (("window_size", window_size), ("horizon", horizon), ("batch_size", batch_size),
-                            ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("window_size", window_size),
+            ("horizon", horizon),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise UserError(f"data.{name} must be a positive integer, got {value!r}")
         if "kind" not in source:
@@ -150,9 +154,7 @@ class ForecastDataModule(pl.LightningDataModule):
         """``[T, S + E]`` float64: series columns first, then extra features (the scaler's columns)."""
         frame = self.load_frame()
         calendar = make_calendar_features(frame.timestamps, self.calendar_feature_names)
-        return np.concatenate(
-            [frame.series.to_numpy(), frame.extras.to_numpy(), calendar.to_numpy()], axis=1
-        )
+        return np.concatenate([frame.series.to_numpy(), frame.extras.to_numpy(), calendar.to_numpy()], axis=1)
 
     # ----------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -226,12 +228,19 @@ class ForecastDataModule(pl.LightningDataModule):
             self.setup()
         windows = self.windows[split]
         rank, world_size = self._distribution()
-        batch_size = self._per_rank(self.batch_size, "batch_size") if training else self._per_rank(
-            self.eval_batch_size, "eval_batch_size"
+        batch_size = (
+            self._per_rank(self.batch_size, "batch_size")
+            if training
+            else self._per_rank(self.eval_batch_size, "eval_batch_size")
         )
         sampler = WindowBatchSampler(
-            len(windows), batch_size, shuffle=training, seed=self.seed, rank=rank,
-            world_size=world_size, even_shards=training,
+            len(windows),
+            batch_size,
+            shuffle=training,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            even_shards=training,
         )
         return DataLoader(WindowDataset(windows), batch_size=None, sampler=sampler)
 

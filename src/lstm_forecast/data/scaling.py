@@ -59,7 +59,10 @@ class MinMaxScaler:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors only, so checkpoints load with ``torch.load(weights_only=True)``."""
-        return {"data_min": torch.from_numpy(self.data_min.copy()), "data_range": torch.from_numpy(self.data_range.copy())}
+        return {
+            "data_min": torch.from_numpy(self.data_min.copy()),
+            "data_range": torch.from_numpy(self.data_range.copy()),
+        }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> MinMaxScaler:

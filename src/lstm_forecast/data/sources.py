@@ -80,7 +80,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet file chosen by its suffix."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"data file not found: {path}; set data.source.path to an existing CSV or Parquet file")
+        raise UserError(
+            f"data file not found: {path}; set data.source.path to an existing CSV or Parquet file"
+        )
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -95,9 +97,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _require_columns(table: pd.DataFrame, columns: list[str], path: str | Path, key: str) -> None:
     missing = [column for column in columns if column not in table.columns]
     if missing:
-        raise UserError(
-            f"column(s) {missing} not found in {path} (it has {list(table.columns)}); fix {key}"
-        )
+        raise UserError(f"column(s) {missing} not found in {path} (it has {list(table.columns)}); fix {key}")
 
 
 def _numeric(table: pd.DataFrame, columns: list[str], path: str | Path) -> pd.DataFrame:
@@ -160,7 +160,9 @@ def wide_file_frame(
         )
     index = pd.DatetimeIndex(timestamps)
     if not index.is_monotonic_increasing or index.has_duplicates:
-        raise UserError(f"timestamps in {path} are not strictly increasing; sort the file and drop duplicates")
+        raise UserError(
+            f"timestamps in {path} are not strictly increasing; sort the file and drop duplicates"
+        )
     series = _numeric(table, series_columns, path).set_axis(index)
     extras = _numeric(table, extra_columns, path).set_axis(index)
     return SourceFrame(timestamps=index, series=series, extras=extras)

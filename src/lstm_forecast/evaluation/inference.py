@@ -44,7 +44,13 @@ def predict_windows(
     device = torch.device(device) if device is not None else next(net.parameters()).device
     was_training = net.training
     net.eval()
-    chunks: dict[str, list[torch.Tensor]] = {"prediction": [], "target": [], "last_value": [], "series": [], "row": []}
+    chunks: dict[str, list[torch.Tensor]] = {
+        "prediction": [],
+        "target": [],
+        "last_value": [],
+        "series": [],
+        "row": [],
+    }
     try:
         for index in torch.split(torch.arange(len(windows)), batch_size):
             batch = windows.gather(index)

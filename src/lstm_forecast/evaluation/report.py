@@ -11,13 +11,18 @@ from lstm_forecast.evaluation.inference import WindowForecasts, predict_windows
 from lstm_forecast.evaluation.metrics import forecast_metrics
 
 
-def score_forecasts(forecasts: WindowForecasts, datamodule: ForecastDataModule, prefix: str) -> dict[str, float]:
+def score_forecasts(
+    forecasts: WindowForecasts, datamodule: ForecastDataModule, prefix: str
+) -> dict[str, float]:
     """Metrics of the model (``{prefix}/...``) and of persistence (``baseline/persistence/...``)."""
     assert forecasts.target is not None, "scoring needs windows with targets"
 
     def score(prediction):
         return forecast_metrics(
-            prediction, forecasts.target, forecasts.series_index, datamodule.inverse_values,
+            prediction,
+            forecasts.target,
+            forecasts.series_index,
+            datamodule.inverse_values,
             datamodule.z_normalise,
         )
 
@@ -28,7 +33,10 @@ def score_forecasts(forecasts: WindowForecasts, datamodule: ForecastDataModule, 
 
 
 def evaluate_split(
-    net: nn.Module, datamodule: ForecastDataModule, split: str = "test", device: torch.device | str | None = None
+    net: nn.Module,
+    datamodule: ForecastDataModule,
+    split: str = "test",
+    device: torch.device | str | None = None,
 ) -> dict[str, float]:
     """Forecast every window of ``split`` once, on one device, and score it."""
     datamodule.setup("test")
