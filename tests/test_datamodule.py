@@ -19,8 +19,12 @@ def make_datamodule(**overrides) -> ForecastDataModule:
 def test_split_by_fractions_and_by_row_counts():
     assert resolve_split({"train": 0.7, "val": 0.15, "test": 0.15}, 1000) == (700, 150, 150)
     assert resolve_split({"train": 8640, "val": 2880, "test": 2880}, 17420) == (8640, 2880, 2880)
-    for bad in ({"train": 0.9, "val": 0.1, "test": 0.1}, {"train": 10, "val": 0.5, "test": 5},
-                {"train": 900, "val": 90, "test": 20}, {"train": 10, "val": 0, "test": 5}):
+    for bad in (
+        {"train": 0.9, "val": 0.1, "test": 0.1},
+        {"train": 10, "val": 0.5, "test": 5},
+        {"train": 900, "val": 90, "test": 20},
+        {"train": 10, "val": 0, "test": 5},
+    ):
         with pytest.raises(UserError):
             resolve_split(bad, 1000)
 
@@ -70,7 +74,9 @@ def test_inverse_values_recover_original_units():
 
 def test_state_dict_restores_scaler_without_refitting():
     dm = make_datamodule()
-    restored = ForecastDataModule(source=SYNTHETIC, window_size=10, split={"train": 50, "val": 50, "test": 50})
+    restored = ForecastDataModule(
+        source=SYNTHETIC, window_size=10, split={"train": 50, "val": 50, "test": 50}
+    )
     restored.load_state_dict(dm.state_dict())
     restored.setup("test")
     np.testing.assert_array_equal(restored.scaler.data_min, dm.scaler.data_min)
@@ -80,9 +86,9 @@ def test_state_dict_restores_scaler_without_refitting():
 def test_wide_file_defaults_every_numeric_column_to_a_series(tmp_path):
     path = tmp_path / "wide.csv"
     timestamps = pd.date_range("2024-01-01", periods=60, freq="h")
-    pd.DataFrame({"date": timestamps, "a": np.arange(60.0), "b": np.ones(60), "temp": np.arange(60.0) % 7}).to_csv(
-        path, index=False
-    )
+    pd.DataFrame(
+        {"date": timestamps, "a": np.arange(60.0), "b": np.ones(60), "temp": np.arange(60.0) % 7}
+    ).to_csv(path, index=False)
     dm = ForecastDataModule(
         source={"kind": "wide_file", "path": str(path), "extra_columns": ["temp"]},
         window_size=5,

@@ -47,7 +47,10 @@ def test_embedding_distinguishes_series_and_univariate_has_none():
 def test_a_few_optimisation_steps_reduce_the_loss():
     torch.manual_seed(0)
     module = ForecastModule(
-        num_series=2, num_features=2, net=dict(num_units=8, embedding_dim=2, dense_size=8, dropout=0.0), lr=0.01
+        num_series=2,
+        num_features=2,
+        net=dict(num_units=8, embedding_dim=2, dense_size=8, dropout=0.0),
+        lr=0.01,
     )
     optimizer = module.configure_optimizers()
     x = torch.rand(64, 6, 2) * 2 - 1

@@ -81,7 +81,13 @@ def test_padding_mask_marks_padded_steps():
 def test_evaluation_shards_cover_every_window_exactly_once(world_size):
     seen = torch.cat(
         [
-            torch.cat(list(WindowBatchSampler(101, 8, shuffle=False, rank=r, world_size=world_size, even_shards=False)))
+            torch.cat(
+                list(
+                    WindowBatchSampler(
+                        101, 8, shuffle=False, rank=r, world_size=world_size, even_shards=False
+                    )
+                )
+            )
             for r in range(world_size)
         ]
     )

@@ -105,7 +105,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     metrics.update(evaluate_split(model.net, datamodule, "test", device=trainer.strategy.root_device))
     metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
     for logger in trainer.loggers:
-        numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int) and "/" in k}
+        numeric = {k: v for k, v in metrics.items() if k.startswith(("test/", "baseline/"))}
         logger.log_metrics(numeric, step=trainer.global_step)
         logger.log_hyperparams(
             selected_hparams(cfg),
