@@ -11,7 +11,7 @@ import torch
 
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.models.module import ForecastModule
+from lstm_forecast.models.module import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY, ForecastModule
 
 DATAMODULE_STATE_KEY = ForecastDataModule.__qualname__
 
@@ -34,6 +34,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not an lstm-forecast checkpoint (missing model or data state); "
             "pass one written by lstm-train"
         )
+    found = checkpoint.get(CHECKPOINT_FORMAT_KEY)
+    if found != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path} was written by another lstm-forecast version (checkpoint format {found}, this "
+            f"version reads {CHECKPOINT_FORMAT}); retrain, or use the version that wrote it"
+        )
     return checkpoint
 
 
@@ -52,10 +58,14 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> ForecastModule:
 def datamodule_from_checkpoint(
     checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None
 ) -> ForecastDataModule:
-    """The training data config with ``overrides`` applied, holding the fitted scaler."""
+    """The training data config with ``overrides`` applied, holding the fitted scaler.
+
+    A ``source`` override of the same kind updates the training source; one of another kind
+    replaces it.
+    """
     hparams = dict(checkpoint["datamodule_hyper_parameters"])
     for key, value in (overrides or {}).items():
-        if key == "source":
+        if key == "source" and value.get("kind", hparams["source"]["kind"]) == hparams["source"]["kind"]:
             hparams["source"] = {**hparams["source"], **value}
         else:
             hparams[key] = value
