@@ -27,11 +27,15 @@ WINDOW = 6
 
 def make_net(num_series: int, num_features: int, horizon: int = 1) -> EmbeddingBiLSTM:
     torch.manual_seed(0)
-    net = EmbeddingBiLSTM(num_series, num_features, embedding_dim=3, num_units=5, dense_size=4, horizon=horizon)
+    net = EmbeddingBiLSTM(
+        num_series, num_features, embedding_dim=3, num_units=5, dense_size=4, horizon=horizon
+    )
     return net.eval()
 
 
-def fitted_datamodule(num_rows: int = 40, calendar: tuple[str, ...] = ("hour", "day_of_week")) -> ForecastDataModule:
+def fitted_datamodule(
+    num_rows: int = 40, calendar: tuple[str, ...] = ("hour", "day_of_week")
+) -> ForecastDataModule:
     datamodule = ForecastDataModule(
         source={"kind": "synthetic", "num_series": 3, "num_rows": num_rows, "seed": 1},
         window_size=WINDOW,
@@ -57,7 +61,11 @@ def test_recursive_forecast_feeds_each_forecast_back():
     net = make_net(num_series, num_features=3)
 
     forecast = recursive_forecast(
-        net, torch.tensor(values, dtype=torch.float32), torch.tensor(extras, dtype=torch.float32), horizon, WINDOW
+        net,
+        torch.tensor(values, dtype=torch.float32),
+        torch.tensor(extras, dtype=torch.float32),
+        horizon,
+        WINDOW,
     )
 
     assert forecast.shape == (horizon, num_series)
@@ -66,7 +74,10 @@ def test_recursive_forecast_feeds_each_forecast_back():
     with torch.no_grad():
         for _ in range(horizon):
             end = known.shape[0]
-            step = [net(hand_window(known, extras, end, s), torch.tensor([s + 1])).item() for s in range(num_series)]
+            step = [
+                net(hand_window(known, extras, end, s), torch.tensor([s + 1])).item()
+                for s in range(num_series)
+            ]
             known = np.vstack([known, step])
     np.testing.assert_allclose(forecast.numpy(), known[observed:], rtol=1e-5, atol=1e-6)
 
@@ -83,13 +94,18 @@ def test_direct_multi_step_forecast_advances_by_blocks():
     assert forecast.shape == (7, num_series)
     with torch.no_grad():
         first_block = torch.stack(
-            [net(hand_window(values.numpy(), extras.numpy(), observed, s), torch.tensor([s + 1]))[0] for s in range(2)]
+            [
+                net(hand_window(values.numpy(), extras.numpy(), observed, s), torch.tensor([s + 1]))[0]
+                for s in range(2)
+            ]
         )  # [S, 3]
     np.testing.assert_allclose(forecast[:3].numpy(), first_block.T.numpy(), rtol=1e-5, atol=1e-6)
     # Only forecasts that become context need extras: steps 1..6 of 7 with blocks of 3.
     assert fed_back_steps(7, 3) == 6
     with pytest.raises(ValueError, match="extras cover"):
-        recursive_forecast(net, values, extras[: observed + 5], horizon=7, window_size=WINDOW, model_horizon=3)
+        recursive_forecast(
+            net, values, extras[: observed + 5], horizon=7, window_size=WINDOW, model_horizon=3
+        )
 
 
 def test_forecast_future_timestamps_units_and_calendar():
@@ -120,7 +136,9 @@ def test_user_extras_need_future_values(tmp_path):
     timestamps = pd.date_range("2024-01-01", periods=40, freq="h")
     step = np.arange(40.0)
     path = tmp_path / "with_load.csv"
-    pd.DataFrame({"date": timestamps, "a": np.sin(step), "b": np.cos(step), "load": step}).to_csv(path, index=False)
+    pd.DataFrame({"date": timestamps, "a": np.sin(step), "b": np.cos(step), "load": step}).to_csv(
+        path, index=False
+    )
     datamodule = ForecastDataModule(
         source={"kind": "wide_file", "path": str(path), "extra_columns": ["load"]},
         window_size=WINDOW,

@@ -54,7 +54,13 @@ def plot_forecasts(
             values = [frame.series[name].iloc[-1], *ahead["prediction"]]
             ax.plot(times, values, color="tab:orange", linewidth=1.4, label="forecast")
             if "actual" in ahead and ahead["actual"].notna().any():
-                ax.plot(ahead["timestamp"], ahead["actual"], color="tab:green", linestyle="--", label="actual (future)")
+                ax.plot(
+                    ahead["timestamp"],
+                    ahead["actual"],
+                    color="tab:green",
+                    linestyle="--",
+                    label="actual (future)",
+                )
         ax.axvline(frame.timestamps[-1], color="grey", linewidth=0.6, linestyle=":")
         ax.set_title(name, fontsize=10, loc="left")
         ax.legend(loc="upper left", fontsize=8, ncol=4)

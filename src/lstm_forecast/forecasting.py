@@ -202,7 +202,9 @@ def recursive_forecast(
     # Room for every forecast row; extras of rows that are never context stay zero.
     total = observed + horizon
     extras = torch.cat([extras[:total], extras.new_zeros(max(total - extras.shape[0], 0), extras.shape[1])])
-    arrays = PaddedArrays.from_arrays(torch.cat([values, values.new_zeros(horizon, num_series)]), extras, window_size)
+    arrays = PaddedArrays.from_arrays(
+        torch.cat([values, values.new_zeros(horizon, num_series)]), extras, window_size
+    )
     forecast = arrays.values[window_size + observed :]  # [horizon, S], a view filled in place
     for start in range(0, horizon, model_horizon):
         window = WideWindows(

@@ -93,7 +93,9 @@ def check_columns(datamodule: ForecastDataModule, trained: dict[str, Any], sourc
             )
 
 
-def read_future(path: str, timestamp_column: str, series_names: list[str], extra_names: list[str]) -> SourceFrame:
+def read_future(
+    path: str, timestamp_column: str, series_names: list[str], extra_names: list[str]
+) -> SourceFrame:
     """The future file: its timestamps, the series columns it has (actuals) and the extra columns."""
     columns = set(read_table(path).columns)
     if timestamp_column not in columns:
