@@ -18,6 +18,7 @@ from conftest import assert_one_line_error, run_app
 from lstm_forecast.checkpoints import DATAMODULE_STATE_KEY, module_from_checkpoint, read_checkpoint
 from lstm_forecast.data.calendar import calendar_features
 from lstm_forecast.data.scaling import MinMaxScaler
+from lstm_forecast.data.sources import synthetic_frame
 from lstm_forecast.data.windows import seed_prediction_arrays
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.module import CHECKPOINT_FORMAT_KEY
@@ -42,6 +43,7 @@ SINE_TRAIN_ARGS = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "logger=none",
+    "num_threads=1",
 ]
 
 
@@ -179,9 +181,17 @@ def test_direct_multi_step_model_predicts_and_forecasts_blocks(
         last_observed + pd.Timedelta(hours=k) for k in range(1, 6)
     ]
     # The first block is the last window's direct forecast.
-    last_window = predictions[predictions["timestamp"] > last_observed].sort_values(["series", "step"])
+    origin = predictions["timestamp"] - pd.to_timedelta(predictions["step"] - 1, unit="h")
+    last_window = predictions[origin > last_observed].sort_values(["series", "step"])
     first_block = forecast[forecast["step"] <= 3].sort_values(["series", "step"])
     np.testing.assert_allclose(last_window["prediction"], first_block["prediction"], rtol=1e-5)
+
+    # The same data as a file: a model trained on the synthetic source reads `date, series_1..N`.
+    frame = synthetic_frame(num_series=num_series, num_rows=num_rows, seed=42)
+    path = write_csv(frame.series.rename_axis("date").reset_index(), tmp_path / "synthetic.csv")
+    predict(compose_predict_cfg(f"ckpt_path={metrics['best_checkpoint']}", f"data.path={path}"))
+    from_file = pd.read_csv(tmp_path / "predictions.csv", parse_dates=["timestamp"])
+    pd.testing.assert_frame_equal(from_file, predictions)
 
 
 def test_checkpoint_loads_weights_only_with_format_and_frequency(sine_checkpoint):

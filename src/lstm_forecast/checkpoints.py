@@ -23,7 +23,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
+    except (RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
         raise UserError(
             f"{path} is not a readable lstm-forecast checkpoint ({str(error).splitlines()[0][:120]}); "
             "pass a .ckpt file written by lstm-train"

@@ -138,6 +138,8 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     horizon = cfg.get("horizon")
     if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
         raise UserError(f"horizon must be a positive integer (steps after the data), got {horizon!r}")
+    if horizon is None and OmegaConf.select(cfg, "future.path") is not None:
+        raise UserError("future.path is only read when forecasting past the data; add horizon=H")
     device = resolve_device(str(cfg.get("device") or "auto"))
     checkpoint = read_checkpoint(cfg.ckpt_path)
     trained = checkpoint[DATAMODULE_STATE_KEY]
