@@ -225,6 +225,10 @@ def bad_checkpoint(kind: str, checkpoint: Path, tmp_path: Path) -> str:
         torch.save(contents, path)
     elif kind == "truncated":
         path.write_bytes(checkpoint.read_bytes()[:5000])
+    elif kind == "garbage":
+        path.write_bytes(b"not a checkpoint\n" * 100)
+    elif kind == "empty":
+        path.write_bytes(b"")
     elif kind == "not a checkpoint":
         torch.save({"weights": torch.zeros(3)}, path)
     elif kind == "missing":
@@ -242,7 +246,9 @@ DATA_ERRORS = {
 }
 CHECKPOINT_ERRORS = {
     "other version": ("another lstm-forecast version", "retrain"),
-    "truncated": ("not a readable lstm-forecast checkpoint",),
+    "truncated": ("not a readable lstm-forecast checkpoint", "truncated or corrupt"),
+    "garbage": ("not a readable lstm-forecast checkpoint", "corrupt"),
+    "empty": ("not a readable lstm-forecast checkpoint", "truncated or corrupt"),
     "not a checkpoint": ("not an lstm-forecast checkpoint",),
     "missing": ("checkpoint not found",),
 }

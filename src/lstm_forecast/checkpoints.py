@@ -16,6 +16,16 @@ from lstm_forecast.models.module import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY
 DATAMODULE_STATE_KEY = ForecastDataModule.__qualname__
 
 
+def _load_failure(error: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words (torch's own advice to drop weights_only is wrong here)."""
+    lines = str(error).strip().splitlines()
+    if isinstance(error, pickle.UnpicklingError) or (lines and "weights_only" in lines[0]):
+        return "corrupt, or holds objects other than tensors and plain data"
+    if isinstance(error, OSError | EOFError | zipfile.BadZipFile) or not lines:
+        return "truncated or corrupt file"
+    return lines[0][:120]
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's contents, loaded with ``weights_only=True`` (tensors and plain data only)."""
     path = Path(path)
@@ -25,7 +35,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
         raise UserError(
-            f"{path} is not a readable lstm-forecast checkpoint ({str(error).splitlines()[0][:120]}); "
+            f"{path} is not a readable lstm-forecast checkpoint ({_load_failure(error)}); "
             "pass a .ckpt file written by lstm-train"
         ) from error
     required = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters", DATAMODULE_STATE_KEY)
