@@ -13,6 +13,11 @@ from lstm_forecast.models.net import EmbeddingBiLSTM
 
 Batch = dict[str, torch.Tensor]
 
+# Written into every checkpoint; loaders refuse others. Bump it when hyperparameters, state or the
+# window layout change incompatibly.
+CHECKPOINT_FORMAT_KEY = "lstm_forecast_format"
+CHECKPOINT_FORMAT = 1
+
 
 class ForecastModule(pl.LightningModule):
     """MSE-trained forecaster. Hyperparameters are plain data, so checkpoints load with
@@ -80,6 +85,9 @@ class ForecastModule(pl.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self(batch["x"], batch["series_id"])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
