@@ -56,7 +56,12 @@ def measure(path: str, window_size: int, batch_size: int, batches: int) -> dict:
     index_bytes = sum(w.targets.nbytes for w in datamodule.windows.values())
     array_bytes = arrays.values.nbytes + arrays.extras.nbytes + arrays.block_start.nbytes
     frame = datamodule.load_frame()
-    frame_bytes = frame.values.nbytes + frame.timestamps.nbytes + frame.offsets.nbytes + frame.extras.memory_usage().sum()
+    frame_bytes = (
+        frame.values.nbytes
+        + frame.timestamps.nbytes
+        + frame.offsets.nbytes
+        + frame.extras.memory_usage().sum()
+    )
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     for _ in range(batches):
@@ -100,7 +105,7 @@ def main() -> None:
         print(json.dumps(measure(args.child, args.window_size, args.batch_size, args.batches)))
         return
 
-    from lstm_forecast.data.panel import synthetic_long_table
+    from lstm_forecast.data.long_source import synthetic_long_table
     from lstm_forecast.files import write_json
 
     with tempfile.TemporaryDirectory() as folder:
@@ -142,7 +147,8 @@ def main() -> None:
         f"setup {result['setup_s']:.1f} s; gather {result['gather_ms_per_batch']:.2f} ms per batch of "
         f"{args.batch_size}\n"
         f"resident windows: {resident / mib:.0f} MiB ({result['resident_bytes_per_row']:.1f} B/row, "
-        f"{result['resident_over_long_table']:.2f}x the long table's {result['long_table_bytes'] / mib:.0f} MiB)\n"
+        f"{result['resident_over_long_table']:.2f}x the long table's "
+        f"{result['long_table_bytes'] / mib:.0f} MiB)\n"
         f"peak memory increase: {result['peak_rss_increase_bytes'] / mib:.0f} MiB "
         f"({result['peak_rss_over_long_table']:.1f}x the long table)\n"
         f"materialised windows would take {result['materialised_windows_bytes'] / mib:,.0f} MiB "

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import assert_one_line_error, run_app
 from lstm_forecast.checkpoints import datamodule_from_checkpoint, read_checkpoint
-from lstm_forecast.data.panel import PanelDataModule, synthetic_long_table
+from lstm_forecast.data.long_source import synthetic_long_table
+from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.run import train
-from conftest import assert_one_line_error, run_app
 
 WINDOW = 12
 # Three series on their own timelines and scales: "b" is shorter than the window.
@@ -86,7 +87,7 @@ def all_windows(dm: PanelDataModule, split: str) -> dict[str, torch.Tensor]:
 
 
 def expected_scaled(table: pd.DataFrame, name: str, n_train: int) -> np.ndarray:
-    """Series ``name`` scaled with the min and max of its own first ``n_train`` rows (independent of the code)."""
+    """Series ``name`` scaled with the min and max of its own first ``n_train`` rows, computed here."""
     values = table[table.shop == name].sort_values("when").sales.to_numpy()
     low, high = values[:n_train].min(), values[:n_train].max()
     return -1 + 2 * (values - low) / (high - low)
@@ -169,7 +170,11 @@ def test_date_split_leaves_series_out_of_splits_they_have_no_rows_in(tmp_path, c
     )
     late = late.assign(sales=late.sales + np.arange(6), promo=0.0, kind="shop")
     path = write(tmp_path, pd.concat([table, late]))
-    split = {"val_start": "2024-01-01 18:00", "test_start": "2024-01-01 22:00", "test_end": "2024-01-02 03:00"}
+    split = {
+        "val_start": "2024-01-01 18:00",
+        "test_start": "2024-01-01 22:00",
+        "test_end": "2024-01-02 03:00",
+    }
     dm = datamodule(path, split=split)
     cut_val, cut_test, end = (pd.Timestamp(v) for v in split.values())
     present = {}
@@ -256,7 +261,9 @@ def test_missing_step_is_reported_with_series_and_gap(tmp_path):
     assert "fill_method" in message and "\n" not in message
 
 
-@pytest.mark.parametrize(("method", "expected"), [("ffill", "before"), ("interpolate", "mean"), ("zero", 0.0)])
+@pytest.mark.parametrize(
+    ("method", "expected"), [("ffill", "before"), ("interpolate", "mean"), ("zero", 0.0)]
+)
 def test_fill_methods_fill_gaps_and_missing_values_within_the_series(tmp_path, method, expected):
     table = ragged_table()
     stamp = pd.Timestamp("2024-01-01 20:00")
@@ -282,7 +289,7 @@ def test_leading_missing_value_cannot_be_forward_filled(tmp_path):
     path = write(tmp_path, table)
     with pytest.raises(UserError, match="'b' starts or ends with a missing value"):
         PanelDataModule(source=source(path, fill_method="ffill"), window_size=WINDOW).load_frame()
-    with pytest.raises(UserError, match="missing value .* series 'b'"):
+    with pytest.raises(UserError, match=r"missing value .* series 'b'"):
         PanelDataModule(source=source(path), window_size=WINDOW).load_frame()
 
 
@@ -323,7 +330,9 @@ def test_static_columns_feed_embeddings_of_the_net(panel_csv):
     assert [expected[int(s)] for s in batch["series_id"]] == batch["static"][:, 0].tolist()
 
     torch.manual_seed(0)
-    net = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4, dropout=0.0, static_cardinalities=[3])
+    net = EmbeddingBiLSTM(
+        3, dm.num_features, num_units=4, dense_size=4, dropout=0.0, static_cardinalities=[3]
+    )
     net.eval()
     x, ids = batch["x"][:4], batch["series_id"][:4]
     other = (batch["static"][:4] % 2) + 1  # the other category
@@ -374,7 +383,8 @@ def test_train_and_evaluate_on_long_data_write_long_outputs(compose_train_cfg, p
     assert list(forecasts.columns) == ["series", "timestamp", "step", "prediction", "target"]
     actual = ragged_table().set_index(["shop", "when"]).sales
     np.testing.assert_allclose(
-        forecasts.target.to_numpy(), actual.loc[list(zip(forecasts.series, forecasts.timestamp))].to_numpy()
+        forecasts.target.to_numpy(),
+        actual.loc[list(zip(forecasts.series, forecasts.timestamp, strict=True))].to_numpy(),
     )
     assert forecasts.groupby("series").size().to_dict() == {
         name: rows_per_split(n)[2] for name, (_, n, _) in SERIES.items()

@@ -62,9 +62,11 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
     datamodule: ForecastDataModule = instantiate(cfg.data)
     datamodule.load_frame()  # fail on bad data before anything else starts
     # Long panels with static category columns size the network's extra embeddings.
-    static = {"static_cardinalities": datamodule.static_cardinalities} if hasattr(
-        datamodule, "static_cardinalities"
-    ) else {}
+    static = (
+        {"static_cardinalities": datamodule.static_cardinalities}
+        if hasattr(datamodule, "static_cardinalities")
+        else {}
+    )
     model: ForecastModule = instantiate(
         cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features, **static
     )

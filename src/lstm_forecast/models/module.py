@@ -48,7 +48,11 @@ class ForecastModule(pl.LightningModule):
         # logger=False: the run logs hyperparameters once, with the final metrics.
         self.save_hyperparameters(logger=False)
         self.net = EmbeddingBiLSTM(
-            num_series, num_features, horizon=horizon, static_cardinalities=static_cardinalities, **(net or {})
+            num_series,
+            num_features,
+            horizon=horizon,
+            static_cardinalities=static_cardinalities,
+            **(net or {}),
         )
         self.loss_fn = nn.MSELoss()
         # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
