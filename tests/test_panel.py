@@ -15,6 +15,8 @@ from lstm_forecast.checkpoints import datamodule_from_checkpoint, read_checkpoin
 from lstm_forecast.data.long_source import synthetic_long_table
 from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.outputs import future_forecasts_frame
 from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.run import train
 
@@ -340,6 +342,29 @@ def test_static_columns_feed_embeddings_of_the_net(panel_csv):
     plain = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4)
     same = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4, static_cardinalities=[])
     assert [p.shape for p in plain.parameters()] == [p.shape for p in same.parameters()]
+
+
+def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
+    dm = datamodule(panel_csv, horizon=2)
+    windows = dm.forecast_windows()
+    batch = windows.gather(torch.arange(len(windows)))
+    assert "y" not in batch and batch["series_id"].tolist() == [1, 2, 3]
+    for i, (name, (_, length, _)) in enumerate(SERIES.items()):
+        scaled = expected_scaled(ragged_table(), name, rows_per_split(length)[0])
+        padded = np.concatenate([np.zeros(WINDOW), scaled])
+        np.testing.assert_allclose(batch["x"][i, :, -1].numpy(), padded[-WINDOW:], atol=1e-5)
+    net = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4, horizon=2, static_cardinalities=[3])
+    frame = future_forecasts_frame(predict_windows(net, windows), dm)
+    assert frame.series.tolist() == ["a", "a", "b", "b", "c", "c"] and frame.step.tolist() == [1, 2] * 3
+    last = {
+        name: pd.Timestamp(start) + (length - 1) * pd.Timedelta("1h")
+        for name, (start, length, _) in SERIES.items()
+    }
+    expected = [
+        last[name] + step * pd.Timedelta("1h") for name, step in zip(frame.series, frame.step, strict=True)
+    ]
+    assert frame.timestamp.tolist() == expected
+    assert np.isfinite(frame.prediction).all()
 
 
 # ----------------------------------------------------------------------------------------- end to end

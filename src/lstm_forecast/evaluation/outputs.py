@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.inference import WindowForecasts
 from lstm_forecast.files import write_atomic
@@ -40,6 +41,22 @@ def forecasts_frame(forecasts: WindowForecasts, datamodule: ForecastDataModule) 
     if forecasts.target is not None:
         frame["target"] = datamodule.inverse_values(forecasts.target, series).ravel()
     return frame
+
+
+def future_forecasts_frame(forecasts: WindowForecasts, datamodule: PanelDataModule) -> pd.DataFrame:
+    """Forecasts past the end of each series of a long panel (``datamodule.forecast_windows()``),
+    in original units, long format: ``series``, ``timestamp``, ``step`` (1..H), ``prediction``."""
+    num_windows, horizon = forecasts.prediction.shape
+    series = forecasts.series_index.astype(np.int64)
+    names = np.asarray(datamodule.series_names, dtype=object)
+    return pd.DataFrame(
+        {
+            "series": names[np.repeat(series, horizon)],
+            "timestamp": datamodule.future_timestamps(series, horizon),
+            "step": np.tile(np.arange(1, horizon + 1), num_windows),
+            "prediction": datamodule.inverse_values(forecasts.prediction, series[:, None]).ravel(),
+        }
+    )
 
 
 def write_table(path: str | Path, frame: pd.DataFrame) -> Path:
