@@ -241,19 +241,19 @@ def long_file_frame(
     if len(table) == 0:
         raise UserError(f"{path} has no rows")
 
-    names = table[series_column]
-    if names.isna().any():
-        row = int(np.flatnonzero(names.isna().to_numpy())[0])
+    name_codes, names = _factorize(table[series_column])
+    if (name_codes < 0).any():
+        row = int(np.flatnonzero(name_codes < 0)[0])
         raise UserError(f"missing series name in {path} at row {row}; fill column {series_column!r}")
-    names = names.astype(str)
-    vocabulary = sorted(names.unique()) if series_names is None else list(series_names)
-    codes = pd.Categorical(names, categories=vocabulary).codes
-    if (codes < 0).any():
-        unknown = sorted(set(names[codes < 0]))
+    vocabulary = sorted(names) if series_names is None else list(series_names)
+    series_of_name = pd.Index(vocabulary).get_indexer(names)  # [U] -> series, -1 if unknown
+    if (series_of_name < 0).any():
+        unknown = sorted(names[series_of_name < 0])
         raise UserError(
             f"series {unknown[:5]} in {path} were not in the training data; "
             "a checkpoint forecasts only the series it was trained on"
         )
+    codes = series_of_name[name_codes]
     timestamps = pd.to_datetime(table[timestamp_column], errors="coerce")
     if timestamps.isna().any():
         row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
@@ -278,7 +278,7 @@ def long_file_frame(
     numeric = np.column_stack(
         [_numeric_column(table[c], c, path)[order] for c in [value_column, *extra_columns]]
     )  # [N, 1 + E]
-    static = _static_labels(table, static_columns, names, order, codes, vocabulary, path)
+    static = _static_labels(table, static_columns, order, codes, offsets, vocabulary, path)
     del table
 
     offset = resolve_freq(freq, stamps, offsets)
@@ -331,31 +331,39 @@ def long_file_frame(
     )
 
 
+def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes [N], labels [U])``: each row's label as an index into the distinct labels (as strings),
+    -1 where missing; without building a string per row (categorical columns stay cheap)."""
+    codes, uniques = pd.factorize(column)
+    return codes.astype(np.int64), np.asarray(uniques.astype(str), dtype=object)
+
+
 def _static_labels(
     table: pd.DataFrame,
     static_columns: list[str],
-    names: pd.Series,
     order: np.ndarray,
     codes: np.ndarray,
+    offsets: np.ndarray,
     vocabulary: list[str],
     path: str,
 ) -> pd.DataFrame:
-    """``[S, K]`` string label of each static column per series; refused where a series has two."""
+    """``[S, K]`` label of each static column per series ("" where missing); refused where a series
+    has two."""
     static = pd.DataFrame(index=pd.Index(vocabulary, name="series"))
+    present = np.diff(offsets) > 0
     for column in static_columns:
-        labels = table[column].astype(str).to_numpy()[order]
-        changes = np.flatnonzero((np.diff(codes) == 0) & (labels[1:] != labels[:-1]))
+        label_codes, labels = _factorize(table[column])
+        label_codes = label_codes[order]
+        changes = np.flatnonzero((np.diff(codes) == 0) & (np.diff(label_codes) != 0))
         if len(changes):
             series = vocabulary[codes[changes[0]]]
             raise UserError(
                 f"static column {column!r} changes within series {series!r} in {path}; "
                 "a static column holds one value per series (use extra_columns for per-step values)"
             )
-        first = np.searchsorted(codes, np.arange(len(vocabulary)))
-        present = first < len(codes)
-        per_series = np.full(len(vocabulary), "", dtype=object)
-        per_series[present] = labels[np.minimum(first, len(codes) - 1)][present]
-        static[column] = per_series
+        first = label_codes[np.minimum(offsets[:-1], len(codes) - 1)]  # [S]
+        labels = np.append(labels, "")  # code -1 (missing) reads the last entry
+        static[column] = np.where(present, labels[first], "")
     return static
 
 
