@@ -12,7 +12,7 @@ import torch
 
 from conftest import assert_one_line_error, run_app
 from lstm_forecast.checkpoints import datamodule_from_checkpoint, read_checkpoint
-from lstm_forecast.data.long_source import synthetic_long_table
+from lstm_forecast.data.long_source import resolve_freq, synthetic_long_table
 from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.inference import predict_windows
@@ -244,6 +244,12 @@ def test_checkpoint_series_order_wins_and_unknown_series_are_refused(panel_csv, 
     restored.setup()
     assert restored.series_names == ["a", "b", "c"]
     assert set(all_windows(restored, "test")["series_id"].tolist()) == {3}
+    only_a = write(tmp_path, ragged_table().query("shop == 'a'"), "a.csv")  # trailing series absent
+    restored = PanelDataModule(source=source(only_a), window_size=WINDOW, split=dict(dm.split))
+    restored.load_state_dict(state)
+    restored.setup()
+    assert restored.load_frame().lengths.tolist() == [30, 0, 0]
+    assert set(all_windows(restored, "test")["series_id"].tolist()) == {1}
     other = write(tmp_path, ragged_table().replace({"shop": {"a": "zz"}}), "other.csv")
     stranger = PanelDataModule(source=source(other), window_size=WINDOW)
     stranger.load_frame()
@@ -321,6 +327,14 @@ def test_calendar_frequency_is_inferred_and_its_gaps_found(tmp_path):
     filled = PanelDataModule(source=source(gappy, freq="MS", fill_method="interpolate"), window_size=WINDOW)
     np.testing.assert_allclose(filled.load_frame().values, np.arange(24.0))
     assert (filled.load_frame().timestamps == months).all()
+
+
+def test_frequency_falls_back_to_the_most_common_step_within_series():
+    # Series 0 has a gap (no pandas frequency), series 1 jumps back in time, series 2 and 3 are empty.
+    stamps = pd.DatetimeIndex(
+        ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00", "2023-06-01 00:00", "2023-06-01 01:00"]
+    )
+    assert resolve_freq(None, stamps, np.array([0, 3, 5, 5, 5])) == pd.tseries.frequencies.to_offset("h")
 
 
 # ----------------------------------------------------------------------------------------- static features

@@ -120,7 +120,9 @@ def resolve_freq(freq: str | None, timestamps: pd.DatetimeIndex, offsets: np.nda
             return to_offset(inferred)
     steps = np.diff(timestamps.asi8)
     same_series = np.ones(len(steps), dtype=bool)
-    same_series[offsets[1:-1][offsets[1:-1] > 0] - 1] = False  # a step from one series into the next
+    boundaries = offsets[1:-1]
+    boundaries = boundaries[(boundaries > 0) & (boundaries < len(timestamps))]
+    same_series[boundaries - 1] = False  # a step from one series into the next
     steps = steps[same_series & (steps > 0)]
     if len(steps) == 0:
         raise UserError("cannot infer the frequency from series of one row each; set data.source.freq")
