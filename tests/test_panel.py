@@ -329,6 +329,16 @@ def test_calendar_frequency_is_inferred_and_its_gaps_found(tmp_path):
     assert (filled.load_frame().timestamps == months).all()
 
 
+def test_time_zones_are_kept_and_gaps_filled_across_a_clock_change(tmp_path):
+    # 2024-03-31 02:00 does not exist in Berlin: the hourly grid runs in UTC.
+    when = pd.date_range("2024-03-30 22:00", periods=10, freq="h", tz="UTC").tz_convert("Europe/Berlin")
+    table = pd.DataFrame({"shop": "a", "when": when, "sales": np.arange(10.0), "promo": 0.0, "kind": "x"})
+    path = write(tmp_path, table.drop(index=[4]), "berlin.parquet")
+    frame = PanelDataModule(source=source(path, fill_method="interpolate"), window_size=WINDOW).load_frame()
+    assert (frame.timestamps == when).all() and str(frame.timestamps.tz) == "Europe/Berlin"
+    np.testing.assert_allclose(frame.values, np.arange(10.0))
+
+
 def test_frequency_falls_back_to_the_most_common_step_within_series():
     # Series 0 has a gap (no pandas frequency), series 1 jumps back in time, series 2 and 3 are empty.
     stamps = pd.DatetimeIndex(

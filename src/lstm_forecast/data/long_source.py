@@ -118,7 +118,7 @@ def resolve_freq(freq: str | None, timestamps: pd.DatetimeIndex, offsets: np.nda
         inferred = pd.infer_freq(timestamps[offsets[longest] : offsets[longest + 1]])
         if inferred is not None:
             return to_offset(inferred)
-    steps = np.diff(timestamps.asi8)
+    steps = np.diff(timestamps.as_unit("ns").asi8)
     same_series = np.ones(len(steps), dtype=bool)
     boundaries = offsets[1:-1]
     boundaries = boundaries[(boundaries > 0) & (boundaries < len(timestamps))]
@@ -145,13 +145,14 @@ def grid_positions(
     """
     lengths = np.diff(offsets)
     first = np.repeat(offsets[:-1], lengths)
+    timestamps = timestamps.as_unit("ns")  # pandas may parse to us or s; the arithmetic is in ns
     stamps = timestamps.asi8
     if isinstance(freq, pd.offsets.Tick):
         step = pd.Timedelta(freq).value
         elapsed = stamps - stamps[first]
         return elapsed // step, elapsed % step == 0
     # Every row must be on the grid, so the earliest one starts it (if it is off, it is reported).
-    grid = pd.date_range(start=timestamps.min(), end=timestamps.max(), freq=freq)
+    grid = pd.date_range(start=timestamps.min(), end=timestamps.max(), freq=freq).as_unit("ns")
     index = np.searchsorted(grid.asi8, stamps)
     on_grid = (index < len(grid)) & (grid.asi8[np.minimum(index, len(grid) - 1)] == stamps)
     return index - index[first], on_grid
@@ -395,7 +396,7 @@ def _fill_panel(
         step = np.timedelta64(pd.Timedelta(freq).value, "ns")
         new_stamps = pd.DatetimeIndex(starts[new_series] + local * step)
     else:
-        grid = pd.date_range(start=stamps.min(), end=stamps.max(), freq=freq)
+        grid = pd.date_range(start=stamps.min(), end=stamps.max(), freq=freq).as_unit("ns")
         base = np.searchsorted(grid.asi8, starts.astype(np.int64))
         new_stamps = grid[base[new_series] + local]
     return new_stamps, _fill(filled, new_series, method), new_offsets

@@ -259,7 +259,9 @@ class PanelDataModule(ForecastDataModule):
         ``series_index [M]`` (series-major)."""
         frame = self.load_frame()
         last = frame.timestamps[frame.offsets[np.asarray(series_index) + 1] - 1]  # [M]
-        ahead = np.stack([(last + (k + 1) * frame.freq).asi8 for k in range(steps)], axis=1)  # [M, steps]
+        ahead = np.stack(
+            [(last + (k + 1) * frame.freq).as_unit("ns").asi8 for k in range(steps)], axis=1
+        )  # [M, steps]
         stamps = pd.DatetimeIndex(ahead.ravel().view("datetime64[ns]"))
         return stamps if last.tz is None else stamps.tz_localize("UTC").tz_convert(last.tz)
 
