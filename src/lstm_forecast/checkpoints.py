@@ -10,10 +10,13 @@ from typing import Any
 import torch
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.module import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY, ForecastModule
 
 DATAMODULE_STATE_KEY = ForecastDataModule.__qualname__
+# Lightning stores a datamodule's state under its class name: that key records which class to rebuild.
+DATAMODULE_CLASSES = {cls.__qualname__: cls for cls in (ForecastDataModule, PanelDataModule)}
 
 
 def _load_failure(error: BaseException) -> str:
@@ -38,8 +41,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not a readable lstm-forecast checkpoint ({_load_failure(error)}); "
             "pass a .ckpt file written by lstm-train"
         ) from error
-    required = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters", DATAMODULE_STATE_KEY)
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
+    required = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
+    if (
+        not isinstance(checkpoint, dict)
+        or any(key not in checkpoint for key in required)
+        or not any(key in checkpoint for key in DATAMODULE_CLASSES)
+    ):
         raise UserError(
             f"{path} is not an lstm-forecast checkpoint (missing model or data state); "
             "pass one written by lstm-train"
@@ -79,7 +86,8 @@ def datamodule_from_checkpoint(
             hparams["source"] = {**hparams["source"], **value}
         else:
             hparams[key] = value
-    datamodule = ForecastDataModule(**hparams)
+    name = next(key for key in DATAMODULE_CLASSES if key in checkpoint)
+    datamodule = DATAMODULE_CLASSES[name](**hparams)
     datamodule.load_frame()
-    datamodule.load_state_dict(checkpoint[DATAMODULE_STATE_KEY])
+    datamodule.load_state_dict(checkpoint[name])
     return datamodule
