@@ -44,7 +44,7 @@ def test_grid_sweep_runs_every_combination_and_summarises_them(tmp_path):
     for job in jobs:
         folder = sweep_dir / job
         assert {p.name for p in (folder / "checkpoints").iterdir()} == {"epoch_000.ckpt", "last.ckpt"}
-        assert len(list((folder / "tensorboard").rglob("events.out.tfevents.*"))) == 1
+        assert {p.parent for p in folder.rglob("events.out.tfevents.*")} == {folder / "tensorboard"}
         assert read_json(folder / "metrics.json")["test/mse_z"] > 0
         assert read_json(folder / JOB_FILE)["status"] == "completed"
 
@@ -101,7 +101,7 @@ def test_failing_jobs_do_not_stop_the_sweep(tmp_path):
     assert len(summary) == 6
     assert summary.loc["data.window_size=12 trainer=cpu", "status"] == "completed"
     assert summary.index[0] == "data.window_size=12 trainer=cpu"  # completed jobs first
-    gpu_missing = "GPUAccelerator` can not run on your system since the accelerator is not available"
+    gpu_missing = "MisconfigurationException: No supported gpu backend found!"
     for trainer, reason in (
         ("cpu", "too few rows"),
         ("gpu", "too few rows" if torch.cuda.is_available() else gpu_missing),

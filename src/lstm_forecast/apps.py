@@ -20,7 +20,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from lstm_forecast.distributed import is_rank_zero
 from lstm_forecast.errors import UserError, find_user_error
 from lstm_forecast.files import write_atomic
-from lstm_forecast.sweeps import JobRecord, one_line_reason
+from lstm_forecast.sweeps import JobRecord, innermost_cause, one_line_reason
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 EXIT_USER_ERROR = 2
@@ -83,7 +83,10 @@ def _start_record(cfg: DictConfig, hydra_cfg: DictConfig) -> JobRecord | None:
 
 def _fail_job(error: Exception, output_dir: Path, record: JobRecord | None, overrides: list[str]) -> None:
     """A sweep job failed: say why in one line, mark its folder, and let the sweep go on."""
-    user_error = user_error_of(error)
+    # A library's own exception wrapped by instantiate (Lightning: no GPU) speaks for itself.
+    user_error = find_user_error(error) or (
+        _config_error(error) if isinstance(innermost_cause(error), HydraException | OmegaConfBaseException) else None
+    )
     reason = str(user_error) if user_error is not None else one_line_reason(error)
     print(f"error: job {' '.join(overrides)} failed: {reason}", file=sys.stderr, flush=True)
     if record is None:
