@@ -73,3 +73,21 @@ def refuse_relaunching_ddp_in_local_multirun(trainer: DictConfig) -> None:
         "which inside a local multirun would relaunch the sweep; use trainer.strategy=ddp_spawn, one device "
         "per job (trainer.devices=1), or hydra/launcher=slurm"
     )
+
+
+def _cpu_supports_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else True
+
+
+def refuse_unsupported_precision(trainer: DictConfig) -> None:
+    """Raise a :class:`UserError` for bf16 on a CPU without bf16 instructions.
+
+    There oneDNN cannot build the LSTM and the fit dies with a low-level RuntimeError.
+    """
+    precision = str(trainer.get("precision", "32-true"))
+    if precision.startswith("bf16") and str(trainer.get("accelerator")) == "cpu" and not _cpu_supports_bf16():
+        raise UserError(
+            f"trainer.precision={precision} needs a GPU (Ampere or newer) or a CPU with bf16 instructions "
+            "(AVX512-BF16, AMX), which this one lacks; use trainer.precision=32-true here"
+        )
