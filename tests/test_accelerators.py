@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_one_line_error, run_app, tiny_cli_args
 from omegaconf import OmegaConf
 
+from conftest import assert_one_line_error, run_app, tiny_cli_args
 from lstm_forecast.distributed import _cpu_supports_bf16, is_rank_zero, relaunches_command_line
 from lstm_forecast.sweeps import JOB_FILE, summarize_sweep
 

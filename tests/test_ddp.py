@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_OVERRIDES, run_app
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import TINY_OVERRIDES, run_app
 from lstm_forecast.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
 from lstm_forecast.evaluation.inference import predict_windows
 from lstm_forecast.evaluation.report import evaluate_split
@@ -52,7 +52,9 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
     # Validation was reduced over both ranks' unrepeated shards: the logged best equals the best
     # checkpoint's loss over the whole validation split, computed in this one process.
     val = predict_windows(module.net, datamodule.windows["val"])
-    assert metrics["val/loss_best"] == pytest.approx(float(np.mean((val.prediction - val.target) ** 2)), rel=1e-4)
+    assert metrics["val/loss_best"] == pytest.approx(
+        float(np.mean((val.prediction - val.target) ** 2)), rel=1e-4
+    )
 
     # Every test window scored exactly once, and the same numbers as a single-process evaluation.
     assert metrics["test/num_targets"] == len(datamodule.windows["test"]) * datamodule.horizon

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_forecast.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
 from conftest import REPO_ROOT, TINY_OVERRIDES, assert_one_line_error, run_app
+from lstm_forecast.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
 
 pytestmark = pytest.mark.slow
 

@@ -85,7 +85,9 @@ def _fail_job(error: Exception, output_dir: Path, record: JobRecord | None, over
     """A sweep job failed: say why in one line, mark its folder, and let the sweep go on."""
     # A library's own exception wrapped by instantiate (Lightning: no GPU) speaks for itself.
     user_error = find_user_error(error) or (
-        _config_error(error) if isinstance(innermost_cause(error), HydraException | OmegaConfBaseException) else None
+        _config_error(error)
+        if isinstance(innermost_cause(error), HydraException | OmegaConfBaseException)
+        else None
     )
     reason = str(user_error) if user_error is not None else one_line_reason(error)
     print(f"error: job {' '.join(overrides)} failed: {reason}", file=sys.stderr, flush=True)

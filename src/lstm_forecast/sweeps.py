@@ -97,7 +97,9 @@ def _job_folders(sweep_dir: Path) -> list[Path]:
         for path in sweep_dir.iterdir()
         if path.is_dir() and ((path / JOB_FILE).is_file() or (path / ".hydra" / "overrides.yaml").is_file())
     ]
-    return sorted(folders, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return sorted(
+        folders, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)
+    )
 
 
 def _job_row(folder: Path) -> dict[str, Any]:
@@ -138,7 +140,9 @@ def summarize_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise UserError(f"no sweep folder at {sweep_dir}; give the folder of a multirun (outputs/multiruns/...)")
+        raise UserError(
+            f"no sweep folder at {sweep_dir}; give the folder of a multirun (outputs/multiruns/...)"
+        )
     rows = [_job_row(folder) for folder in _job_folders(sweep_dir)]
     if not rows:
         raise UserError(
