@@ -176,3 +176,13 @@ def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path):
     assert (sweep_dir / ".submitit").is_dir()  # submitit's own job files, not a job of the sweep
     for job in ("0", "1"):
         assert read_json(sweep_dir / job / "metrics.json")["test/mse_z"] > 0
+
+
+def test_misspelt_key_in_a_multirun_is_one_line_error_before_any_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_app(
+        "train", *sweep_args(sweep_dir, "data.window_size=8,12", "model.num_units=4,8"), cwd=tmp_path
+    )
+    assert_one_line_error(result, "model.num_units")
+    assert result.returncode == 2
+    assert not sweep_dir.exists()

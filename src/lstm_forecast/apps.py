@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -45,11 +46,39 @@ def user_error_of(error: BaseException) -> UserError | None:
     return find_user_error(error) or _config_error(error)
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def _first_job_overrides(overrides: list[str]) -> list[str]:
+    """A multirun's overrides with each sweep (``a=1,2``, ``choice(...)``, ``range(...)``) at its
+    first value: the first job's overrides. Optuna's ``interval(...)`` sweeps are left out."""
+    first = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if not override.is_sweep_override():
+            first.append(override.input_line)
+            continue
+        try:
+            value = next(iter(override.sweep_string_iterator()))
+        except (HydraException, StopIteration):  # not enumerable
+            continue
+        first.append(f"{override.get_key_element()}={value}")
+    return first
+
+
 def _check_overrides(config_name: str, overrides: list[str]) -> None:
-    """Compose the config once before Hydra does, so a bad override is one line, not a report."""
-    if any(arg.startswith("-") for arg in overrides):  # --multirun, --help, --cfg ...: Hydra's own
+    """Compose the config once before Hydra does, so a bad override is one line, not a report.
+
+    A multirun is checked with its first job's overrides (a misspelt key fails every job alike).
+    """
+    flags = [arg for arg in overrides if arg.startswith("-")]
+    if any(flag not in MULTIRUN_FLAGS for flag in flags):  # --help, --cfg ...: Hydra's own
         return
     with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        if flags:
+            try:
+                overrides = _first_job_overrides([arg for arg in overrides if arg not in flags])
+            except HydraException as error:
+                raise user_error_of(error) or error from None
         try:
             hydra.compose(config_name=config_name, overrides=overrides)
         except Exception as error:
