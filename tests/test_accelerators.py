@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
 from conftest import assert_one_line_error, run_app, tiny_cli_args
 from lstm_forecast.distributed import _cpu_supports_bf16, is_rank_zero, relaunches_command_line
-from lstm_forecast.sweeps import JOB_FILE, summarize_sweep
+from lstm_forecast.sweeps import JOB_FILE, SUMMARY_CSV, SweepSummaryCallback, summarize_sweep
 
 
 @pytest.mark.parametrize(
@@ -85,3 +86,21 @@ def test_summary_of_a_sweep_with_an_unfinished_and_a_record_less_job(tmp_path):
     assert list(table["overrides"]) == ["seed=2", "seed=1"]
     assert table.loc[0, "test/mse_z"] == 0.7
     assert "stopped" in table.loc[1, "reason"]
+
+
+def test_summary_is_refreshed_after_each_job_of_a_multirun(tmp_path):
+    """A sweep that aborts (an Optuna study whose every trial failed) still leaves its summary."""
+    (tmp_path / "multirun.yaml").write_text("{}\n")
+    job = tmp_path / "0"
+    job.mkdir()
+    (job / JOB_FILE).write_text(json.dumps({"status": "failed", "reason": "boom", "overrides": ["seed=1"]}))
+    config = OmegaConf.create({"hydra": {"mode": "MULTIRUN", "runtime": {"output_dir": str(job)}}})
+
+    SweepSummaryCallback().on_job_end(config)
+    table = pd.read_csv(tmp_path / SUMMARY_CSV)
+    assert list(table["status"]) == ["failed"] and list(table["reason"]) == ["boom"]
+
+    (tmp_path / SUMMARY_CSV).unlink()
+    single_run = OmegaConf.create({"hydra": {"mode": "RUN", "runtime": {"output_dir": str(job)}}})
+    SweepSummaryCallback().on_job_end(single_run)
+    assert not (tmp_path / SUMMARY_CSV).exists()

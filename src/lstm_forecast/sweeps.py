@@ -9,6 +9,7 @@ on an existing sweep folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_forecast.errors import UserError
@@ -214,13 +216,27 @@ def sqlite_storage_path(storage: Any) -> Path | None:
 
 
 class SweepSummaryCallback(Callback):
-    """Hydra callback: prepares an Optuna study's SQLite folder, then summarises the finished sweep."""
+    """Hydra callback: prepares an Optuna study's SQLite folder, summarises the sweep as it goes and
+    when it ends."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         storage = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
         database = sqlite_storage_path(storage)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """Refresh the summary after each job, so a long sweep can be followed (and one that
+        aborts, e.g. an Optuna study whose every trial failed, still leaves its summary)."""
+        mode = OmegaConf.select(config, "hydra.mode")
+        if getattr(mode, "name", mode) != RunMode.MULTIRUN.name:
+            return
+        # The job's parent, when it is the sweep folder (it holds multirun.yaml): `${now:...}`
+        # in hydra.sweep.dir would re-resolve in a launcher's worker process.
+        sweep_dir = Path(config.hydra.runtime.output_dir).parent
+        if (sweep_dir / "multirun.yaml").is_file():
+            with contextlib.suppress(UserError, OSError):
+                write_summary(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
