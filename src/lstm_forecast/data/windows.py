@@ -28,9 +28,10 @@ class PaddedArrays:
     Attributes
     ----------
     values : Tensor
-        ``[window_size + T, S]`` series values.
+        ``[window_size + T, S]`` series values, stored series-major (``values.t()`` is contiguous):
+        a window of one series is then one contiguous run of memory, whatever the number of series.
     extras : Tensor
-        ``[window_size + T, E]`` extra features.
+        ``[window_size + T, E]`` extra features (row-major: a window is a contiguous block).
     window_size : int
         Number of zero rows in front; row ``t`` of the data is row ``t + window_size`` here.
     """
@@ -39,15 +40,21 @@ class PaddedArrays:
     extras: torch.Tensor
     window_size: int
 
+    def __post_init__(self) -> None:
+        if not self.values.t().is_contiguous():
+            object.__setattr__(self, "values", self.values.t().contiguous().t())
+        if not self.extras.is_contiguous():
+            object.__setattr__(self, "extras", self.extras.contiguous())
+
     @classmethod
     def from_arrays(cls, values: torch.Tensor, extras: torch.Tensor, window_size: int) -> PaddedArrays:
         """Pad ``values [T, S]`` and ``extras [T, E]`` with ``window_size`` zero rows in front."""
         pad = window_size
-        return cls(
-            values=torch.cat([values.new_zeros(pad, values.shape[1]), values]),
-            extras=torch.cat([extras.new_zeros(pad, extras.shape[1]), extras]),
-            window_size=window_size,
-        )
+        series_major = values.new_zeros(values.shape[1], pad + values.shape[0])  # [S, W + T]
+        series_major[:, pad:] = values.t()
+        padded_extras = extras.new_zeros(pad + extras.shape[0], extras.shape[1])  # [W + T, E]
+        padded_extras[pad:] = extras
+        return cls(values=series_major.t(), extras=padded_extras, window_size=window_size)
 
     @property
     def num_rows(self) -> int:
@@ -104,8 +111,13 @@ class WideWindows:
         self._set_offsets(arrays.values.device)
 
     def _set_offsets(self, device: torch.device) -> None:
-        self._context_offsets = torch.arange(self.arrays.window_size, device=device)
-        self._horizon_offsets = torch.arange(self.horizon, device=device)
+        window_size = self.arrays.window_size
+        self._context_offsets = torch.arange(window_size, device=device)
+        # Every window as a strided view (no copy): window of padded start row r is [r, r + W).
+        self._value_windows = self.arrays.values.t().unfold(1, window_size, 1)  # [S, T + 1, W]
+        self._extra_windows = self.arrays.extras.unfold(0, window_size, 1).transpose(1, 2)  # [T + 1, W, E]
+        if self.with_target:
+            self._target_windows = self.arrays.values.t().unfold(1, self.horizon, 1)  # [S, W+T-H+1, H]
 
     def to(self, device: torch.device | str) -> WideWindows:
         """Move the arrays (and so every gathered batch) to ``device``."""
@@ -145,21 +157,20 @@ class WideWindows:
         """
         index = index.to(self.arrays.values.device)
         target_row, series = self.locate(index)
-        # Padded row of context step k is (t - W + k) + W = t + k.
-        rows = target_row[:, None] + self._context_offsets  # [B, W]
-        values = self.arrays.values[rows, series[:, None]]  # [B, W]
-        parts = [self.arrays.extras[rows]]  # [B, W, E]
+        # The context of target row t is padded rows [t, t + W): window view number t.
+        # index_select on the contiguous-block view beats indexing with a [B, W] row grid 3-6x on CPU.
+        parts = [torch.index_select(self._extra_windows, 0, target_row)]  # [B, W, E]
         if self.padding_mask:
-            parts.append((rows >= self.window_size).to(values.dtype).unsqueeze(-1))  # [B, W, 1]
-        parts.append(values.unsqueeze(-1))  # [B, W, 1]
+            real = (target_row[:, None] + self._context_offsets) >= self.window_size  # [B, W]
+            parts.append(real.to(self.arrays.values.dtype).unsqueeze(-1))  # [B, W, 1]
+        parts.append(self._value_windows[series, target_row].unsqueeze(-1))  # [B, W, 1]
         batch = {
             "x": torch.cat(parts, dim=-1),  # [B, W, F]
             "series_id": series + 1,  # [B]; 0 stays reserved
             "target_row": target_row,  # [B]
         }
         if self.with_target:
-            target_rows = target_row[:, None] + self._horizon_offsets + self.window_size  # [B, H]
-            batch["y"] = self.arrays.values[target_rows, series[:, None]]  # [B, H]
+            batch["y"] = self._target_windows[series, target_row + self.window_size]  # [B, H]
         return batch
 
 
