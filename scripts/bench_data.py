@@ -186,7 +186,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def measure(method: str, size: tuple[int, int, int, int], args: argparse.Namespace) -> dict:
-    rows, series, extras, window = size
+    rows, series, _, window = size
     command = [
         sys.executable,
         __file__,

@@ -205,7 +205,9 @@ def main() -> None:
         datamodule.setup("fit")
         epoch_batches = -(-len(datamodule.windows["train"]) // cfg.data.batch_size)
         batches = min(args.batches or epoch_batches, epoch_batches) - args.warmup
-        print(f"{batches} timed batches of {cfg.data.batch_size} per loop, {args.threads} threads", flush=True)
+        print(
+            f"{batches} timed batches of {cfg.data.batch_size} per loop, {args.threads} threads", flush=True
+        )
 
         matmul = matmul_gflops()
         pure = run_pure_step(datamodule, cfg, steps=min(batches, 30), warmup=args.warmup)
@@ -240,7 +242,8 @@ def main() -> None:
     print(
         f"\nours / blog loop   {result['ratio_ours_over_blog']:.2f}x   (target >= 1.0)\n"
         f"ours / pure step   {result['ratio_ours_over_pure_step']:.2f}     (target >= 0.95)\n"
-        f"data path          {1e3 * data_s:.2f} ms per batch = {100 * result['data_path_share_of_step']:.2f} % "
+        f"data path          {1e3 * data_s:.2f} ms per batch = "
+        f"{100 * result['data_path_share_of_step']:.2f} % "
         f"of a {1e3 * step_s:.0f} ms step (target < 5 %)\n"
         f"LSTM step          {result['lstm_step_gflops']:.1f} GFLOP/s ({flops / 1e6:.1f} MFLOP per window); "
         f"pure step {result['pure_step_gflops']:.1f}; fp32 matmul {matmul:.1f} GFLOP/s "
