@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from lstm_forecast.data.datamodule import ForecastDataModule
@@ -18,6 +19,7 @@ from lstm_forecast.data.windows import (
     WindowDataset,
     seed_arrays,
 )
+from lstm_forecast.models.module import ForecastModule
 
 
 def random_arrays(num_rows: int, num_series: int, num_extras: int, seed: int = 0) -> np.ndarray:
@@ -229,3 +231,70 @@ def test_dataset_items_are_whole_batches():
     batch = dataset[index]
     torch.testing.assert_close(batch["x"], windows.gather(index)["x"])
     assert len(dataset) == len(windows) == 19 * 2
+
+
+class BatchRecorder(pl.Callback):
+    """Writes the windows each rank trained and validated on, per epoch, to ``folder``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.seen: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+
+    def _record(self, split: str, trainer: pl.Trainer, batch: dict[str, torch.Tensor]) -> None:
+        windows = trainer.datamodule.windows[split]
+        keys = (batch["target_row"] - windows.first_target) * windows.num_series + batch["series_id"] - 1
+        self.seen[split].append(keys.cpu())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._record("train", trainer, batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._record("val", trainer, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        for split, batches in self.seen.items():
+            path = f"{self.folder}/{split}_epoch{trainer.current_epoch}_rank{trainer.global_rank}.pt"
+            torch.save(torch.cat(batches), path)
+        self.seen = {"train": [], "val": []}
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_ranks_train_on_their_reshuffled_share_and_validate_every_window_once(tmp_path):
+    datamodule = ForecastDataModule(
+        source={"kind": "synthetic", "num_series": 3, "num_rows": 160, "seed": 2},
+        window_size=8,
+        split={"train": 100, "val": 30, "test": 30},
+        batch_size=32,
+        eval_batch_size=16,
+    )
+    model = ForecastModule(
+        3, datamodule.num_features, net={"num_units": 4, "embedding_dim": 2, "dense_size": 4}
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=2,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[BatchRecorder(str(tmp_path))],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    num_train, num_val = 99 * 3, 30 * 3
+    epochs = []
+    for epoch in range(2):
+        train = [torch.load(tmp_path / f"train_epoch{epoch}_rank{rank}.pt") for rank in range(2)]
+        val = [torch.load(tmp_path / f"val_epoch{epoch}_rank{rank}.pt") for rank in range(2)]
+        assert len(train[0]) == len(train[1]) == -(-num_train // 2)
+        assert set(torch.cat(train).tolist()) == set(range(num_train))
+        assert sorted(torch.cat(val).tolist()) == list(range(num_val))
+        epochs.append(train[0].tolist())
+    assert epochs[0] != epochs[1], "training shards are reshuffled every epoch"
