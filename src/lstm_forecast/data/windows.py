@@ -2,7 +2,8 @@
 
 A window is never materialised ahead of time: a window set knows which target rows and series it
 covers, and :meth:`WideWindows.gather` cuts a whole batch of windows out of the shared, zero-padded
-arrays in one indexing operation. Memory is O(rows x columns) however many windows there are.
+arrays with two gathers on strided window views (no per-window Python). Memory is O(rows x columns)
+however many windows there are.
 
 Layout of one window (the method's, minus the series id, which travels separately):
 ``x[b, k] = [extra features at step k..., (padding mask), value at step k]`` for the ``window_size``
