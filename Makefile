@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench clean
+.PHONY: help install train test test-fast lint format bench bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,10 +36,13 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix src tests scripts
 	$(PY) -m ruff format src tests scripts
 
-bench: $(STAMP)  ## run the benchmarks (writes JSON next to each script's output)
+bench: $(STAMP)  ## run the CPU benchmarks (JSON in scripts/results/)
 	$(PY) scripts/bench_data.py
 	$(PY) scripts/bench_train.py
 	$(PY) scripts/bench_panel.py
+
+bench-gpu: $(STAMP)  ## GPU throughput table (exits cleanly without a GPU)
+	$(PY) scripts/bench_gpu.py
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -46,6 +46,16 @@ def resolve_split(split: dict[str, float | int], num_rows: int) -> tuple[int, in
     return rows[0], rows[1], rows[2]
 
 
+def scaled_float32(scaler: MinMaxScaler, table: np.ndarray, rows_per_chunk: int = 4096) -> np.ndarray:
+    """``scaler.transform(table)`` as float32, a block of rows at a time: the float64 temporaries of
+    the transform never exceed one block, whatever the size of the table."""
+    scaled = np.empty(table.shape, dtype=np.float32)
+    for start in range(0, table.shape[0], rows_per_chunk):
+        block = slice(start, start + rows_per_chunk)
+        scaled[block] = scaler.transform(table[block])
+    return scaled
+
+
 class ForecastDataModule(pl.LightningDataModule):
     """Windows of many series for the embedding + BiLSTM network.
 
@@ -192,8 +202,10 @@ class ForecastDataModule(pl.LightningDataModule):
                 f"the data has {table.shape[1]} columns but the checkpoint's scaler was fitted on "
                 f"{len(self.scaler.data_min)}; use data with the training columns"
             )
-        scaled = torch.from_numpy(self.scaler.transform(table).astype(np.float32))
+        scaled = torch.from_numpy(scaled_float32(self.scaler, table))
+        del table  # peak memory stays a small multiple of the float32 data
         arrays = PaddedArrays.from_arrays(scaled[:, :num_series], scaled[:, num_series:], self.window_size)
+        del scaled
         horizon, mask = self.horizon, self.padding_mask
         val_start, test_start = n_train, n_train + n_val
         self.windows = {

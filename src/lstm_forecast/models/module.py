@@ -61,7 +61,9 @@ class ForecastModule(pl.LightningModule):
         )
         self.loss_fn = nn.MSELoss()
         # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
-        self.train_loss = MeanMetric()
+        # nan_strategy="disable": the default NaN check reads the GPU every step (a host sync);
+        # a NaN loss still shows, as a NaN epoch mean.
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_loss = MeanSquaredError()
         self.val_loss_best = MinMetric()
 
