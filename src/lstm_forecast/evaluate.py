@@ -41,9 +41,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(cfg.ckpt_path)
     module = module_from_checkpoint(checkpoint)
     datamodule = datamodule_from_checkpoint(checkpoint, data_overrides(cfg))
-    metrics: dict[str, Any] = evaluate_split(module.net, datamodule, cfg.split)
+    output_dir = Path(cfg.paths.output_dir)
+    metrics: dict[str, Any] = evaluate_split(
+        module.net, datamodule, cfg.split, evaluation=cfg.get("evaluation"), output_dir=output_dir
+    )
     metrics["checkpoint"] = str(Path(cfg.ckpt_path).resolve())
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    write_json(output_dir / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
 
