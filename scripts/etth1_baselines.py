@@ -47,7 +47,9 @@ def main() -> None:
     print("| preset | " + " | ".join(f"{name} MSE / MAE" for name in BASELINES) + " |")
     print("|---|" + "---|" * len(BASELINES))
     for preset, metrics in results.items():
-        cells = [f"{metrics[f'baseline/{n}/mse_z']:.3f} / {metrics[f'baseline/{n}/mae_z']:.3f}" for n in BASELINES]
+        cells = [
+            f"{metrics[f'baseline/{n}/mse_z']:.3f} / {metrics[f'baseline/{n}/mae_z']:.3f}" for n in BASELINES
+        ]
         print(f"| {preset} | " + " | ".join(cells) + " |")
     print(json.dumps({p: {"ridge_alpha": m["baseline/ridge/alpha"]} for p, m in results.items()}))
 

@@ -7,12 +7,12 @@ import json
 import pandas as pd
 import pytest
 import torch
+from tests.conftest import assert_one_line_error, run_app
 
+from lstm_forecast.backtest import origin_windows, period_rows
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.backtest import origin_windows, period_rows
 from lstm_forecast.run import train
-from tests.conftest import assert_one_line_error, run_app
 
 
 def synthetic_datamodule(horizon: int = 3) -> ForecastDataModule:
@@ -88,12 +88,22 @@ def test_backtest_cli_matches_the_test_metrics_and_writes_forecasts(compose_trai
     forecasts = pd.read_csv(out / "forecasts.csv")
     assert len(forecasts) == backtest["backtest/num_targets"]
     assert list(forecasts.columns) == [
-        "origin", "series", "step", "timestamp", "actual", "model", "persistence", "seasonal_naive", "ridge"
+        "origin",
+        "series",
+        "step",
+        "timestamp",
+        "actual",
+        "model",
+        "persistence",
+        "seasonal_naive",
+        "ridge",
     ]
     assert (out / "metrics_per_step.csv").is_file()
 
     strided = tmp_path / "strided"
-    result = run_app("backtest", f"ckpt_path={checkpoint}", f"hydra.run.dir={strided}", "stride=5", "period=val")
+    result = run_app(
+        "backtest", f"ckpt_path={checkpoint}", f"hydra.run.dir={strided}", "stride=5", "period=val"
+    )
     assert result.returncode == 0, result.stderr
     strided_metrics = json.loads((strided / "metrics.json").read_text())
     num_val_rows = round(0.15 * 240)

@@ -43,7 +43,9 @@ def file_datamodule(
 
 def evaluate(datamodule: ForecastDataModule, **evaluation) -> dict[str, float]:
     torch.manual_seed(0)
-    net = EmbeddingBiLSTM(datamodule.num_series, datamodule.num_features, num_units=4, horizon=datamodule.horizon)
+    net = EmbeddingBiLSTM(
+        datamodule.num_series, datamodule.num_features, num_units=4, horizon=datamodule.horizon
+    )
     return evaluate_split(net, datamodule, "test", evaluation=evaluation)
 
 
@@ -59,9 +61,7 @@ def test_persistence_is_exact_on_a_constant_series(tmp_path):
 def test_seasonal_naive_is_exact_on_a_periodic_series_beyond_one_season(tmp_path):
     steps = np.arange(600.0)
     daily = 10 + 3 * np.sin(2 * np.pi * steps / 24) + np.cos(2 * np.pi * steps / 8)
-    datamodule = file_datamodule(
-        tmp_path, {"a": daily, "b": 2 * daily - 4}, window_size=12, horizon=30
-    )
+    datamodule = file_datamodule(tmp_path, {"a": daily, "b": 2 * daily - 4}, window_size=12, horizon=30)
     metrics = evaluate(datamodule)
     assert metrics["baseline/seasonal_naive/period"] == 24  # hourly data
     assert metrics["baseline/seasonal_naive/mse_z"] < 1e-10
@@ -129,4 +129,3 @@ def test_only_the_chosen_baselines_are_scored(tmp_path):
     metrics = evaluate(datamodule, baselines=["persistence"])
     assert "baseline/persistence/mse_z" in metrics
     assert not any(key.startswith(("baseline/ridge", "baseline/seasonal_naive")) for key in metrics)
-

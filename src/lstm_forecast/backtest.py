@@ -68,7 +68,9 @@ def period_rows(
         try:
             moment = pd.Timestamp(value)
         except (ValueError, TypeError) as error:
-            raise UserError(f"{name}={value!r} is not a timestamp; write it like 2018-01-31 or '2018-01-31 12:00'") from error
+            raise UserError(
+                f"{name}={value!r} is not a timestamp; write it like 2018-01-31 or '2018-01-31 12:00'"
+            ) from error
         if name == "start":
             first = max(first, int(timestamps.searchsorted(moment, side="left")))
         else:
@@ -131,7 +133,7 @@ def forecast_table(
 
 
 def backtest(cfg: DictConfig) -> dict[str, Any]:
-    """Backtest ``cfg.ckpt_path`` over ``cfg.period``; write metrics, tables and forecasts to the run folder."""
+    """Backtest ``cfg.ckpt_path`` over ``cfg.period``; write metrics, tables and forecasts to the run."""
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
     checkpoint = read_checkpoint(cfg.ckpt_path)
     module = module_from_checkpoint(checkpoint)

@@ -130,7 +130,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         for name in ("persistence", "seasonal_naive", "ridge")
         if f"baseline/{name}/mse_z" in metrics
     )
-    log.info("test/mse_z %.4f (%s); metrics in %s", metrics["test/mse_z"], baselines, output_dir / "metrics.json")
+    log.info(
+        "test/mse_z %.4f (%s); metrics in %s", metrics["test/mse_z"], baselines, output_dir / "metrics.json"
+    )
     return metrics, objects
 
 

@@ -82,7 +82,9 @@ def seasonal_naive(
     rows = np.asarray(target_row)[:, None] + steps - back + arrays.window_size  # [N, H] padded rows
     rows = np.maximum(rows, 0)
     values = arrays.values.cpu()
-    return values[torch.from_numpy(rows), torch.from_numpy(np.asarray(series_index))[:, None]].double().numpy()
+    return (
+        values[torch.from_numpy(rows), torch.from_numpy(np.asarray(series_index))[:, None]].double().numpy()
+    )
 
 
 def _batches(windows: WideWindows, index: torch.Tensor, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -151,7 +153,10 @@ class RidgeBaseline:
         penalty[-1] = 0.0  # the intercept
         penalty *= gram.diagonal()[:-1].mean()
         candidates = torch.stack(
-            [torch.linalg.lstsq(gram + a * torch.diag(penalty), moment, driver="gelsd").solution for a in alphas]
+            [
+                torch.linalg.lstsq(gram + a * torch.diag(penalty), moment, driver="gelsd").solution
+                for a in alphas
+            ]
         )  # [A, W + 1, H]
         squared_error = torch.zeros(len(alphas), dtype=torch.float64)
         count = 0

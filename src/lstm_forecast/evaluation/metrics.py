@@ -174,6 +174,4 @@ def forecast_metrics(
     dict
         ``mse``, ``mae`` (scaled), ``mse_z``, ``mae_z``, ``mae_orig``, ``rmse_orig``, ``smape``, ``mase``.
     """
-    return ForecastErrors.compute(
-        prediction, target, series_index, to_original, to_z, mase_scale
-    ).overall()
+    return ForecastErrors.compute(prediction, target, series_index, to_original, to_z, mase_scale).overall()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lstm_forecast.data.datamodule import ForecastDataModule
@@ -63,14 +64,20 @@ class EvaluationOptions:
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> EvaluationOptions:
+        if isinstance(node, DictConfig):
+            node = OmegaConf.to_container(node, resolve=True)
         node = dict(node or {})
         unknown = sorted(set(node) - set(cls.__dataclass_fields__))
         if unknown:
-            raise UserError(f"unknown evaluation option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+            raise UserError(
+                f"unknown evaluation option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
+            )
         options = cls(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in node.items()})
         bad = sorted(set(options.baselines) - set(BASELINES))
         if bad:
-            raise UserError(f"unknown baseline(s) {bad} in evaluation.baselines; choose from {list(BASELINES)}")
+            raise UserError(
+                f"unknown baseline(s) {bad} in evaluation.baselines; choose from {list(BASELINES)}"
+            )
         return options
 
 
@@ -96,7 +103,10 @@ class SplitScores:
         """``metrics_per_step.csv`` and ``metrics_per_series.csv`` in ``folder``, each written atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, table in (("metrics_per_step.csv", self.per_step), ("metrics_per_series.csv", self.per_series)):
+        for name, table in (
+            ("metrics_per_step.csv", self.per_step),
+            ("metrics_per_series.csv", self.per_series),
+        ):
             write_atomic(folder / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
 
 
@@ -141,7 +151,9 @@ def baseline_forecasts(
         settings["baseline/seasonal_naive/period"] = period
     if "ridge" in options.baselines:
         datamodule.setup("test")
-        ridge = RidgeBaseline.fit(datamodule.windows["train"], datamodule.windows["val"], options.ridge_alphas)
+        ridge = RidgeBaseline.fit(
+            datamodule.windows["train"], datamodule.windows["val"], options.ridge_alphas
+        )
         predictions["ridge"] = ridge.predict(windows, index)
         settings["baseline/ridge/alpha"] = ridge.alpha
     return predictions, settings
@@ -202,7 +214,9 @@ def score_forecasts(
     return score_models(forecasts, datamodule, prefix, baselines).metrics
 
 
-def observed_windows(windows: WideWindows, index: torch.Tensor | None = None, batch_size: int = 4096) -> WindowForecasts:
+def observed_windows(
+    windows: WideWindows, index: torch.Tensor | None = None, batch_size: int = 4096
+) -> WindowForecasts:
     """What the baselines need of windows ``index`` (default all) without a model: targets, last
     values, series and rows; ``prediction`` is NaN (score with ``include_model=False``)."""
     index = torch.arange(len(windows)) if index is None else index
