@@ -39,6 +39,7 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 bench: $(STAMP)  ## run the benchmarks (writes JSON next to each script's output)
 	$(PY) scripts/bench_data.py
 	$(PY) scripts/bench_train.py
+	$(PY) scripts/bench_panel.py
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

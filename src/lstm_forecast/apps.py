@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import functools
+import math
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from lstm_forecast.distributed import is_rank_zero
 from lstm_forecast.errors import UserError, find_user_error
 from lstm_forecast.files import write_atomic
+from lstm_forecast.sweeps import JobRecord, innermost_cause, one_line_reason
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 EXIT_USER_ERROR = 2
@@ -41,11 +46,39 @@ def user_error_of(error: BaseException) -> UserError | None:
     return find_user_error(error) or _config_error(error)
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def _first_job_overrides(overrides: list[str]) -> list[str]:
+    """A multirun's overrides with each sweep (``a=1,2``, ``choice(...)``, ``range(...)``) at its
+    first value: the first job's overrides. Optuna's ``interval(...)`` sweeps are left out."""
+    first = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if not override.is_sweep_override():
+            first.append(override.input_line)
+            continue
+        try:
+            value = next(iter(override.sweep_string_iterator()))
+        except (HydraException, StopIteration):  # not enumerable
+            continue
+        first.append(f"{override.get_key_element()}={value}")
+    return first
+
+
 def _check_overrides(config_name: str, overrides: list[str]) -> None:
-    """Compose the config once before Hydra does, so a bad override is one line, not a report."""
-    if any(arg.startswith("-") for arg in overrides):  # --multirun, --help, --cfg ...: Hydra's own
+    """Compose the config once before Hydra does, so a bad override is one line, not a report.
+
+    A multirun is checked with its first job's overrides (a misspelt key fails every job alike).
+    """
+    flags = [arg for arg in overrides if arg.startswith("-")]
+    if any(flag not in MULTIRUN_FLAGS for flag in flags):  # --help, --cfg ...: Hydra's own
         return
     with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        if flags:
+            try:
+                overrides = _first_job_overrides([arg for arg in overrides if arg not in flags])
+            except HydraException as error:
+                raise user_error_of(error) or error from None
         try:
             hydra.compose(config_name=config_name, overrides=overrides)
         except Exception as error:
@@ -65,29 +98,80 @@ def _fail(error: UserError, output_dir: Path | None, multirun: bool) -> None:
             shutil.rmtree(output_dir, ignore_errors=True)
 
 
+def _start_record(cfg: DictConfig, hydra_cfg: DictConfig) -> JobRecord | None:
+    """The job record of this run (rank 0 only: the other DDP ranks share its folder)."""
+    if not is_rank_zero():
+        return None
+    return JobRecord(
+        hydra_cfg.runtime.output_dir,
+        hydra_cfg.job.get("num"),
+        list(hydra_cfg.overrides.task),
+        str(cfg.get("objective") or "val/loss_best"),
+    )
+
+
+def _fail_job(error: Exception, output_dir: Path, record: JobRecord | None, overrides: list[str]) -> None:
+    """A sweep job failed: say why in one line, mark its folder, and let the sweep go on."""
+    # A library's own exception wrapped by instantiate (Lightning: no GPU) speaks for itself.
+    user_error = find_user_error(error) or (
+        _config_error(error)
+        if isinstance(innermost_cause(error), HydraException | OmegaConfBaseException)
+        else None
+    )
+    reason = str(user_error) if user_error is not None else one_line_reason(error)
+    print(f"error: job {' '.join(overrides)} failed: {reason}", file=sys.stderr, flush=True)
+    if record is None:
+        return
+    # The one-line reason first; an unexpected error's traceback below it, for whoever debugs it.
+    details = "" if user_error is not None else "\n" + "".join(traceback.format_exception(error))
+    write_atomic(output_dir / "FAILED", lambda tmp: tmp.write_text(f"{reason}\n{details}"))
+    record.finish("failed", reason)
+
+
 def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None]], Callable[[], None]]:
     """Turn ``task(cfg)`` into a console entry point running it as a Hydra app named ``config_name``.
 
     A :class:`UserError` (also one wrapped by a library) or a config error becomes one
     ``error: ...`` line on stderr and exit status 2; a single run's folder is removed unless it
-    already holds checkpoints, in which case (and in multiruns) a ``FAILED`` file says why.
+    already holds checkpoints, in which case a ``FAILED`` file says why.
+
+    In a multirun, any exception fails only its job: one ``error:`` line, ``FAILED`` and ``job.json``
+    in the job's folder say why, and the task returns None, which the basic sweeper keeps and the
+    Optuna sweeper records as a failed trial, so the other jobs run. Every job writes ``job.json``
+    (see :mod:`lstm_forecast.sweeps`) for the sweep summary.
     """
 
     def decorate(task: Callable[[DictConfig], float | None]) -> Callable[[], None]:
         @functools.wraps(task)
         def guarded(cfg: DictConfig) -> float | None:
+            hydra_cfg = HydraConfig.get()
+            multirun = hydra_cfg.mode == RunMode.MULTIRUN
+            output_dir = Path(hydra_cfg.runtime.output_dir)
+            record = _start_record(cfg, hydra_cfg)
             try:
-                return task(cfg)
+                result = task(cfg)
             except Exception as error:
+                if multirun:
+                    _fail_job(error, output_dir, record, list(hydra_cfg.overrides.task))
+                    return None
                 user_error = user_error_of(error)
                 if user_error is None:
+                    if record is not None:
+                        record.finish("failed", one_line_reason(error))
                     raise
-                hydra_cfg = HydraConfig.get()
-                multirun = hydra_cfg.mode == RunMode.MULTIRUN
-                _fail(user_error, Path(hydra_cfg.runtime.output_dir), multirun)
-                if multirun:
-                    raise user_error from None
+                if record is not None:
+                    record.finish("failed", str(user_error))
+                if is_rank_zero():
+                    _fail(user_error, output_dir, multirun)
+                else:
+                    print(f"error: {user_error}", file=sys.stderr)
                 sys.exit(EXIT_USER_ERROR)
+            # A NaN objective (a diverged fit) is no result: Optuna records None as a failed trial.
+            if isinstance(result, float) and math.isnan(result):
+                result = None
+            if record is not None:
+                record.finish("completed", objective_value=result)
+            return result
 
         hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(guarded)
 

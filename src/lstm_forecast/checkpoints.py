@@ -10,10 +10,23 @@ from typing import Any
 import torch
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.models.module import ForecastModule
+from lstm_forecast.models.module import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY, ForecastModule
 
 DATAMODULE_STATE_KEY = ForecastDataModule.__qualname__
+# Lightning stores a datamodule's state under its class name: that key records which class to rebuild.
+DATAMODULE_CLASSES = {cls.__qualname__: cls for cls in (ForecastDataModule, PanelDataModule)}
+
+
+def _load_failure(error: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words (torch's own advice to drop weights_only is wrong here)."""
+    lines = str(error).strip().splitlines()
+    if isinstance(error, pickle.UnpicklingError) or (lines and "weights_only" in lines[0]):
+        return "corrupt, or holds objects other than tensors and plain data"
+    if isinstance(error, OSError | EOFError | zipfile.BadZipFile) or not lines:
+        return "truncated or corrupt file"
+    return lines[0][:120]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -23,16 +36,26 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
+    except (RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
         raise UserError(
-            f"{path} is not a readable lstm-forecast checkpoint ({str(error).splitlines()[0][:120]}); "
+            f"{path} is not a readable lstm-forecast checkpoint ({_load_failure(error)}); "
             "pass a .ckpt file written by lstm-train"
         ) from error
-    required = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters", DATAMODULE_STATE_KEY)
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
+    required = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
+    if (
+        not isinstance(checkpoint, dict)
+        or any(key not in checkpoint for key in required)
+        or not any(key in checkpoint for key in DATAMODULE_CLASSES)
+    ):
         raise UserError(
             f"{path} is not an lstm-forecast checkpoint (missing model or data state); "
             "pass one written by lstm-train"
+        )
+    found = checkpoint.get(CHECKPOINT_FORMAT_KEY)
+    if found != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path} was written by another lstm-forecast version (checkpoint format {found}, this "
+            f"version reads {CHECKPOINT_FORMAT}); retrain, or use the version that wrote it"
         )
     return checkpoint
 
@@ -52,14 +75,19 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> ForecastModule:
 def datamodule_from_checkpoint(
     checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None
 ) -> ForecastDataModule:
-    """The training data config with ``overrides`` applied, holding the fitted scaler."""
+    """The training data config with ``overrides`` applied, holding the fitted scaler.
+
+    A ``source`` override of the same kind updates the training source; one of another kind
+    replaces it.
+    """
     hparams = dict(checkpoint["datamodule_hyper_parameters"])
     for key, value in (overrides or {}).items():
-        if key == "source":
+        if key == "source" and value.get("kind", hparams["source"]["kind"]) == hparams["source"]["kind"]:
             hparams["source"] = {**hparams["source"], **value}
         else:
             hparams[key] = value
-    datamodule = ForecastDataModule(**hparams)
+    name = next(key for key in DATAMODULE_CLASSES if key in checkpoint)
+    datamodule = DATAMODULE_CLASSES[name](**hparams)
     datamodule.load_frame()
-    datamodule.load_state_dict(checkpoint[DATAMODULE_STATE_KEY])
+    datamodule.load_state_dict(checkpoint[name])
     return datamodule

@@ -63,8 +63,14 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
     """The datamodule, the model sized from its data, and the trainer with callbacks and loggers."""
     datamodule: ForecastDataModule = instantiate(cfg.data)
     datamodule.load_frame()  # fail on bad data before anything else starts
+    # Long panels with static category columns size the network's extra embeddings.
+    static = (
+        {"static_cardinalities": datamodule.static_cardinalities}
+        if hasattr(datamodule, "static_cardinalities")
+        else {}
+    )
     model: ForecastModule = instantiate(
-        cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features
+        cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features, **static
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -117,7 +123,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     )
     metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
     for logger in trainer.loggers:
-        numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int) and "/" in k}
+        numeric = {k: v for k, v in metrics.items() if k.startswith(("test/", "baseline/"))}
         logger.log_metrics(numeric, step=trainer.global_step)
         logger.log_hyperparams(
             selected_hparams(cfg),

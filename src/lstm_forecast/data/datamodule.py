@@ -150,6 +150,12 @@ class ForecastDataModule(pl.LightningDataModule):
     def timestamps(self) -> pd.DatetimeIndex:
         return self.load_frame().timestamps
 
+    @property
+    def freq(self) -> str:
+        """The timestamps' pandas frequency alias (``"h"``), or ``""`` when irregular or under 3 rows."""
+        timestamps = self.timestamps
+        return (pd.infer_freq(timestamps) or "") if len(timestamps) >= 3 else ""
+
     def feature_table(self) -> np.ndarray:
         """``[T, S + E]`` float64: series columns first, then extra features (the scaler's columns)."""
         frame = self.load_frame()
@@ -274,6 +280,7 @@ class ForecastDataModule(pl.LightningDataModule):
             "series_std": torch.from_numpy(self.series_std.copy()),
             "series_names": self.series_names,
             "feature_names": self.feature_names,
+            "freq": self.freq,  # what predictions on new data must match
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -64,7 +64,8 @@ def predict_windows(
         for chunk in torch.split(index, batch_size):
             batch = windows.gather(chunk)
             x = batch["x"].to(device)
-            chunks["prediction"].append(net(x, batch["series_id"].to(device)).float().cpu())
+            static = batch["static"].to(device) if "static" in batch else None
+            chunks["prediction"].append(net(x, batch["series_id"].to(device), static).float().cpu())
             chunks["last_value"].append(batch["x"][:, -1, -1].cpu())
             chunks["series"].append(batch["series_id"].cpu() - 1)
             chunks["row"].append(batch["target_row"].cpu())

@@ -13,6 +13,11 @@ from lstm_forecast.models.net import EmbeddingBiLSTM
 
 Batch = dict[str, torch.Tensor]
 
+# Written into every checkpoint; loaders refuse others. Bump it when hyperparameters, state or the
+# window layout change incompatibly.
+CHECKPOINT_FORMAT_KEY = "lstm_forecast_format"
+CHECKPOINT_FORMAT = 1
+
 
 class ForecastModule(pl.LightningModule):
     """MSE-trained forecaster. Hyperparameters are plain data, so checkpoints load with
@@ -30,6 +35,8 @@ class ForecastModule(pl.LightningModule):
         Keyword arguments of :class:`EmbeddingBiLSTM` (sizes, dropout).
     lr, weight_decay : float
         Adam's learning rate and L2 weight decay.
+    static_cardinalities : list of int or None
+        Codes per static category column of the data (long panels); batches then carry ``static``.
     """
 
     def __init__(
@@ -40,24 +47,33 @@ class ForecastModule(pl.LightningModule):
         net: dict[str, Any] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        static_cardinalities: list[int] | None = None,
     ) -> None:
         super().__init__()
         # logger=False: the run logs hyperparameters once, with the final metrics.
         self.save_hyperparameters(logger=False)
-        self.net = EmbeddingBiLSTM(num_series, num_features, horizon=horizon, **(net or {}))
+        self.net = EmbeddingBiLSTM(
+            num_series,
+            num_features,
+            horizon=horizon,
+            static_cardinalities=static_cardinalities,
+            **(net or {}),
+        )
         self.loss_fn = nn.MSELoss()
         # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
         self.train_loss = MeanMetric()
         self.val_loss = MeanSquaredError()
         self.val_loss_best = MinMetric()
 
-    def forward(self, x: torch.Tensor, series_id: torch.Tensor) -> torch.Tensor:
-        """``x [B, W, F]``, ``series_id [B]`` -> scaled forecasts ``[B, H]``."""
-        return self.net(x, series_id)
+    def forward(
+        self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x [B, W, F]``, ``series_id [B]``, optional ``static [B, K]`` -> scaled forecasts ``[B, H]``."""
+        return self.net(x, series_id, static)
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``."""
-        preds = self(batch["x"], batch["series_id"])
+        preds = self(batch["x"], batch["series_id"], batch.get("static"))
         return self.loss_fn(preds, batch["y"]), preds, batch["y"]
 
     def on_train_start(self) -> None:
@@ -79,7 +95,10 @@ class ForecastModule(pl.LightningModule):
         self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self(batch["x"], batch["series_id"])
+        return self(batch["x"], batch["series_id"], batch.get("static"))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

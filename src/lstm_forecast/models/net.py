@@ -46,6 +46,11 @@ class EmbeddingBiLSTM(nn.Module):
         the learned affine).
     last_value_skip : bool
         Add the window's last value to the output (a residual from persistence); inputs unchanged.
+    static_cardinalities : list of int
+        Codes per static category column (code 0: unknown); each gets an embedding of
+        ``static_embedding_dim`` used like the series embedding. Empty (the default): the method's net.
+    static_embedding_dim : int
+        Size of each static embedding.
     """
 
     def __init__(
@@ -60,6 +65,8 @@ class EmbeddingBiLSTM(nn.Module):
         horizon: int = 1,
         window_norm: str = "none",
         last_value_skip: bool = False,
+        static_cardinalities: list[int] | None = None,
+        static_embedding_dim: int = 4,
     ) -> None:
         super().__init__()
         if min(num_series, num_features, num_units, num_lstm_layers, dense_size, horizon) < 1:
@@ -78,10 +85,15 @@ class EmbeddingBiLSTM(nn.Module):
         self.last_value_skip = last_value_skip
         self.embedding_dim = embedding_dim if num_series > 1 else 0
         self.embedding = nn.Embedding(num_series + 1, embedding_dim) if self.embedding_dim else None
+        self.static_embeddings = nn.ModuleList(
+            nn.Embedding(cardinality, static_embedding_dim) for cardinality in static_cardinalities or []
+        )
+        # Series and static embeddings together: repeated along the window and fed to the dense layer.
+        self.conditioning_dim = self.embedding_dim + static_embedding_dim * len(self.static_embeddings)
         # One multi-layer LSTM is the stack "BiLSTM -> dropout -> BiLSTM" (dropout between layers)
         # and runs as a single fused kernel (cuDNN on GPUs).
         self.lstm = nn.LSTM(
-            input_size=self.embedding_dim + num_features,
+            input_size=self.conditioning_dim + num_features,
             hidden_size=num_units,
             num_layers=num_lstm_layers,
             bidirectional=True,
@@ -89,10 +101,12 @@ class EmbeddingBiLSTM(nn.Module):
             dropout=dropout if num_lstm_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
-        self.dense = nn.Linear(2 * num_units + self.embedding_dim, dense_size)
+        self.dense = nn.Linear(2 * num_units + self.conditioning_dim, dense_size)
         self.head = nn.Linear(dense_size, horizon)
 
-    def forward(self, x: torch.Tensor, series_id: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Forecast from windows.
 
         Parameters
@@ -101,6 +115,8 @@ class EmbeddingBiLSTM(nn.Module):
             ``[B, W, F]`` per-step features, value last.
         series_id : Tensor
             ``[B]`` long series ids from 1 (ignored for univariate nets).
+        static : Tensor or None
+            ``[B, K]`` long static category codes, one column per static embedding.
 
         Returns
         -------
@@ -112,14 +128,19 @@ class EmbeddingBiLSTM(nn.Module):
         if self.window_norm != "none":
             x = torch.cat([x[..., :-1], ((values - offset) / scale).unsqueeze(-1)], dim=-1)  # [B, W, F]
         parts = [x]
-        if self.embedding is not None:
-            embedded = self.embedding(series_id)  # [B, D]
-            parts.insert(0, embedded.unsqueeze(1).expand(-1, x.shape[1], -1))  # [B, W, D]
+        tables = [self.embedding(series_id)] if self.embedding is not None else []  # [B, D]
+        if len(self.static_embeddings):
+            if static is None:
+                raise ValueError("this net has static embeddings: pass static [B, K]")
+            tables += [table(static[:, k]) for k, table in enumerate(self.static_embeddings)]  # [B, Ds]
+        if tables:
+            embedded = torch.cat(tables, dim=-1)  # [B, D + K * Ds]
+            parts.insert(0, embedded.unsqueeze(1).expand(-1, x.shape[1], -1))  # [B, W, D + K * Ds]
         _, (h_n, _) = self.lstm(torch.cat(parts, dim=-1))  # h_n: [layers * 2, B, U]
         summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # last layer, forward and backward: [B, 2U]
         summary = self.dropout(summary)
-        if self.embedding is not None:
-            summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D]
+        if self.conditioning_dim:
+            summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
         forecast = self.head(torch.tanh(self.dense(summary))) * scale + offset  # [B, H]
         if self.last_value_skip:
             forecast = forecast + values[:, -1:]

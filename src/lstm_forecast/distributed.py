@@ -1,0 +1,93 @@
+"""Facts about the process launch that the apps need before Lightning starts: rank, relaunching DDP."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from lstm_forecast.errors import UserError
+
+# Set by Lightning's DDP re-execution (LOCAL_RANK, NODE_RANK), torchrun (RANK) and SLURM (SLURM_PROCID).
+_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+
+# Strategies that start the other ranks by re-executing the command line (Lightning's subprocess launcher).
+_SPAWNING_MARKERS = ("spawn", "fork", "notebook")
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is the global rank 0 (or not distributed at all).
+
+    Read from the environment, so it is known before any Trainer exists: the other ranks must
+    not write the run's files (job record, FAILED) nor delete its folder.
+    """
+    return all(int(os.environ.get(name, "0") or 0) == 0 for name in _RANK_VARIABLES)
+
+
+def _local_process_count(trainer: DictConfig) -> int:
+    """Processes per node that Lightning would start for ``trainer`` (devices, or 1 where unknown)."""
+    devices = trainer.get("devices", 1)
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    if not isinstance(devices, int | str):  # a list of device ids
+        return len(devices)
+    if accelerator == "cpu":
+        return 1 if str(devices) in ("auto", "-1") else int(devices)
+    return max(torch.cuda.device_count(), 1)
+
+
+def relaunches_command_line(trainer: DictConfig) -> bool:
+    """Whether ``trainer`` makes Lightning re-execute the command line once per extra local process.
+
+    That is DDP (and FSDP, DeepSpeed) with more than one process on this node, unless the ranks are spawned
+    from this process (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``).
+    """
+    strategy = str(trainer.get("strategy", "auto")).lower()
+    if any(marker in strategy for marker in _SPAWNING_MARKERS):
+        return False
+    if strategy != "auto" and not strategy.startswith(("ddp", "fsdp", "deepspeed")):
+        return False
+    return _local_process_count(trainer) > 1
+
+
+def refuse_relaunching_ddp_in_local_multirun(trainer: DictConfig) -> None:
+    """Raise a :class:`UserError` for DDP that would re-execute a local multirun's command line.
+
+    Each extra rank would re-run the whole command line, ``-m`` included, and so start the sweep
+    again inside every job. On SLURM (the submitit ``slurm`` launcher) the cluster starts the ranks,
+    and Lightning re-executes nothing.
+    """
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    launcher_target = str(hydra_cfg.launcher.get("_target_", ""))
+    if not multirun or "SlurmLauncher" in launcher_target or not relaunches_command_line(trainer):
+        return
+    raise UserError(
+        f"trainer.strategy={trainer.get('strategy')} with several processes re-executes the command line, "
+        "which inside a local multirun would relaunch the sweep; use trainer.strategy=ddp_spawn, one device "
+        "per job (trainer.devices=1), or hydra/launcher=slurm"
+    )
+
+
+def _cpu_supports_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else True
+
+
+def refuse_unsupported_precision(trainer: DictConfig) -> None:
+    """Raise a :class:`UserError` for bf16 on a CPU without bf16 instructions.
+
+    There oneDNN cannot build the LSTM and the fit dies with a low-level RuntimeError.
+    """
+    precision = str(trainer.get("precision", "32-true"))
+    if precision.startswith("bf16") and str(trainer.get("accelerator")) == "cpu" and not _cpu_supports_bf16():
+        raise UserError(
+            f"trainer.precision={precision} needs a GPU (Ampere or newer) or a CPU with bf16 instructions "
+            "(AVX512-BF16, AMX), which this one lacks; use trainer.precision=32-true here"
+        )

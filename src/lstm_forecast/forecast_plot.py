@@ -1,0 +1,67 @@
+"""A PNG of a prediction run: history, one-step predictions, the forecast and known actuals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lstm_forecast.data.sources import SourceFrame
+from lstm_forecast.files import write_atomic
+
+
+def plot_forecasts(
+    path: str | Path,
+    frame: SourceFrame,
+    predictions: pd.DataFrame,
+    forecast: pd.DataFrame | None = None,
+    max_series: int = 4,
+    history: int = 200,
+) -> Path:
+    """Draw the first ``max_series`` series, one panel each, and write the PNG atomically.
+
+    Parameters
+    ----------
+    path : path
+        The PNG to write.
+    frame : SourceFrame
+        The observed data (history, original units).
+    predictions : DataFrame
+        Window predictions (``timestamp, series, prediction[, step]``); the first step is drawn.
+    forecast : DataFrame, optional
+        Forecast past the data (``timestamp, series, prediction[, actual]``).
+    max_series : int
+        Panels drawn.
+    history : int
+        Observed rows drawn before the end of the data.
+    """
+    names = [str(c) for c in frame.series.columns][: max(max_series, 1)]
+    start = frame.timestamps[max(frame.num_rows - history, 0)]
+    if "step" in predictions:
+        predictions = predictions[predictions["step"] == 1]
+    figure = Figure(figsize=(10, 2.6 * len(names)), layout="constrained")
+    axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names, strict=True):
+        observed = frame.series[name][frame.timestamps >= start]
+        ax.plot(observed.index, observed.to_numpy(), color="black", linewidth=1.0, label="actual")
+        shown = predictions[(predictions["series"] == name) & (predictions["timestamp"] >= start)]
+        ax.plot(shown["timestamp"], shown["prediction"], color="tab:blue", linewidth=1.0, label="prediction")
+        if forecast is not None:
+            ahead = forecast[forecast["series"] == name]
+            # Start the forecast line at the last observation so it reads as a continuation.
+            times = [frame.timestamps[-1], *ahead["timestamp"]]
+            values = [frame.series[name].iloc[-1], *ahead["prediction"]]
+            ax.plot(times, values, color="tab:orange", linewidth=1.4, label="forecast")
+            if "actual" in ahead and ahead["actual"].notna().any():
+                ax.plot(
+                    ahead["timestamp"],
+                    ahead["actual"],
+                    color="tab:green",
+                    linestyle="--",
+                    label="actual (future)",
+                )
+        ax.axvline(frame.timestamps[-1], color="grey", linewidth=0.6, linestyle=":")
+        ax.set_title(name, fontsize=10, loc="left")
+        ax.legend(loc="upper left", fontsize=8, ncol=4)
+    return write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))

@@ -1,0 +1,106 @@
+"""Trainer configs, the DDP-in-multirun rule, rank detection, precision, and summaries of odd folders."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import assert_one_line_error, run_app, tiny_cli_args
+from lstm_forecast.distributed import _cpu_supports_bf16, is_rank_zero, relaunches_command_line
+from lstm_forecast.sweeps import JOB_FILE, SUMMARY_CSV, SweepSummaryCallback, summarize_sweep
+
+
+@pytest.mark.parametrize(
+    ("trainer", "expected"),
+    [
+        ({"strategy": "ddp", "accelerator": "cpu", "devices": 2}, True),
+        ({"strategy": "ddp", "accelerator": "gpu", "devices": [0, 1]}, True),
+        ({"strategy": "ddp", "accelerator": "gpu", "devices": "0,1"}, True),
+        ({"strategy": "fsdp", "accelerator": "gpu", "devices": 4}, True),
+        ({"strategy": "auto", "accelerator": "cpu", "devices": 2}, True),
+        ({"strategy": "ddp_spawn", "accelerator": "cpu", "devices": 2}, False),
+        ({"strategy": "ddp", "accelerator": "gpu", "devices": 1, "num_nodes": 4}, False),
+        ({"strategy": "auto", "accelerator": "cpu", "devices": "auto"}, False),
+        ({"strategy": "auto", "accelerator": "cpu", "devices": 1}, False),
+    ],
+)
+def test_relaunches_command_line(trainer, expected):
+    assert relaunches_command_line(OmegaConf.create(trainer)) is expected
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, True),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, True),
+        ({"LOCAL_RANK": "1"}, False),  # Lightning's re-executed rank
+        ({"RANK": "3", "LOCAL_RANK": "0"}, False),  # torchrun, second node
+        ({"SLURM_PROCID": "2"}, False),
+    ],
+)
+def test_is_rank_zero_reads_the_launchers_environment(monkeypatch, env, expected):
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert is_rank_zero() is expected
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu", "ddp", "ddp_cpu", "auto"])
+def test_trainer_configs_compose(compose_train_cfg, name):
+    trainer = compose_train_cfg(f"trainer={name}").trainer
+    assert trainer["_target_"] == "pytorch_lightning.Trainer"
+    assert trainer.use_distributed_sampler is False  # our samplers shard the windows
+    if name.startswith("ddp"):
+        assert trainer.strategy == "ddp"
+        assert trainer.num_nodes == 1
+
+
+@pytest.mark.slow
+def test_bf16_on_a_cpu_without_bf16_is_one_line_error(tmp_path):
+    if _cpu_supports_bf16():
+        pytest.skip("this CPU runs bf16; the refusal is for CPUs without it")
+    run_dir = tmp_path / "run"
+    result = run_app("train", *tiny_cli_args(run_dir, "trainer.precision=bf16-mixed"), cwd=tmp_path)
+    assert_one_line_error(result, "trainer.precision=bf16-mixed", "32-true")
+    assert result.returncode == 2
+    assert not run_dir.exists()
+
+
+def test_summary_of_a_sweep_with_an_unfinished_and_a_record_less_job(tmp_path):
+    """A job killed mid-run keeps ``status: running``; an older job folder has only Hydra's files."""
+    killed, older = tmp_path / "0", tmp_path / "1"
+    killed.mkdir()
+    (killed / JOB_FILE).write_text(json.dumps({"status": "running", "overrides": ["seed=1"]}))
+    (older / ".hydra").mkdir(parents=True)
+    (older / ".hydra" / "overrides.yaml").write_text("- seed=2\n")
+    (older / "metrics.json").write_text(json.dumps({"val/loss_best": 0.5, "test/mse_z": 0.7, "epochs": 3}))
+    (tmp_path / ".submitit").mkdir()  # not a job
+
+    table = summarize_sweep(tmp_path)
+    assert list(table["job"]) == ["1", "0"]
+    assert list(table["status"]) == ["completed", "incomplete"]
+    assert list(table["overrides"]) == ["seed=2", "seed=1"]
+    assert table.loc[0, "test/mse_z"] == 0.7
+    assert "stopped" in table.loc[1, "reason"]
+
+
+def test_summary_is_refreshed_after_each_job_of_a_multirun(tmp_path):
+    """A sweep that aborts (an Optuna study whose every trial failed) still leaves its summary."""
+    (tmp_path / "multirun.yaml").write_text("{}\n")
+    job = tmp_path / "0"
+    job.mkdir()
+    (job / JOB_FILE).write_text(json.dumps({"status": "failed", "reason": "boom", "overrides": ["seed=1"]}))
+    config = OmegaConf.create({"hydra": {"mode": "MULTIRUN", "runtime": {"output_dir": str(job)}}})
+
+    SweepSummaryCallback().on_job_end(config)
+    table = pd.read_csv(tmp_path / SUMMARY_CSV)
+    assert list(table["status"]) == ["failed"] and list(table["reason"]) == ["boom"]
+
+    (tmp_path / SUMMARY_CSV).unlink()
+    single_run = OmegaConf.create({"hydra": {"mode": "RUN", "runtime": {"output_dir": str(job)}}})
+    SweepSummaryCallback().on_job_end(single_run)
+    assert not (tmp_path / SUMMARY_CSV).exists()

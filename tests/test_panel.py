@@ -1,0 +1,469 @@
+"""Long-format panels: ragged series, per-series split and scaling, gaps, static features, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import assert_one_line_error, run_app
+from lstm_forecast.checkpoints import datamodule_from_checkpoint, read_checkpoint
+from lstm_forecast.data.long_source import resolve_freq, synthetic_long_table
+from lstm_forecast.data.panel import PanelDataModule
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.outputs import future_forecasts_frame
+from lstm_forecast.models.net import EmbeddingBiLSTM
+from lstm_forecast.run import train
+
+WINDOW = 12
+# Three series on their own timelines and scales: "b" is shorter than the window.
+SERIES = {
+    "a": ("2024-01-01 00:00", 30, 1.0),
+    "b": ("2024-01-01 10:00", 8, 1_000.0),
+    "c": ("2024-01-01 15:00", 20, 100_000.0),
+}
+CATEGORY = {"a": "shop", "b": "kiosk", "c": "shop"}
+
+
+def ragged_table() -> pd.DataFrame:
+    """Rows of every series, shuffled (the loader sorts them); values unique per series and step."""
+    parts = []
+    for name, (start, length, scale) in SERIES.items():
+        steps = np.arange(length)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "shop": name,
+                    "when": pd.date_range(start, periods=length, freq="h"),
+                    "sales": scale * (1 + 0.5 * np.sin(steps) + 0.01 * steps),
+                    "promo": (steps % 3 == 0).astype(float),
+                    "kind": CATEGORY[name],
+                }
+            )
+        )
+    return pd.concat(parts).sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+def write(tmp_path: Path, table: pd.DataFrame, name: str = "panel.csv") -> Path:
+    path = tmp_path / name
+    if path.suffix == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)
+    return path
+
+
+def source(path: Path, **options) -> dict:
+    return {
+        "kind": "long_file",
+        "path": str(path),
+        "series_column": "shop",
+        "timestamp_column": "when",
+        "value_column": "sales",
+        "extra_columns": ["promo"],
+        "static_columns": ["kind"],
+        **options,
+    }
+
+
+def datamodule(path: Path, split: dict | None = None, **kwargs) -> PanelDataModule:
+    options = kwargs.pop("options", {})
+    dm = PanelDataModule(
+        source=source(path, **options),
+        window_size=WINDOW,
+        split=split or {"train": 0.5, "val": 0.25, "test": 0.25},
+        calendar_features=kwargs.pop("calendar_features", []),
+        **kwargs,
+    )
+    dm.setup()
+    return dm
+
+
+def all_windows(dm: PanelDataModule, split: str) -> dict[str, torch.Tensor]:
+    return dm.windows[split].gather(torch.arange(len(dm.windows[split])))
+
+
+def expected_scaled(table: pd.DataFrame, name: str, n_train: int) -> np.ndarray:
+    """Series ``name`` scaled with the min and max of its own first ``n_train`` rows, computed here."""
+    values = table[table.shop == name].sort_values("when").sales.to_numpy()
+    low, high = values[:n_train].min(), values[:n_train].max()
+    return -1 + 2 * (values - low) / (high - low)
+
+
+def rows_per_split(length: int, fractions=(0.5, 0.25, 0.25)) -> tuple[int, int, int]:
+    n_val, n_test = round(fractions[1] * length), round(fractions[2] * length)
+    return min(round(fractions[0] * length), length - n_val - n_test), n_val, n_test
+
+
+@pytest.fixture
+def panel_csv(tmp_path: Path) -> Path:
+    return write(tmp_path, ragged_table())
+
+
+# ----------------------------------------------------------------------------------------- windows
+def test_window_contents_stay_inside_their_series_with_zero_warm_up(panel_csv):
+    table = ragged_table()
+    dm = datamodule(panel_csv)
+    names = dm.series_names
+    assert names == ["a", "b", "c"]
+    for split in ("train", "val", "test"):
+        batch = all_windows(dm, split)
+        timestamps = dm.timestamps[batch["target_row"].numpy()]
+        for i in range(len(batch["x"])):
+            name = names[int(batch["series_id"][i]) - 1]
+            start, length, _ = SERIES[name]
+            n_train = rows_per_split(length)[0]
+            scaled = expected_scaled(table, name, n_train)
+            step = int((timestamps[i] - pd.Timestamp(start)) / pd.Timedelta("1h"))
+            padded = np.concatenate([np.zeros(WINDOW), scaled])
+            np.testing.assert_allclose(batch["x"][i, :, -1].numpy(), padded[step : step + WINDOW], atol=1e-5)
+            np.testing.assert_allclose(batch["y"][i, 0].item(), scaled[step], atol=1e-5)
+            # The promo feature is zero on padded steps too: nothing leaks in from the series before.
+            assert batch["x"][i, : max(WINDOW - step, 0), 0].abs().sum() == 0
+
+
+def test_short_series_gets_its_warm_up_windows_in_training(panel_csv):
+    dm = datamodule(panel_csv, padding_mask=True)
+    batch = all_windows(dm, "train")
+    short = batch["series_id"] == 2  # "b": 8 rows < window 12, 4 training rows
+    assert int(short.sum()) == rows_per_split(8)[0] - 1  # targets at steps 1..3
+    mask = batch["x"][short][:, :, -2]  # [3, W] padding mask
+    np.testing.assert_array_equal(mask.sum(dim=1).numpy(), [1, 2, 3])
+    assert (mask[:, -1] == 1).all() and (mask[:, 0] == 0).all()
+
+
+def test_windows_cost_one_index_per_target_and_rows_plus_padding(panel_csv):
+    dm = datamodule(panel_csv)
+    total_rows = sum(length for _, length, _ in SERIES.values())
+    arrays = dm.windows["train"].arrays
+    assert arrays.values.shape == (total_rows + len(SERIES) * WINDOW,)
+    assert all(windows.arrays is arrays for windows in dm.windows.values())
+    assert sum(len(w) for w in dm.windows.values()) <= total_rows
+    assert dm.windows["train"].targets.dtype == torch.int64
+
+
+# ----------------------------------------------------------------------------------------- splits
+def test_per_series_fraction_split_membership(panel_csv):
+    dm = datamodule(panel_csv)
+    for index, (name, (start, length, _)) in enumerate(SERIES.items()):
+        n_train, n_val, n_test = rows_per_split(length)
+        expected = {
+            "train": range(1, n_train),
+            "val": range(n_train, n_train + n_val),
+            "test": range(n_train + n_val, n_train + n_val + n_test),
+        }
+        for split, steps in expected.items():
+            batch = all_windows(dm, split)
+            mine = batch["series_id"] == index + 1
+            stamps = dm.timestamps[batch["target_row"][mine].numpy()]
+            got = ((stamps - pd.Timestamp(start)) / pd.Timedelta("1h")).astype(int).tolist()
+            assert got == list(steps), (name, split)
+
+
+def test_date_split_leaves_series_out_of_splits_they_have_no_rows_in(tmp_path, caplog):
+    table = ragged_table()
+    late = pd.DataFrame(
+        {"shop": "late", "when": pd.date_range("2024-01-02 00:00", periods=6, freq="h"), "sales": 5.0}
+    )
+    late = late.assign(sales=late.sales + np.arange(6), promo=0.0, kind="shop")
+    path = write(tmp_path, pd.concat([table, late]))
+    split = {
+        "val_start": "2024-01-01 18:00",
+        "test_start": "2024-01-01 22:00",
+        "test_end": "2024-01-02 03:00",
+    }
+    dm = datamodule(path, split=split)
+    cut_val, cut_test, end = (pd.Timestamp(v) for v in split.values())
+    present = {}
+    for name, lo, hi in (("train", None, cut_val), ("val", cut_val, cut_test), ("test", cut_test, end)):
+        batch = all_windows(dm, name)
+        stamps = dm.timestamps[batch["target_row"].numpy()]
+        assert (stamps < hi).all() and (lo is None or (stamps >= lo).all())
+        present[name] = {dm.series_names[int(i) - 1] for i in batch["series_id"]}
+    # "b" ends at 17:00, before validation starts; "late" starts after it: no training rows, no scale.
+    assert present == {"train": {"a", "b", "c"}, "val": {"a", "c"}, "test": {"a", "c"}}
+    assert "late" in caplog.text and "no training rows" in caplog.text
+
+
+def test_bad_split_is_a_user_error(panel_csv):
+    with pytest.raises(UserError, match="val_start and test_start"):
+        datamodule(panel_csv, split={"train": 0.5, "val": 0.25, "test": 0.25, "val_start": "2024-01-01"})
+    with pytest.raises(UserError, match="must increase"):
+        datamodule(panel_csv, split={"val_start": "2024-01-02", "test_start": "2024-01-01"})
+    with pytest.raises(UserError, match="no test windows"):
+        datamodule(panel_csv, split={"val_start": "2024-01-01 12:00", "test_start": "2024-03-01"})
+
+
+# ----------------------------------------------------------------------------------------- scaling
+def test_per_series_scaling_fits_training_rows_and_round_trips(panel_csv):
+    table = ragged_table().sort_values(["shop", "when"])
+    dm = datamodule(panel_csv)
+    for split in ("train", "val", "test"):
+        batch = all_windows(dm, split)
+        series = (batch["series_id"] - 1).numpy()
+        original = dm.inverse_values(batch["y"].numpy(), series[:, None])[:, 0]
+        expected = table.sales.to_numpy()[batch["target_row"].numpy()]  # target_row: row of the sorted table
+        np.testing.assert_allclose(original, expected, rtol=1e-5)
+    # Each series spans exactly [-1, 1] over its own training rows, whatever its scale.
+    for index, (_, (_, length, _)) in enumerate(SERIES.items()):
+        n_train = rows_per_split(length)[0]
+        rows = dm.windows["train"].arrays.values
+        block = int(dm.windows["train"].arrays.block_start[index]) + WINDOW
+        part = rows[block : block + n_train]
+        assert part.min().item() == pytest.approx(-1.0) and part.max().item() == pytest.approx(1.0)
+    assert dm.scaler.data_range[2] / dm.scaler.data_range[0] > 1e4
+    np.testing.assert_allclose(
+        dm.z_normalise(dm.series_mean, np.arange(3)), 0.0, atol=1e-12
+    )  # each series' own training mean
+
+
+def test_state_round_trips_through_a_weights_only_checkpoint(panel_csv, tmp_path):
+    dm = datamodule(panel_csv)
+    torch.save(dm.state_dict(), tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    restored = PanelDataModule(source=source(panel_csv), window_size=WINDOW, split=dict(dm.split))
+    restored.load_state_dict(state)
+    restored.setup()
+    index = torch.arange(len(dm.windows["val"]))
+    for key, value in dm.windows["val"].gather(index).items():
+        torch.testing.assert_close(restored.windows["val"].gather(index)[key], value)
+
+
+def test_checkpoint_series_order_wins_and_unknown_series_are_refused(panel_csv, tmp_path):
+    dm = datamodule(panel_csv)
+    state = dm.state_dict()
+    only_c = write(tmp_path, ragged_table().query("shop == 'c'"), "c.csv")
+    restored = PanelDataModule(source=source(only_c), window_size=WINDOW, split=dict(dm.split))
+    restored.load_frame()
+    restored.load_state_dict(state)
+    restored.setup()
+    assert restored.series_names == ["a", "b", "c"]
+    assert set(all_windows(restored, "test")["series_id"].tolist()) == {3}
+    only_a = write(tmp_path, ragged_table().query("shop == 'a'"), "a.csv")  # trailing series absent
+    restored = PanelDataModule(source=source(only_a), window_size=WINDOW, split=dict(dm.split))
+    restored.load_state_dict(state)
+    restored.setup()
+    assert restored.load_frame().lengths.tolist() == [30, 0, 0]
+    assert set(all_windows(restored, "test")["series_id"].tolist()) == {1}
+    other = write(tmp_path, ragged_table().replace({"shop": {"a": "zz"}}), "other.csv")
+    stranger = PanelDataModule(source=source(other), window_size=WINDOW)
+    stranger.load_frame()
+    with pytest.raises(UserError, match="not in the training data"):
+        stranger.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------------------- irregular data
+def test_missing_step_is_reported_with_series_and_gap(tmp_path):
+    table = ragged_table()
+    gap = table[~((table.shop == "c") & (table.when == pd.Timestamp("2024-01-01 20:00")))]
+    path = write(tmp_path, gap)
+    with pytest.raises(UserError) as error:
+        datamodule(path)
+    message = str(error.value)
+    assert "'c'" in message and "2024-01-01 19:00" in message and "2024-01-01 21:00" in message
+    assert "fill_method" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"), [("ffill", "before"), ("interpolate", "mean"), ("zero", 0.0)]
+)
+def test_fill_methods_fill_gaps_and_missing_values_within_the_series(tmp_path, method, expected):
+    table = ragged_table()
+    stamp = pd.Timestamp("2024-01-01 20:00")
+    is_c = table.shop == "c"
+    row = table[is_c & (table.when == stamp)]
+    before = table[is_c & (table.when == stamp - pd.Timedelta("1h"))].sales.item()
+    after = table[is_c & (table.when == stamp + pd.Timedelta("1h"))].sales.item()
+    table = table.drop(row.index)
+    table.loc[is_c & (table.when == pd.Timestamp("2024-01-01 23:00")), "sales"] = np.nan
+    path = write(tmp_path, table)
+    dm = PanelDataModule(source=source(path, fill_method=method), window_size=WINDOW)
+    frame = dm.load_frame()
+    assert frame.lengths.tolist() == [30, 8, 20]
+    values = pd.Series(frame.values, index=frame.timestamps)[frame.offsets[2] : frame.offsets[3]]
+    want = {"before": before, "mean": (before + after) / 2}.get(expected, expected)
+    assert values[stamp] == pytest.approx(want)
+    assert np.isfinite(frame.values).all() and np.isfinite(frame.extras.to_numpy()).all()
+
+
+def test_leading_missing_value_cannot_be_forward_filled(tmp_path):
+    table = ragged_table()
+    table.loc[(table.shop == "b") & (table.when == pd.Timestamp("2024-01-01 10:00")), "sales"] = np.nan
+    path = write(tmp_path, table)
+    with pytest.raises(UserError, match="'b' starts or ends with a missing value"):
+        PanelDataModule(source=source(path, fill_method="ffill"), window_size=WINDOW).load_frame()
+    with pytest.raises(UserError, match=r"missing value .* series 'b'"):
+        PanelDataModule(source=source(path), window_size=WINDOW).load_frame()
+
+
+def test_duplicates_off_grid_and_varying_static_are_refused(tmp_path):
+    table = ragged_table()
+    cases = {
+        "duplicate timestamp": pd.concat([table, table.iloc[:1]]),
+        "off its h grid": pd.concat([table, table.iloc[:1].assign(when=pd.Timestamp("2030-01-01 00:30"))]),
+        "static column 'kind' changes": table.assign(kind=np.where(table.index % 2, "x", "y")),
+    }
+    for fragment, bad in cases.items():
+        path = write(tmp_path, bad)
+        with pytest.raises(UserError, match=fragment):
+            PanelDataModule(source=source(path, fill_method="zero"), window_size=WINDOW).load_frame()
+
+
+def test_calendar_frequency_is_inferred_and_its_gaps_found(tmp_path):
+    months = pd.date_range("2020-01-01", periods=24, freq="MS")
+    table = pd.DataFrame({"shop": "a", "when": months, "sales": np.arange(24.0), "promo": 0.0, "kind": "x"})
+    path = write(tmp_path, table, "monthly.parquet")
+    frame = PanelDataModule(source=source(path), window_size=WINDOW).load_frame()
+    assert frame.freq.freqstr == "MS"
+    np.testing.assert_array_equal(frame.values, np.arange(24.0))
+    gappy = write(tmp_path, table.drop(index=[5]), "gappy.parquet")
+    with pytest.raises(UserError, match="missing MS steps between 2020-05-01 00:00:00 and 2020-07-01"):
+        PanelDataModule(source=source(gappy, freq="MS"), window_size=WINDOW).load_frame()
+    filled = PanelDataModule(source=source(gappy, freq="MS", fill_method="interpolate"), window_size=WINDOW)
+    np.testing.assert_allclose(filled.load_frame().values, np.arange(24.0))
+    assert (filled.load_frame().timestamps == months).all()
+
+
+def test_time_zones_are_kept_and_gaps_filled_across_a_clock_change(tmp_path):
+    # 2024-03-31 02:00 does not exist in Berlin: the hourly grid runs in UTC.
+    when = pd.date_range("2024-03-30 22:00", periods=10, freq="h", tz="UTC").tz_convert("Europe/Berlin")
+    table = pd.DataFrame({"shop": "a", "when": when, "sales": np.arange(10.0), "promo": 0.0, "kind": "x"})
+    path = write(tmp_path, table.drop(index=[4]), "berlin.parquet")
+    frame = PanelDataModule(source=source(path, fill_method="interpolate"), window_size=WINDOW).load_frame()
+    assert (frame.timestamps == when).all() and str(frame.timestamps.tz) == "Europe/Berlin"
+    np.testing.assert_allclose(frame.values, np.arange(10.0))
+
+
+def test_frequency_falls_back_to_the_most_common_step_within_series():
+    # Series 0 has a gap (no pandas frequency), series 1 jumps back in time, series 2 and 3 are empty.
+    stamps = pd.DatetimeIndex(
+        ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00", "2023-06-01 00:00", "2023-06-01 01:00"]
+    )
+    assert resolve_freq(None, stamps, np.array([0, 3, 5, 5, 5])) == pd.tseries.frequencies.to_offset("h")
+
+
+# ----------------------------------------------------------------------------------------- static features
+def test_static_columns_feed_embeddings_of_the_net(panel_csv):
+    dm = datamodule(panel_csv)
+    assert dm.static_vocabulary == [["kiosk", "shop"]] and dm.static_cardinalities == [3]
+    batch = all_windows(dm, "train")
+    expected = {1: 2, 2: 1, 3: 2}  # a: shop, b: kiosk, c: shop
+    assert [expected[int(s)] for s in batch["series_id"]] == batch["static"][:, 0].tolist()
+
+    torch.manual_seed(0)
+    net = EmbeddingBiLSTM(
+        3, dm.num_features, num_units=4, dense_size=4, dropout=0.0, static_cardinalities=[3]
+    )
+    net.eval()
+    x, ids = batch["x"][:4], batch["series_id"][:4]
+    other = (batch["static"][:4] % 2) + 1  # the other category
+    assert not torch.allclose(net(x, ids, batch["static"][:4]), net(x, ids, other))
+    plain = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4)
+    same = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4, static_cardinalities=[])
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in same.parameters()]
+
+
+def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
+    dm = datamodule(panel_csv, horizon=2)
+    windows = dm.forecast_windows()
+    batch = windows.gather(torch.arange(len(windows)))
+    assert "y" not in batch and batch["series_id"].tolist() == [1, 2, 3]
+    for i, (name, (_, length, _)) in enumerate(SERIES.items()):
+        scaled = expected_scaled(ragged_table(), name, rows_per_split(length)[0])
+        padded = np.concatenate([np.zeros(WINDOW), scaled])
+        np.testing.assert_allclose(batch["x"][i, :, -1].numpy(), padded[-WINDOW:], atol=1e-5)
+    net = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4, horizon=2, static_cardinalities=[3])
+    frame = future_forecasts_frame(predict_windows(net, windows), dm)
+    assert frame.series.tolist() == ["a", "a", "b", "b", "c", "c"] and frame.step.tolist() == [1, 2] * 3
+    last = {
+        name: pd.Timestamp(start) + (length - 1) * pd.Timedelta("1h")
+        for name, (start, length, _) in SERIES.items()
+    }
+    expected = [
+        last[name] + step * pd.Timedelta("1h") for name, step in zip(frame.series, frame.step, strict=True)
+    ]
+    assert frame.timestamp.tolist() == expected
+    assert np.isfinite(frame.prediction).all()
+
+
+# ----------------------------------------------------------------------------------------- end to end
+LONG_TINY = [
+    "data=long_csv",
+    "data.source.series_column=shop",
+    "data.source.timestamp_column=when",
+    "data.source.value_column=sales",
+    "data.source.extra_columns=[promo]",
+    "data.source.static_columns=[kind]",
+    f"data.window_size={WINDOW}",
+    "data.split.train=0.5",
+    "data.split.val=0.25",
+    "data.split.test=0.25",
+    "data.batch_size=16",
+    "model.net.num_units=8",
+    "model.net.embedding_dim=3",
+    "model.net.dense_size=8",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_on_long_data_write_long_outputs(compose_train_cfg, panel_csv, tmp_path):
+    cfg = compose_train_cfg(*LONG_TINY, f"data.source.path={panel_csv}", "logger=none", tiny=False)
+    metrics, objects = train(cfg)
+    assert metrics["test/num_targets"] == sum(rows_per_split(n)[2] for _, n, _ in SERIES.values())
+    assert objects["model"].hparams.static_cardinalities == [3]
+    checkpoint = read_checkpoint(metrics["best_checkpoint"])  # weights_only=True inside
+    assert "PanelDataModule" in checkpoint
+    assert isinstance(datamodule_from_checkpoint(checkpoint), PanelDataModule)
+
+    run_dir = tmp_path / "evaluate"
+    result = run_app("evaluate", f"ckpt_path={metrics['best_checkpoint']}", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((run_dir / "metrics.json").read_text())
+    assert evaluated["test/mse_z"] == pytest.approx(metrics["test/mse_z"], rel=1e-5)
+    forecasts = pd.read_csv(run_dir / "forecasts.csv", parse_dates=["timestamp"])
+    assert list(forecasts.columns) == ["series", "timestamp", "step", "prediction", "target"]
+    actual = ragged_table().set_index(["shop", "when"]).sales
+    np.testing.assert_allclose(
+        forecasts.target.to_numpy(),
+        actual.loc[list(zip(forecasts.series, forecasts.timestamp, strict=True))].to_numpy(),
+    )
+    assert forecasts.groupby("series").size().to_dict() == {
+        name: rows_per_split(n)[2] for name, (_, n, _) in SERIES.items()
+    }
+    assert np.isfinite(forecasts.prediction).all()
+
+
+@pytest.mark.slow
+def test_cli_reports_a_gap_in_long_data_in_one_line(tmp_path):
+    table = ragged_table()
+    path = write(tmp_path, table[~((table.shop == "a") & (table.when == pd.Timestamp("2024-01-01 05:00")))])
+    run_dir = tmp_path / "run"
+    result = run_app("train", *LONG_TINY, f"data.source.path={path}", f"hydra.run.dir={run_dir}")
+    assert_one_line_error(result, "series 'a'", "fill_method")
+    assert not run_dir.exists()
+
+
+def test_synthetic_long_table_is_ragged_and_multi_scale(tmp_path):
+    table = synthetic_long_table(num_series=30, max_length=200, min_length=10, seed=1)
+    spans = table.groupby("series", observed=True).timestamp.agg(["min", "max", "size"])
+    assert spans["min"].nunique() > 1 and spans["max"].nunique() > 1 and spans["size"].min() >= 10
+    levels = table.groupby("series", observed=True).value.mean()
+    assert levels.max() / levels.min() > 100
+    path = write(tmp_path, table, "synthetic.parquet")
+    dm = PanelDataModule(
+        source={"kind": "long_file", "path": str(path), "static_columns": ["category"]},
+        window_size=24,
+        calendar_features=["hour"],
+    )
+    dm.setup()
+    assert dm.num_series == 30 and dm.static_cardinalities == [4]
+    n_train = [rows_per_split(n, (0.7, 0.15, 0.15))[0] for n in spans["size"]]
+    assert len(dm.windows["train"]) == sum(n - 1 for n in n_train)
