@@ -18,9 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_forecast.apps import hydra_app
 from lstm_forecast.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.inference import predict_windows
 from lstm_forecast.evaluation.outputs import forecasts_frame, write_table
-from lstm_forecast.evaluation.report import score_forecasts
+from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows
 from lstm_forecast.files import write_json
 
 log = logging.getLogger(__name__)
@@ -44,11 +43,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(cfg.ckpt_path)
     module = module_from_checkpoint(checkpoint)
     datamodule = datamodule_from_checkpoint(checkpoint, data_overrides(cfg))
+    options = EvaluationOptions.from_config(cfg.get("evaluation"))
     datamodule.setup("test")
-    forecasts = predict_windows(module.net, datamodule.windows[cfg.split], datamodule.eval_batch_size)
-    metrics: dict[str, Any] = score_forecasts(forecasts, datamodule, cfg.split)
+    scores, forecasts, _ = evaluate_windows(
+        module.net, datamodule, datamodule.windows[cfg.split], cfg.split, options=options
+    )
+    metrics: dict[str, Any] = scores.metrics
     metrics["checkpoint"] = str(Path(cfg.ckpt_path).resolve())
     output_dir = Path(cfg.paths.output_dir)
+    if options.tables:
+        scores.write_tables(output_dir)
     if cfg.get("forecasts_file"):
         write_table(output_dir / cfg.forecasts_file, forecasts_frame(forecasts, datamodule))
     write_json(output_dir / "metrics.json", metrics)

@@ -33,6 +33,8 @@ HPARAM_KEYS = (
     "model.net.num_lstm_layers",
     "model.net.dense_size",
     "model.net.dropout",
+    "model.net.window_norm",
+    "model.net.last_value_skip",
     "trainer.accelerator",
     "trainer.precision",
     "trainer.gradient_clip_val",
@@ -108,7 +110,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     best_checkpoint = best_weights(trainer, model)
     # Scored on one device, outside the distributed loop: every test window exactly once.
-    metrics.update(evaluate_split(model.net, datamodule, "test", device=trainer.strategy.root_device))
+    output_dir = Path(cfg.paths.output_dir)
+    metrics.update(
+        evaluate_split(
+            model.net,
+            datamodule,
+            "test",
+            device=trainer.strategy.root_device,
+            evaluation=cfg.get("evaluation"),
+            output_dir=output_dir,
+        )
+    )
     metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
     for logger in trainer.loggers:
         numeric = {k: v for k, v in metrics.items() if k.startswith(("test/", "baseline/"))}
@@ -118,13 +130,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             metrics={k: metrics[k] for k in ("val/loss_best", "test/mse_z", "test/mae_z") if k in metrics},
         )
         logger.finalize("success")
-    output_dir = Path(cfg.paths.output_dir)
     write_json(output_dir / "metrics.json", metrics)
+    baselines = ", ".join(
+        f"{name} {metrics[f'baseline/{name}/mse_z']:.4f}"
+        for name in ("persistence", "seasonal_naive", "ridge")
+        if f"baseline/{name}/mse_z" in metrics
+    )
     log.info(
-        "test/mse_z %.4f (persistence %.4f); metrics in %s",
-        metrics["test/mse_z"],
-        metrics["baseline/persistence/mse_z"],
-        output_dir / "metrics.json",
+        "test/mse_z %.4f (%s); metrics in %s", metrics["test/mse_z"], baselines, output_dir / "metrics.json"
     )
     return metrics, objects
 

@@ -1,13 +1,183 @@
-"""Reference forecasts scored on exactly the model's targets."""
+"""Reference forecasts scored on exactly the model's targets.
+
+All baselines work in the network's scaled units on the same windows as the model:
+
+- persistence: the last observed value, repeated over the horizon;
+- seasonal naive: the value one season before each target step (``period`` rows back, or a multiple
+  of it for steps beyond one season), so it never uses a value after the forecast origin;
+- ridge: one linear model of the window's values, shared by every series, fitted in closed form on
+  the training windows, its regularisation chosen on the validation windows (a DLinear/NLinear-style
+  linear baseline without the decomposition).
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+import torch
+
+from lstm_forecast.data.windows import PaddedArrays, WideWindows
+from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.inference import WindowForecasts
+
+DEFAULT_RIDGE_ALPHAS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 def persistence(forecasts: WindowForecasts) -> np.ndarray:
     """Repeat the last observed value for every horizon step: ``[N, H]`` scaled."""
     horizon = forecasts.prediction.shape[1]
     return np.repeat(forecasts.last_value[:, None], horizon, axis=1)
+
+
+def default_seasonal_period(timestamps: pd.DatetimeIndex) -> int:
+    """The season length implied by the sampling interval.
+
+    Sub-daily data: the steps in one day (24 for hourly, 96 for 15-minute data); daily: 7; weekly: 52;
+    monthly: 12; quarterly: 4; anything coarser (or a single row): 1.
+    """
+    if len(timestamps) < 2:
+        return 1
+    step = pd.Series(timestamps).diff().median()
+    day = pd.Timedelta(days=1)
+    if step < day:
+        return max(1, round(day / step))
+    for limit, period in ((day, 7), (7 * day, 52), (31 * day, 12), (92 * day, 4)):
+        if step <= limit * 1.01:
+            return period
+    return 1
+
+
+def seasonal_naive(
+    arrays: PaddedArrays,
+    target_row: np.ndarray,
+    series_index: np.ndarray,
+    horizon: int,
+    period: int,
+) -> np.ndarray:
+    """The value ``k * period`` rows before each target step, the smallest ``k`` that reaches the past.
+
+    Step ``h`` (from 0) of a window whose first target row is ``t`` takes row
+    ``t + h - period * ceil((h + 1) / period)``: always before ``t``. Rows before the data read the
+    zero warm-up padding, as the network's windows do.
+
+    Parameters
+    ----------
+    arrays : PaddedArrays
+        The scaled data the windows were cut from.
+    target_row, series_index : ndarray
+        ``[N]`` first target row and series (from 0) of each window.
+
+    Returns
+    -------
+    ndarray
+        ``[N, H]`` scaled forecasts.
+    """
+    if not isinstance(period, int) or period < 1:
+        raise UserError(f"evaluation.seasonal_period must be a positive integer, got {period!r}")
+    steps = np.arange(horizon)
+    back = period * ((steps + 1 + period - 1) // period)  # [H] rows back from each target step
+    rows = np.asarray(target_row)[:, None] + steps - back + arrays.window_size  # [N, H] padded rows
+    rows = np.maximum(rows, 0)
+    values = arrays.values.cpu()
+    return (
+        values[torch.from_numpy(rows), torch.from_numpy(np.asarray(series_index))[:, None]].double().numpy()
+    )
+
+
+def _batches(windows: WideWindows, index: torch.Tensor, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    for chunk in torch.split(index, batch_size):
+        yield windows.gather(chunk)
+
+
+def _design(x: torch.Tensor) -> torch.Tensor:
+    """``x [B, W, F]`` -> ``[B, W + 1]`` float64: the window's values and a constant 1 (the intercept)."""
+    values = x[..., -1].double().cpu()
+    return torch.cat([values, torch.ones(values.shape[0], 1, dtype=values.dtype)], dim=1)
+
+
+def full_context_index(windows: WideWindows) -> torch.Tensor:
+    """Indices of the windows whose context lies wholly inside the data (no warm-up padding)."""
+    first_full = max(0, windows.window_size - windows.first_target)
+    return torch.arange(first_full * windows.num_series, len(windows))
+
+
+@dataclass(frozen=True)
+class RidgeBaseline:
+    """A linear map from a window's values (and an intercept) to its ``H`` targets, shared by all series.
+
+    Attributes
+    ----------
+    weights : Tensor
+        ``[W + 1, H]`` float64; the last row is the intercept.
+    alpha : float
+        The chosen regularisation, relative to the mean diagonal of the training Gram matrix.
+    validation_mse : dict of float to float
+        Scaled validation MSE of every candidate ``alpha``.
+    """
+
+    weights: torch.Tensor
+    alpha: float
+    validation_mse: dict[float, float]
+
+    @classmethod
+    def fit(
+        cls,
+        train: WideWindows,
+        val: WideWindows,
+        alphas: Sequence[float] = DEFAULT_RIDGE_ALPHAS,
+        batch_size: int = 4096,
+    ) -> RidgeBaseline:
+        """Fit on the full-context training windows; choose ``alpha`` by validation MSE.
+
+        The normal equations are accumulated batch by batch (``O(W^2)`` memory whatever the number
+        of windows) and solved once per ``alpha`` with a least-squares solver, so ``alpha = 0`` (plain
+        least squares) works even when the Gram matrix is singular. The intercept is not penalised.
+        """
+        alphas = [float(a) for a in alphas]
+        if not alphas or any(a < 0 for a in alphas):
+            raise UserError(f"evaluation.ridge_alphas must be non-negative numbers, got {alphas}")
+        train_index = full_context_index(train)
+        if len(train_index) == 0:
+            raise UserError("the ridge baseline needs training windows with a full context; use more rows")
+        size = train.window_size + 1
+        gram = torch.zeros(size, size, dtype=torch.float64)  # X^T X
+        moment = torch.zeros(size, train.horizon, dtype=torch.float64)  # X^T Y
+        for batch in _batches(train, train_index, batch_size):
+            design = _design(batch["x"])
+            gram += design.T @ design
+            moment += design.T @ batch["y"].double().cpu()
+        penalty = torch.ones(size, dtype=torch.float64)
+        penalty[-1] = 0.0  # the intercept
+        penalty *= gram.diagonal()[:-1].mean()
+        candidates = torch.stack(
+            [
+                torch.linalg.lstsq(gram + a * torch.diag(penalty), moment, driver="gelsd").solution
+                for a in alphas
+            ]
+        )  # [A, W + 1, H]
+        squared_error = torch.zeros(len(alphas), dtype=torch.float64)
+        count = 0
+        for batch in _batches(val, torch.arange(len(val)), batch_size):
+            predictions = _design(batch["x"]) @ candidates  # [A, B, H]
+            squared_error += ((predictions - batch["y"].double().cpu()) ** 2).sum(dim=(1, 2))
+            count += batch["y"].numel()
+        validation_mse = (squared_error / max(count, 1)).tolist()
+        best = int(np.argmin(validation_mse))
+        return cls(
+            weights=candidates[best],
+            alpha=alphas[best],
+            validation_mse=dict(zip(alphas, validation_mse, strict=True)),
+        )
+
+    def predict(
+        self, windows: WideWindows, index: torch.Tensor | None = None, batch_size: int = 4096
+    ) -> np.ndarray:
+        """Forecast windows ``index`` (default: all, in order) of ``windows``: ``[N, H]`` scaled."""
+        index = torch.arange(len(windows)) if index is None else index
+        chunks = [_design(batch["x"]) @ self.weights for batch in _batches(windows, index, batch_size)]
+        if not chunks:
+            return np.empty((0, self.weights.shape[1]))
+        return torch.cat(chunks).numpy()

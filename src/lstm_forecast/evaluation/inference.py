@@ -38,9 +38,17 @@ class WindowForecasts:
 
 @torch.no_grad()
 def predict_windows(
-    net: nn.Module, windows: WideWindows, batch_size: int = 1024, device: torch.device | str | None = None
+    net: nn.Module,
+    windows: WideWindows,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    index: torch.Tensor | None = None,
 ) -> WindowForecasts:
-    """Forecast every window of ``windows`` once, in order, with ``net`` in eval mode."""
+    """Forecast every window of ``windows`` once, in order, with ``net`` in eval mode.
+
+    ``index [N]`` (window indices) restricts the forecasts to those windows, in that order, e.g. the
+    strided origins of a backtest.
+    """
     device = torch.device(device) if device is not None else next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -52,8 +60,9 @@ def predict_windows(
         "row": [],
     }
     try:
-        for index in torch.split(torch.arange(len(windows)), batch_size):
-            batch = windows.gather(index)
+        index = torch.arange(len(windows)) if index is None else index
+        for chunk in torch.split(index, batch_size):
+            batch = windows.gather(chunk)
             x = batch["x"].to(device)
             static = batch["static"].to(device) if "static" in batch else None
             chunks["prediction"].append(net(x, batch["series_id"].to(device), static).float().cpu())
@@ -69,8 +78,8 @@ def predict_windows(
         return torch.cat(chunks[name]).numpy() if chunks[name] else np.empty(0)
 
     return WindowForecasts(
-        prediction=stack("prediction").reshape(len(windows), -1),
-        target=stack("target").reshape(len(windows), -1) if chunks["target"] else None,
+        prediction=stack("prediction").reshape(len(index), -1),
+        target=stack("target").reshape(len(index), -1) if chunks["target"] else None,
         last_value=stack("last_value"),
         series_index=stack("series"),
         target_row=stack("row"),

@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lstm_forecast.errors import UserError
+
+WINDOW_NORMS = ("none", "last", "standard")
+
 
 class EmbeddingBiLSTM(nn.Module):
     """Series-id embedding + stacked BiLSTM + dense head, as in the method.
@@ -34,6 +38,14 @@ class EmbeddingBiLSTM(nn.Module):
         Dropout after each BiLSTM.
     horizon : int
         Steps emitted at once (1: the next step).
+    window_norm : {"none", "last", "standard"}
+        How each window's values (the last feature) are referenced before the network sees them, the
+        inverse being applied to its output. ``none``: the method (levels in, levels out). ``last``:
+        subtract the window's last value, so the network predicts the change from it (as NLinear does).
+        ``standard``: subtract the window's mean and divide by its standard deviation (RevIN without
+        the learned affine).
+    last_value_skip : bool
+        Add the window's last value to the output (a residual from persistence); inputs unchanged.
     static_cardinalities : list of int
         Codes per static category column (code 0: unknown); each gets an embedding of
         ``static_embedding_dim`` used like the series embedding. Empty (the default): the method's net.
@@ -51,6 +63,8 @@ class EmbeddingBiLSTM(nn.Module):
         dense_size: int = 32,
         dropout: float = 0.2,
         horizon: int = 1,
+        window_norm: str = "none",
+        last_value_skip: bool = False,
         static_cardinalities: list[int] | None = None,
         static_embedding_dim: int = 4,
     ) -> None:
@@ -59,7 +73,16 @@ class EmbeddingBiLSTM(nn.Module):
             raise ValueError("sizes must be positive")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if window_norm not in WINDOW_NORMS:
+            raise UserError(f"model.net.window_norm must be one of {list(WINDOW_NORMS)}, got {window_norm!r}")
+        if last_value_skip and window_norm != "none":
+            raise UserError(
+                "model.net.last_value_skip adds the last value that window_norm already adds back; "
+                "use one of them (last_value_skip=false or window_norm=none)"
+            )
         self.horizon = horizon
+        self.window_norm = window_norm
+        self.last_value_skip = last_value_skip
         self.embedding_dim = embedding_dim if num_series > 1 else 0
         self.embedding = nn.Embedding(num_series + 1, embedding_dim) if self.embedding_dim else None
         self.static_embeddings = nn.ModuleList(
@@ -100,6 +123,10 @@ class EmbeddingBiLSTM(nn.Module):
         Tensor
             ``[B, H]`` scaled forecasts for steps ``t .. t+H-1``.
         """
+        values = x[..., -1]  # [B, W]
+        offset, scale = self.window_reference(values)  # [B, 1] each
+        if self.window_norm != "none":
+            x = torch.cat([x[..., :-1], ((values - offset) / scale).unsqueeze(-1)], dim=-1)  # [B, W, F]
         parts = [x]
         tables = [self.embedding(series_id)] if self.embedding is not None else []  # [B, D]
         if len(self.static_embeddings):
@@ -114,4 +141,17 @@ class EmbeddingBiLSTM(nn.Module):
         summary = self.dropout(summary)
         if self.conditioning_dim:
             summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
-        return self.head(torch.tanh(self.dense(summary)))  # [B, H]
+        forecast = self.head(torch.tanh(self.dense(summary))) * scale + offset  # [B, H]
+        if self.last_value_skip:
+            forecast = forecast + values[:, -1:]
+        return forecast
+
+    def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
+        if self.window_norm == "last":
+            return values[:, -1:], torch.ones_like(values[:, -1:])
+        if self.window_norm == "standard":
+            mean = values.mean(dim=1, keepdim=True)
+            # The epsilon keeps flat (or zero-padded) windows finite, as RevIN does.
+            return mean, torch.sqrt(values.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
+        return torch.zeros_like(values[:, -1:]), torch.ones_like(values[:, -1:])

@@ -1,0 +1,80 @@
+"""The network's optional value references: change from the last value, per-window norm, skip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstm_forecast.errors import UserError
+from lstm_forecast.models.net import EmbeddingBiLSTM
+
+NUM_SERIES, NUM_FEATURES, WINDOW, HORIZON = 3, 2, 10, 4
+
+
+def make_net(**options) -> EmbeddingBiLSTM:
+    torch.manual_seed(0)
+    net = EmbeddingBiLSTM(NUM_SERIES, NUM_FEATURES, num_units=6, dense_size=5, horizon=HORIZON, **options)
+    return net.eval()
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(8, WINDOW, NUM_FEATURES, generator=generator) * 2 - 1  # [B, W, F]
+    return x, torch.randint(1, NUM_SERIES + 1, (8,), generator=generator)
+
+
+def shift_values(x: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
+    """Apply ``value * scale + offset`` to the value feature (the last) only."""
+    shifted = x.clone()
+    shifted[..., -1] = x[..., -1] * scale + offset
+    return shifted
+
+
+def test_change_from_last_value_moves_forecasts_with_the_level():
+    net, (x, ids) = make_net(window_norm="last"), batch()
+    with torch.no_grad():
+        torch.testing.assert_close(net(shift_values(x, 1.0, 0.7), ids), net(x, ids) + 0.7)
+
+
+def test_window_standardisation_makes_forecasts_affine_in_the_values():
+    net, (x, ids) = make_net(window_norm="standard"), batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            net(shift_values(x, 3.0, -0.5), ids), net(x, ids) * 3.0 - 0.5, atol=1e-3, rtol=1e-3
+        )
+
+
+def test_the_methods_network_is_not_shift_equivariant():
+    net, (x, ids) = make_net(), batch()
+    with torch.no_grad():
+        assert not torch.allclose(net(shift_values(x, 1.0, 0.7), ids), net(x, ids) + 0.7, atol=1e-3)
+
+
+def zero_head(net: EmbeddingBiLSTM) -> EmbeddingBiLSTM:
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.zero_()
+    return net
+
+
+def test_last_value_skip_adds_persistence_to_the_network_output():
+    (x, ids) = batch()
+    with torch.no_grad():
+        skip = zero_head(make_net(last_value_skip=True))(x, ids)
+        level = zero_head(make_net())(x, ids)
+    torch.testing.assert_close(skip, x[:, -1:, -1].expand(-1, HORIZON))
+    torch.testing.assert_close(level, torch.zeros_like(level))
+
+
+def test_flat_and_zero_windows_stay_finite_under_standardisation():
+    net = make_net(window_norm="standard")
+    x = torch.zeros(2, WINDOW, NUM_FEATURES)
+    with torch.no_grad():
+        assert torch.isfinite(net(x, torch.tensor([1, 2]))).all()
+
+
+def test_options_are_validated():
+    with pytest.raises(UserError, match="window_norm"):
+        make_net(window_norm="minmax")
+    with pytest.raises(UserError, match="last_value_skip"):
+        make_net(window_norm="last", last_value_skip=True)
