@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ from conftest import assert_one_line_error, run_app
 from lstm_forecast.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
 from lstm_forecast.data.calendar import calendar_features
 from lstm_forecast.predict import predict
-from lstm_forecast.run import train
 
 pytestmark = pytest.mark.slow  # trains a tiny model first
 
@@ -69,16 +69,20 @@ TRAIN_ARGS = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "logger=none",
+    "num_threads=1",
 ]
 
 
-@pytest.fixture
-def panel_checkpoint(compose_train_cfg, tmp_path) -> Path:
-    path = tmp_path / "train.csv"
-    panel(TRAIN_SERIES).to_csv(path, index=False)
-    cfg = compose_train_cfg(*TRAIN_ARGS, f"data.source.path={path}", tiny=False)
-    metrics, _ = train(cfg)
-    return Path(metrics["best_checkpoint"])
+@pytest.fixture(scope="module")
+def panel_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("panel")
+    panel(TRAIN_SERIES).to_csv(folder / "train.csv", index=False)
+    run_dir = folder / "run"
+    result = run_app(
+        "train", *TRAIN_ARGS, f"data.source.path={folder / 'train.csv'}", f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"])
 
 
 def forward(checkpoint: dict, series: str, stamps: pd.DatetimeIndex, values: np.ndarray) -> float:
@@ -99,8 +103,6 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
     new = panel(NEW_SERIES)
     path = tmp_path / "new.csv"
     new.to_csv(path, index=False)
-    out = tmp_path / "predict"
-    out.mkdir()
     cfg = compose_train_cfg(
         f"ckpt_path={panel_checkpoint}",
         f"data.path={path}",
@@ -109,7 +111,6 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
         tiny=False,
         config_name="predict",
     )
-    cfg.paths.output_dir = str(out)
     written = predict(cfg)
 
     checkpoint = read_checkpoint(panel_checkpoint)
