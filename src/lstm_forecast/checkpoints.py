@@ -72,6 +72,11 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> ForecastModule:
     return module.eval()
 
 
+def datamodule_state_key(checkpoint: dict[str, Any]) -> str:
+    """The key of the checkpoint's datamodule state: the name of the datamodule class that wrote it."""
+    return next(key for key in DATAMODULE_CLASSES if key in checkpoint)
+
+
 def datamodule_from_checkpoint(
     checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None
 ) -> ForecastDataModule:
@@ -86,7 +91,7 @@ def datamodule_from_checkpoint(
             hparams["source"] = {**hparams["source"], **value}
         else:
             hparams[key] = value
-    name = next(key for key in DATAMODULE_CLASSES if key in checkpoint)
+    name = datamodule_state_key(checkpoint)
     datamodule = DATAMODULE_CLASSES[name](**hparams)
     datamodule.load_frame()
     datamodule.load_state_dict(checkpoint[name])

@@ -37,21 +37,23 @@ def plot_forecasts(
         Observed rows drawn before the end of the data.
     """
     names = [str(c) for c in frame.series.columns][: max(max_series, 1)]
-    start = frame.timestamps[max(frame.num_rows - history, 0)]
     if "step" in predictions:
         predictions = predictions[predictions["step"] == 1]
     figure = Figure(figsize=(10, 2.6 * len(names)), layout="constrained")
     axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
     for ax, name in zip(axes, names, strict=True):
-        observed = frame.series[name][frame.timestamps >= start]
+        # Series of a long panel have their own spans (NaN elsewhere in the wide view).
+        known = frame.series[name].dropna()
+        start, end = known.index[max(len(known) - history, 0)], known.index[-1]
+        observed = known[known.index >= start]
         ax.plot(observed.index, observed.to_numpy(), color="black", linewidth=1.0, label="actual")
         shown = predictions[(predictions["series"] == name) & (predictions["timestamp"] >= start)]
         ax.plot(shown["timestamp"], shown["prediction"], color="tab:blue", linewidth=1.0, label="prediction")
         if forecast is not None:
             ahead = forecast[forecast["series"] == name]
             # Start the forecast line at the last observation so it reads as a continuation.
-            times = [frame.timestamps[-1], *ahead["timestamp"]]
-            values = [frame.series[name].iloc[-1], *ahead["prediction"]]
+            times = [end, *ahead["timestamp"]]
+            values = [known.iloc[-1], *ahead["prediction"]]
             ax.plot(times, values, color="tab:orange", linewidth=1.4, label="forecast")
             if "actual" in ahead and ahead["actual"].notna().any():
                 ax.plot(
@@ -61,7 +63,7 @@ def plot_forecasts(
                     linestyle="--",
                     label="actual (future)",
                 )
-        ax.axvline(frame.timestamps[-1], color="grey", linewidth=0.6, linestyle=":")
+        ax.axvline(end, color="grey", linewidth=0.6, linestyle=":")
         ax.set_title(name, fontsize=10, loc="left")
         ax.legend(loc="upper left", fontsize=8, ncol=4)
     return write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))

@@ -8,6 +8,7 @@ restored from a checkpoint (never refitted) and on the plain network, so the tra
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +19,14 @@ from torch import nn
 
 from lstm_forecast.data.calendar import calendar_features
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.panel import PanelDataModule
+from lstm_forecast.data.panel_windows import PanelArrays, PanelWindows, index_ranges
 from lstm_forecast.data.windows import PaddedArrays, WideWindows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.inference import WindowForecasts, predict_windows
+from lstm_forecast.evaluation.outputs import future_forecasts_frame
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- timestamps
@@ -97,12 +103,15 @@ def scaled_table(
     return scaled[:, :num_series], scaled[:, num_series:]
 
 
-def prediction_windows(datamodule: ForecastDataModule, horizon: int) -> WideWindows:
+def prediction_windows(datamodule: ForecastDataModule, horizon: int) -> WideWindows | PanelWindows:
     """Every window full of real rows (the method's prediction layout, no warm-up padding).
 
     Window targets are rows ``W .. T`` (time-major, then series): every row that has a full window
     of context, plus row ``T``, the step after the data. Each window forecasts ``horizon`` steps.
+    Long panels get the same per series, over each series' own rows (:func:`panel_prediction_windows`).
     """
+    if isinstance(datamodule, PanelDataModule):
+        return panel_prediction_windows(datamodule, horizon)
     window_size, num_rows = datamodule.window_size, len(datamodule.timestamps)
     if num_rows < window_size:
         raise UserError(
@@ -131,17 +140,21 @@ def window_predictions_table(
         One row per window and horizon step: ``timestamp`` (of the forecast step), ``series``,
         ``prediction``, ``actual`` (NaN past the data) and, for multi-step models, ``step`` (1..H).
     """
-    frame = datamodule.load_frame()
     num_windows, horizon = forecasts.prediction.shape
     rows = forecasts.target_row[:, None] + np.arange(horizon)  # [N, H]
     series = np.broadcast_to(forecasts.series_index[:, None], rows.shape)  # [N, H]
-    timestamps = frame.timestamps.append(future_timestamps(frame.timestamps[-1], freq, horizon))
-    actual = np.concatenate([frame.series.to_numpy(), np.full((horizon, frame.series.shape[1]), np.nan)])
+    if isinstance(datamodule, PanelDataModule):
+        timestamps, actual = panel_steps(datamodule, series.ravel(), rows.ravel())
+    else:
+        frame = datamodule.load_frame()
+        stamps = frame.timestamps.append(future_timestamps(frame.timestamps[-1], freq, horizon))
+        values = np.concatenate([frame.series.to_numpy(), np.full((horizon, frame.series.shape[1]), np.nan)])
+        timestamps, actual = stamps[rows.ravel()], values[rows.ravel(), series.ravel()]
     table = {
-        "timestamp": timestamps[rows.ravel()],
+        "timestamp": timestamps,
         "series": np.asarray(datamodule.series_names, dtype=object)[series.ravel()],
         "prediction": datamodule.inverse_values(forecasts.prediction, series).ravel(),
-        "actual": actual[rows.ravel(), series.ravel()],
+        "actual": actual,
     }
     if horizon > 1:
         table["step"] = np.tile(np.arange(1, horizon + 1), num_windows)
@@ -327,3 +340,140 @@ def forecast_future(
     )  # [H, S]
     values = datamodule.inverse_values(scaled.numpy(), np.arange(num_series))
     return FutureForecast(timestamps=timestamps, values=values, series_names=datamodule.series_names)
+
+
+# ----------------------------------------------------------------------------- long panels
+def panel_arrays(datamodule: PanelDataModule, future_rows: int = 0) -> PanelArrays:
+    """The panel scaled with the checkpoint's scalers (no split: every row of every series), each
+    series followed by ``future_rows`` rows to forecast into.
+
+    Future rows hold value 0 and the calendar features of the series' own next timestamps; the
+    user's extra columns are unknown there (0), so they may only be context when there are none.
+    """
+    if datamodule.scaler is None or datamodule.extra_scaler is None:
+        raise ValueError("the datamodule has no scaler: load it from a checkpoint first")
+    frame = datamodule.load_frame()
+    extras = datamodule.feature_table()
+    if extras.shape[1] != len(datamodule.extra_scaler.data_min):
+        raise UserError(
+            f"the data has {extras.shape[1]} extra features but the checkpoint's scaler was fitted on "
+            f"{len(datamodule.extra_scaler.data_min)}; use data with the training columns"
+        )
+    values = datamodule.scaler.transform(frame.values, column_index=frame.row_series)  # [N]
+    extras = datamodule.extra_scaler.transform(extras)  # [N, E]
+    offsets = frame.offsets
+    if future_rows:
+        num_series = len(frame.lengths)
+        grown = frame.offsets + np.arange(num_series + 1) * future_rows  # [S + 1]
+        observed = np.arange(frame.num_rows) + frame.row_series * future_rows  # [N] rows after growing
+        ahead = index_ranges(grown[1:] - future_rows, np.full(num_series, future_rows))  # [S * F]
+        known = frame.lengths > 0
+        stamps = datamodule.future_timestamps(np.flatnonzero(known), future_rows)
+        future = np.full((len(stamps), extras.shape[1]), np.nan)
+        calendar = calendar_features(stamps, datamodule.calendar_feature_names).to_numpy()
+        future[:, extras.shape[1] - calendar.shape[1] :] = calendar
+        grown_values = np.zeros(len(values) + len(ahead))
+        grown_extras = np.zeros((len(values) + len(ahead), extras.shape[1]))
+        grown_values[observed], grown_extras[observed] = values, extras
+        ahead_of_known = ahead.reshape(num_series, future_rows)[known].ravel()
+        grown_extras[ahead_of_known] = np.nan_to_num(datamodule.extra_scaler.transform(future))
+        values, extras, offsets = grown_values, grown_extras, grown
+    return PanelArrays.from_rows(values, extras, offsets, datamodule.window_size)
+
+
+def forecastable_series(datamodule: PanelDataModule, min_rows: int = 1) -> np.ndarray:
+    """``[M]`` series (from 0) with at least ``min_rows`` rows and a scale from training."""
+    lengths = datamodule.load_frame().lengths
+    return np.flatnonzero((lengths >= max(min_rows, 1)) & (datamodule.series_train_rows > 0))
+
+
+def panel_prediction_windows(datamodule: PanelDataModule, horizon: int) -> PanelWindows:
+    """Every full window of each series: targets ``W .. L`` of a series of ``L`` rows (``L``: the
+    step after its last row). Series shorter than one window, or unscaled in training, are left out."""
+    window_size, lengths = datamodule.window_size, datamodule.load_frame().lengths
+    series = forecastable_series(datamodule, window_size)
+    if not len(series):
+        raise UserError(
+            f"no series has a full window of {window_size} rows (the model's data.window_size; the longest "
+            f"has {int(lengths.max(initial=0))}); give at least {window_size} rows per series"
+        )
+    short = len(forecastable_series(datamodule)) - len(series)
+    if short:
+        log.warning("%d series shorter than one window (%d rows) are not predicted", short, window_size)
+    count = lengths[series] - window_size + 1
+    arrays = panel_arrays(datamodule)
+    local = index_ranges(np.full(len(series), window_size), count)
+    targets = torch.from_numpy(arrays.padded_rows(np.repeat(series, count), local))
+    return PanelWindows(arrays, targets, horizon, datamodule.padding_mask, False, datamodule.static_codes())
+
+
+def panel_steps(
+    datamodule: PanelDataModule, series: np.ndarray, rows: np.ndarray
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Timestamps and actuals of long-table ``rows [M]`` of ``series [M]``; a row at or past the end of
+    its series is a step after its last row (its own next timestamp, actual NaN)."""
+    frame = datamodule.load_frame()
+    local = rows - frame.offsets[series]
+    past = local - frame.lengths[series]  # >= 0 past the series' end
+    inside = past < 0
+    timestamps = pd.Series(frame.timestamps[np.where(inside, rows, 0)])
+    if not inside.all():
+        steps = int(past.max()) + 1
+        ahead = datamodule.future_timestamps(series[~inside], steps)
+        timestamps[~inside] = ahead[np.arange((~inside).sum()) * steps + past[~inside]]
+    actual = np.where(inside, frame.values[np.where(inside, rows, 0)], np.nan)
+    return pd.DatetimeIndex(timestamps), actual
+
+
+def forecast_panel_future(
+    net: nn.Module,
+    datamodule: PanelDataModule,
+    horizon: int,
+    model_horizon: int = 1,
+    device: torch.device | str | None = None,
+) -> pd.DataFrame:
+    """Forecast the ``horizon`` steps after each series' own last row, feeding forecasts back.
+
+    Returns
+    -------
+    DataFrame
+        ``series, timestamp, step, prediction`` (original units), series by series.
+    """
+    if not isinstance(horizon, int) or horizon < 1:
+        raise UserError(f"horizon must be a positive integer, got {horizon!r}")
+    frame = datamodule.load_frame()
+    if fed_back_steps(horizon, model_horizon) and frame.extras.shape[1]:
+        raise UserError(
+            f"the model uses extra column(s) {list(frame.extras.columns)} whose future values long data "
+            f"cannot provide, so it forecasts at most {model_horizon} step(s) past the data; "
+            f"use horizon<={model_horizon}"
+        )
+    series = forecastable_series(datamodule)
+    arrays = panel_arrays(datamodule, future_rows=horizon)
+    # Each series now ends with ``horizon`` rows to fill; its first one is padded row ``start``.
+    start = arrays.padded_rows(series, frame.lengths[series])  # [M]
+    forecast = np.empty((len(series), horizon), dtype=np.float32)
+    for step in range(0, horizon, model_horizon):
+        windows = PanelWindows(
+            arrays,
+            torch.from_numpy(start + step),
+            model_horizon,
+            datamodule.padding_mask,
+            False,
+            datamodule.static_codes(),
+        )
+        predicted = predict_windows(net, windows, datamodule.eval_batch_size, device).prediction
+        take = min(model_horizon, horizon - step)
+        forecast[:, step : step + take] = predicted[:, :take]
+        # The windows index in window order; the forecasts become context of the next pass.
+        arrays.values[torch.from_numpy(start[:, None] + step + np.arange(take))] = torch.from_numpy(
+            predicted[:, :take]
+        )
+    forecasts = WindowForecasts(
+        prediction=forecast,
+        target=None,
+        last_value=np.zeros(len(series), dtype=np.float32),
+        series_index=series,
+        target_row=frame.offsets[series + 1],
+    )
+    return future_forecasts_frame(forecasts, datamodule)

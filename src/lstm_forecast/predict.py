@@ -21,18 +21,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pandas.tseries.frequencies import to_offset
 
 from lstm_forecast.apps import hydra_app
 from lstm_forecast.checkpoints import (
-    DATAMODULE_STATE_KEY,
     datamodule_from_checkpoint,
+    datamodule_state_key,
     module_from_checkpoint,
     read_checkpoint,
 )
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.long_source import PanelFrame
+from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.data.sources import SourceFrame, read_table, wide_file_frame
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.inference import predict_windows
@@ -42,6 +46,7 @@ from lstm_forecast.forecasting import (
     FutureForecast,
     check_frequency,
     forecast_future,
+    forecast_panel_future,
     prediction_windows,
     window_predictions_table,
 )
@@ -50,6 +55,7 @@ from lstm_forecast.run import torch_threads
 log = logging.getLogger(__name__)
 
 FILE_SOURCE = "wide_file"
+FILE_SOURCES = (FILE_SOURCE, "long_file")
 DEFAULT_TIMESTAMP_COLUMN = "date"
 
 
@@ -70,7 +76,7 @@ def prediction_source(cfg: DictConfig, trained_source: dict[str, Any]) -> dict[s
         source["path"] = short_path
     if not source:
         return None
-    if trained_source.get("kind") != FILE_SOURCE:
+    if trained_source.get("kind") not in FILE_SOURCES:
         if "path" not in source:
             raise UserError("give the file to predict on: data.path=FILE.csv")
         source = {"kind": FILE_SOURCE, "timestamp_column": DEFAULT_TIMESTAMP_COLUMN, **source}
@@ -111,6 +117,34 @@ def read_future(
     )
 
 
+def check_panel_frequency(datamodule: PanelDataModule, expected: str, source: str) -> str:
+    """The panel's frequency (every series is on its grid), refusing one other than ``expected``."""
+    freq = datamodule.freq
+    if expected and to_offset(expected) != to_offset(freq):
+        raise UserError(
+            f"{source} has timestamps every {freq!r} but the model was trained on {expected!r} data; "
+            f"resample the file to {expected!r} or set data.source.freq={expected}"
+        )
+    return freq
+
+
+def wide_view(frame: PanelFrame) -> SourceFrame:
+    """A panel as a wide table (timestamp rows, series columns, NaN where a series has no row)."""
+    series = pd.DataFrame(
+        {
+            "timestamp": frame.timestamps,
+            "series": np.repeat(frame.series_names, frame.lengths),
+            "value": frame.values,
+        }
+    ).pivot(index="timestamp", columns="series", values="value")
+    series = series.reindex(
+        columns=[n for n, length in zip(frame.series_names, frame.lengths, strict=True) if length]
+    )
+    return SourceFrame(
+        timestamps=pd.DatetimeIndex(series.index), series=series, extras=pd.DataFrame(index=series.index)
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -142,7 +176,7 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
         raise UserError("future.path is only read when forecasting past the data; add horizon=H")
     device = resolve_device(str(cfg.get("device") or "auto"))
     checkpoint = read_checkpoint(cfg.ckpt_path)
-    trained = checkpoint[DATAMODULE_STATE_KEY]
+    trained = checkpoint[datamodule_state_key(checkpoint)]
     module = module_from_checkpoint(checkpoint).to(device)
     overrides: dict[str, Any] = {}
     source = prediction_source(cfg, checkpoint["datamodule_hyper_parameters"]["source"])
@@ -153,7 +187,11 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     datamodule = datamodule_from_checkpoint(checkpoint, overrides)
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
     check_columns(datamodule, trained, data_name)
-    freq = check_frequency(datamodule.timestamps, str(trained.get("freq") or ""), data_name)
+    panel = isinstance(datamodule, PanelDataModule)
+    if panel:
+        freq = check_panel_frequency(datamodule, str(trained.get("freq") or ""), data_name)
+    else:
+        freq = check_frequency(datamodule.timestamps, str(trained.get("freq") or ""), data_name)
 
     model_horizon = module.net.horizon
     windows = prediction_windows(datamodule, model_horizon)
@@ -162,7 +200,14 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
 
     future: FutureForecast | None = None
     future_table: pd.DataFrame | None = None
-    if horizon is not None:
+    if horizon is not None and panel:
+        if OmegaConf.select(cfg, "future.path") is not None:
+            raise UserError(
+                "future.path is read for wide data only; long data forecasts from calendar features "
+                "alone (drop future.path)"
+            )
+        future_table = forecast_panel_future(module.net, datamodule, horizon, model_horizon, device)
+    elif horizon is not None:
         frame = datamodule.load_frame()
         future_frame = None
         future_path = OmegaConf.select(cfg, "future.path")
@@ -191,7 +236,7 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
         written["forecast"] = write_csv(output_dir / "forecast.csv", future_table)
     written["plot"] = plot_forecasts(
         output_dir / "predictions.png",
-        datamodule.load_frame(),
+        wide_view(datamodule.load_frame()) if panel else datamodule.load_frame(),
         predictions,
         future_table,
         max_series=int(cfg.plot.max_series),

@@ -137,6 +137,11 @@ class PanelDataModule(ForecastDataModule):
         return self.load_frame().timestamps
 
     @property
+    def freq(self) -> str:
+        """Every series' pandas frequency alias (the long table's rows are not one timeline)."""
+        return self.load_frame().freq.freqstr
+
+    @property
     def static_names(self) -> list[str]:
         return [str(c) for c in self.load_frame().static.columns]
 
