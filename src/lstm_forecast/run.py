@@ -14,8 +14,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_forecast.checkpoints import read_checkpoint
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.evaluation.report import evaluate_split
+from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.report import score_forecasts
 from lstm_forecast.files import write_json
+from lstm_forecast.loggers import log_run_end, overridden_hparams
 from lstm_forecast.models.module import ForecastModule
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
         value = OmegaConf.select(cfg, key, default=None)
         if isinstance(value, bool | int | float | str):
             out[key] = value
+    out.update(overridden_hparams(cfg))  # whatever else a sweep varies
     return out
 
 
@@ -102,16 +105,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     best_checkpoint = best_weights(trainer, model)
     # Scored on one device, outside the distributed loop: every test window exactly once.
-    metrics.update(evaluate_split(model.net, datamodule, "test", device=trainer.strategy.root_device))
+    datamodule.setup("test")
+    test_forecasts = predict_windows(
+        model.net, datamodule.windows["test"], datamodule.eval_batch_size, device=trainer.strategy.root_device
+    )
+    metrics.update(score_forecasts(test_forecasts, datamodule, "test"))
     metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
-    for logger in trainer.loggers:
-        numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int) and "/" in k}
-        logger.log_metrics(numeric, step=trainer.global_step)
-        logger.log_hyperparams(
-            selected_hparams(cfg),
-            metrics={k: metrics[k] for k in ("val/loss_best", "test/mse_z", "test/mae_z") if k in metrics},
-        )
-        logger.finalize("success")
+    log_run_end(trainer, model, datamodule, test_forecasts, metrics, selected_hparams(cfg))
     output_dir = Path(cfg.paths.output_dir)
     write_json(output_dir / "metrics.json", metrics)
     log.info(
