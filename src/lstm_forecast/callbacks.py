@@ -52,13 +52,11 @@ def tensorboard_writer(trainer: pl.Trainer) -> SummaryWriter | None:
     return None
 
 
-def log_epoch_scalars(pl_module: pl.LightningModule, metrics: dict[str, float]) -> None:
-    """Log rank 0's ``metrics`` from an ``on_train_epoch_end`` hook, at the step of the epoch's losses.
-
-    ``rank_zero_only``: the other ranks do not log them, so nothing may wait for them.
-    """
-    for name, value in metrics.items():
-        pl_module.log(name, value, on_step=False, on_epoch=True, rank_zero_only=True)
+def log_epoch_scalars(pl_module: pl.LightningModule, metrics: dict[str, tuple[float, str]]) -> None:
+    """Log ``{name: (value, reduction over ranks)}`` from ``on_train_epoch_end``, at the step of the
+    epoch's losses; under DDP the values are reduced across ranks and logged once, by rank 0."""
+    for name, (value, reduce_fx) in metrics.items():
+        pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx=reduce_fx)
 
 
 def figure_to_rgb(figure: Figure) -> np.ndarray:
@@ -165,8 +163,6 @@ class GradNormMonitor(Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if not trainer.is_global_zero:  # gradients are identical on every rank after the all-reduce
-            return
         norms = [
             torch.linalg.vector_norm(p.grad.detach(), self.norm_type)
             for p in pl_module.parameters()
@@ -187,11 +183,13 @@ class GradNormMonitor(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._steps:
             return
+        # Gradients are all-reduced before this hook, so every rank sees the same norms.
         metrics = {
-            "train/grad_norm": float(self._sum) / self._steps,
-            "train/grad_norm_max": float(self._max),
+            "train/grad_norm": (float(self._sum) / self._steps, "mean"),
+            "train/grad_norm_max": (float(self._max), "max"),
         }
-        metrics.update({name: float(total) / self._steps for name, total in self._parameter_sums.items()})
+        for name, total in self._parameter_sums.items():
+            metrics[name] = (float(total) / self._steps, "mean")
         log_epoch_scalars(pl_module, metrics)
 
 
@@ -230,18 +228,14 @@ class EpochTimeMonitor(Callback):
             self._val_start = self._now(pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
         end = self._now(pl_module)
         train_end = self._val_start if self._val_start is not None else end
-        metrics = {"time/epoch_s": end - self._start}
+        # The slowest rank's times; the throughput of all ranks together.
+        metrics = {"time/epoch_s": (end - self._start, "max")}
         if self._val_start is not None:
-            metrics["time/val_s"] = end - self._val_start
+            metrics["time/val_s"] = (end - self._val_start, "max")
         if train_end > self._start:
-            # Training shards are even across ranks, so rank 0's count times the world size is the total.
-            metrics["time/train_windows_per_s"] = (
-                self._windows * trainer.world_size / (train_end - self._start)
-            )
+            metrics["time/train_windows_per_s"] = (self._windows / (train_end - self._start), "sum")
         log_epoch_scalars(pl_module, metrics)
 
 
