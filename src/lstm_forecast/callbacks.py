@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning import callbacks
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import grad_norm
@@ -127,6 +128,15 @@ class RunEndCallback(Callback):
 
 
 # --------------------------------------------------------------------------------------------- scalars
+class LearningRateMonitor(callbacks.LearningRateMonitor):
+    """Lightning's ``LearningRateMonitor`` (tags ``lr-<Optimizer>``), standing aside in runs without
+    loggers (``logger=none``) instead of failing, so the default callbacks suit every logger choice."""
+
+    def on_train_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+
 class GradNormMonitor(Callback):
     """Gradient norm before clipping: the mean and the largest over each epoch's optimizer steps.
 
