@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from google.protobuf import text_format
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -17,8 +18,19 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app, tiny_cli_args
+from lstm_forecast.callbacks import (
+    figure_to_rgb,
+    forecast_figure,
+    per_series_mse_z,
+    select_windows,
+    series_error_figure,
+)
 from lstm_forecast.checkpoints import read_checkpoint
+from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.report import score_forecasts
+from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.run import train
 
 SERIES = ["series_1", "series_2", "series_3"]
@@ -284,3 +296,61 @@ def test_ddp_logs_once_from_rank_zero(tmp_path: Path) -> None:
     assert 0.5 * TRAIN_WINDOWS < rate * (epoch - val) < 2 * TRAIN_WINDOWS
     for tag in ("train/grad_norm", "time/epoch_s"):
         assert f"self.log('{tag}'" not in result.stderr  # reduced across ranks, no sync warning
+
+
+# --------------------------------------------------------------------------------------------- figure pieces
+def tiny_datamodule(horizon: int = 1) -> ForecastDataModule:
+    datamodule = ForecastDataModule(
+        source={"kind": "synthetic", "num_series": 3, "num_rows": 240}, window_size=12, horizon=horizon
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def untrained_net(datamodule: ForecastDataModule) -> EmbeddingBiLSTM:
+    torch.manual_seed(0)
+    return EmbeddingBiLSTM(
+        datamodule.num_series, datamodule.num_features, embedding_dim=3, num_units=8, dense_size=8,
+        horizon=datamodule.horizon,
+    )  # fmt: skip
+
+
+def test_per_series_errors_average_to_the_overall_error() -> None:
+    datamodule = tiny_datamodule()
+    forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["test"])
+    overall = score_forecasts(forecasts, datamodule, "test")
+    model, baseline = per_series_mse_z(forecasts, datamodule)
+    assert model.shape == baseline.shape == (3,)
+    # Every series has as many test windows, so the overall error is the mean of the series' errors.
+    assert model.mean() == pytest.approx(overall["test/mse_z"], rel=1e-9)
+    assert baseline.mean() == pytest.approx(overall["baseline/persistence/mse_z"], rel=1e-9)
+    assert np.ptp(model) > 0
+
+
+def test_forecast_figure_draws_original_units_for_each_horizon_end() -> None:
+    datamodule = tiny_datamodule(horizon=3)
+    forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["val"])
+    mine = select_windows(forecasts, np.flatnonzero(forecasts.series_index == 1))
+    figure = forecast_figure(mine, datamodule, "series_2: validation, epoch 0", (6.0, 2.0), 50)
+    axes = figure.axes[0]
+    assert [line.get_label() for line in axes.lines] == [
+        "actual",
+        "forecast, 1 step ahead",
+        "forecast, 3 steps ahead",
+    ]
+    actual = datamodule.load_frame().series["series_2"].to_numpy()[mine.target_row]
+    np.testing.assert_allclose(axes.lines[0].get_ydata(), actual, rtol=1e-4)
+    timestamps = datamodule.timestamps
+    assert axes.lines[2].get_xdata()[0] == timestamps[mine.target_row[0] + 2].to_datetime64()
+    assert axes.get_title().startswith("series_2: validation, epoch 0")
+    assert figure_to_rgb(figure).shape == (100, 300, 3)
+
+
+def test_error_chart_shows_the_worst_series_first() -> None:
+    names = [f"s{i}" for i in range(5)]
+    model = np.array([0.1, 0.9, 0.3, 0.5, np.nan])
+    figure = series_error_figure(names, model, np.full(5, 0.2), max_series=2, dpi=50)
+    axes = figure.axes[0]
+    ticks = sorted(axes.get_yticklabels(), key=lambda label: -label.get_position()[1])
+    assert [label.get_text() for label in ticks] == ["s1", "s3"]
+    assert "2 worst of 5" in axes.get_title()
