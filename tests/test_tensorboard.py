@@ -252,6 +252,7 @@ def test_unknown_series_name_is_a_user_error(compose_train_cfg) -> None:
         train(cfg)
 
 
+@pytest.mark.slow
 def test_bad_figure_setting_is_one_line_error(tmp_path: Path) -> None:
     result = run_app("train", *tiny_cli_args(tmp_path / "run", "callbacks.forecast_figures.every_n_epochs=0"))
     assert_one_line_error(result, "forecast_figures.every_n_epochs", "positive integer")
