@@ -69,6 +69,14 @@ def figure_to_rgb(figure: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def import_matplotlib() -> None:
+    """Import what the figures need now, at set-up: the first import costs about a second, which would
+    otherwise land in the first figure epoch."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.dates
+    import matplotlib.figure  # noqa: F401
+
+
 def new_figure(width: float, height: float, dpi: int) -> Figure:
     from matplotlib.figure import Figure
 
@@ -349,6 +357,8 @@ class ForecastFigures(RunEndCallback):
         datamodule = trainer.datamodule
         if isinstance(datamodule, ForecastDataModule):
             self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
+        if trainer.is_global_zero:
+            import_matplotlib()
 
     def _window_index(self, windows: WideWindows | WindowForecasts, series: int) -> np.ndarray:
         """Positions of series ``series``' first ``max_points`` windows (windows are time-major)."""
