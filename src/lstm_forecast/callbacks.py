@@ -12,7 +12,7 @@ split (after ``fit`` returns, so Lightning's hooks cannot see it).
 
 from __future__ import annotations
 
-import logging
+import importlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
     from lstm_forecast.models.module import ForecastModule
-
-log = logging.getLogger(__name__)
 
 SPLIT_TITLES = {"val": "validation", "test": "test"}
 
@@ -72,9 +70,8 @@ def figure_to_rgb(figure: Figure) -> np.ndarray:
 def import_matplotlib() -> None:
     """Import what the figures need now, at set-up: the first import costs about a second, which would
     otherwise land in the first figure epoch."""
-    import matplotlib.backends.backend_agg
-    import matplotlib.dates
-    import matplotlib.figure  # noqa: F401
+    for name in ("matplotlib.figure", "matplotlib.dates", "matplotlib.backends.backend_agg"):
+        importlib.import_module(name)
 
 
 def new_figure(width: float, height: float, dpi: int) -> Figure:
