@@ -1,8 +1,74 @@
+"""End-to-end: the real Hydra apps on tiny data."""
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import assert_one_line_error, run_app, tiny_cli_args
 from lstm_forecast.run import train
 
 
 def test_train_writes_metrics(compose_train_cfg, tmp_path):
     cfg = compose_train_cfg("trainer.max_epochs=1")
     metrics, _ = train(cfg)
-    assert (tmp_path / "metrics.json").is_file()
-    assert metrics["test/mse_z"] > 0
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("test/mse", "test/mae", "test/mse_z", "test/mae_z", "test/mae_orig", "test/rmse_orig"):
+        assert written[key] == pytest.approx(metrics[key]) and written[key] > 0
+        assert written[key.replace("test/", "baseline/persistence/")] > 0
+    assert written["epochs"] == 1
+    assert written["test/num_targets"] == 36 * 3  # every test row of every series, once
+
+
+def test_fast_dev_run_cli(tmp_path):
+    result = run_app("train", *tiny_cli_args(tmp_path / "run", "+trainer.fast_dev_run=true"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_real_run_then_evaluate_from_the_checkpoint_alone(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_app("train", *tiny_cli_args(run_dir, "trainer.max_epochs=3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = run_dir / "checkpoints" / metrics["best_checkpoint"].split("/")[-1]
+    assert best.is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert metrics["epochs"] == 3
+
+    # Only tensors and plain data: loads with weights_only=True.
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["num_series"] == 3
+    assert checkpoint["ForecastDataModule"]["series_names"] == ["series_1", "series_2", "series_3"]
+
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "val/loss"} <= set(tags)
+    assert len(events.Scalars("val/loss")) == 3
+
+    evaluated = run_app("evaluate", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for key in ("test/mse_z", "test/mae_orig", "baseline/persistence/mse_z"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["data=etth1", "data.source.path=/no/such.csv"], ["not found", "/no/such.csv"]),
+        (["data=etth1"], ["missing value", "data.source.path"]),
+        (["no_such_key=1"], ["no_such_key"]),
+        (["data.window_size=500"], ["too few rows", "window_size"]),
+        (["data.split.train=0.9", "data.split.val=0.2"], ["data.split"]),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_run_folder(tmp_path, args, fragments):
+    run_dir = tmp_path / "run"
+    synthetic = not any(arg.startswith("data=") for arg in args)
+    cli_args = tiny_cli_args(run_dir, *args) if synthetic else [*args, f"hydra.run.dir={run_dir}"]
+    result = run_app("train", *cli_args)
+    assert_one_line_error(result, *fragments)
+    assert result.returncode == 2
+    assert not run_dir.exists()
