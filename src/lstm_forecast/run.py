@@ -14,8 +14,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_forecast.checkpoints import read_checkpoint
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.evaluation.report import evaluate_split
+from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows
 from lstm_forecast.files import write_json
+from lstm_forecast.loggers import log_run_end, overridden_hparams
 from lstm_forecast.models.module import ForecastModule
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
         value = OmegaConf.select(cfg, key, default=None)
         if isinstance(value, bool | int | float | str):
             out[key] = value
+    out.update(overridden_hparams(cfg))  # whatever else a sweep varies
     return out
 
 
@@ -111,25 +113,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     best_checkpoint = best_weights(trainer, model)
     # Scored on one device, outside the distributed loop: every test window exactly once.
     output_dir = Path(cfg.paths.output_dir)
-    metrics.update(
-        evaluate_split(
-            model.net,
-            datamodule,
-            "test",
-            device=trainer.strategy.root_device,
-            evaluation=cfg.get("evaluation"),
-            output_dir=output_dir,
-        )
+    # Lightning hands the model back on the CPU after fit; score on the training device.
+    device = trainer.strategy.root_device
+    model.to(device)
+    options = EvaluationOptions.from_config(cfg.get("evaluation"))
+    scores, test_forecasts, _ = evaluate_windows(
+        model.net, datamodule, datamodule.windows["test"], "test", device=device, options=options
     )
+    if options.tables:
+        scores.write_tables(output_dir)
+    metrics.update(scores.metrics)
     metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
-    for logger in trainer.loggers:
-        numeric = {k: v for k, v in metrics.items() if k.startswith(("test/", "baseline/"))}
-        logger.log_metrics(numeric, step=trainer.global_step)
-        logger.log_hyperparams(
-            selected_hparams(cfg),
-            metrics={k: metrics[k] for k in ("val/loss_best", "test/mse_z", "test/mae_z") if k in metrics},
-        )
-        logger.finalize("success")
+    log_run_end(trainer, model, datamodule, test_forecasts, metrics, selected_hparams(cfg))
     write_json(output_dir / "metrics.json", metrics)
     baselines = ", ".join(
         f"{name} {metrics[f'baseline/{name}/mse_z']:.4f}"

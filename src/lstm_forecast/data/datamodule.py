@@ -111,7 +111,8 @@ class ForecastDataModule(pl.LightningDataModule):
                 raise UserError(f"data.{name} must be a positive integer, got {value!r}")
         if "kind" not in source:
             raise UserError("data.source needs a 'kind' (synthetic or wide_file)")
-        self.save_hyperparameters()
+        # logger=False: the run logs hyperparameters once, with the final metrics.
+        self.save_hyperparameters(logger=False)
         self.source = dict(source)
         self.window_size = window_size
         self.horizon = horizon

@@ -1,0 +1,534 @@
+"""Callbacks that make TensorBoard explain a run: gradient norms, epoch time and throughput, forecast
+figures, the per-series test error chart and the series embeddings in the projector.
+
+Everything is written from rank 0 only. Scalars go to every configured logger; figures and embeddings
+need a TensorBoard logger and are skipped without one. Figures are drawn on matplotlib's Agg canvas
+directly: no pyplot state, no display, nothing global changed for the user's own plots.
+
+Two kinds of hooks: Lightning's, during the fit, and :meth:`RunEndCallback.on_run_end`, which
+:func:`lstm_forecast.loggers.log_run_end` calls once the run has scored its best checkpoint on the test
+split (after ``fit`` returns, so Lightning's hooks cannot see it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning import callbacks
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import grad_norm
+
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.windows import WideWindows
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.baselines import persistence
+from lstm_forecast.evaluation.inference import WindowForecasts, predict_windows
+from lstm_forecast.evaluation.metrics import forecast_metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lstm_forecast.models.module import ForecastModule
+
+SPLIT_TITLES = {"val": "validation", "test": "test"}
+
+
+# --------------------------------------------------------------------------------------------- plumbing
+def tensorboard_writer(trainer: pl.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the first TensorBoard logger, on rank 0; None elsewhere or without one."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def log_epoch_scalars(pl_module: pl.LightningModule, metrics: dict[str, tuple[float, str]]) -> None:
+    """Log ``{name: (value, reduction over ranks)}`` from ``on_train_epoch_end``, at the step of the
+    epoch's losses; under DDP the values are reduced across ranks and logged once, by rank 0."""
+    for name, (value, reduce_fx) in metrics.items():
+        pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx=reduce_fx)
+
+
+def figure_to_rgb(figure: Figure) -> np.ndarray:
+    """Render ``figure`` on an Agg canvas: ``[height, width, 3]`` uint8."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def import_matplotlib() -> None:
+    """Import what the figures need now, at set-up: the first import costs about a second, which would
+    otherwise land in the first figure epoch."""
+    for name in ("matplotlib.figure", "matplotlib.dates", "matplotlib.backends.backend_agg"):
+        importlib.import_module(name)
+
+
+def new_figure(width: float, height: float, dpi: int) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+
+
+def series_indices(names: list[str], wanted: list[str] | None, count: int) -> list[int]:
+    """Indices (from 0) of the series to draw: ``wanted`` by name, else the first ``count``."""
+    if wanted is None:
+        return list(range(min(count, len(names))))
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        raise UserError(
+            f"unknown series {unknown} in the figure callbacks' series list; the data has: {shown}"
+        )
+    return [names.index(name) for name in wanted]
+
+
+def select_windows(forecasts: WindowForecasts, index: np.ndarray) -> WindowForecasts:
+    """The forecasts of windows ``index [N]`` (positions in ``forecasts``)."""
+    return WindowForecasts(
+        prediction=forecasts.prediction[index],
+        target=None if forecasts.target is None else forecasts.target[index],
+        last_value=forecasts.last_value[index],
+        series_index=forecasts.series_index[index],
+        target_row=forecasts.target_row[index],
+    )
+
+
+class WindowSubset:
+    """Some windows of a :class:`WideWindows`, in a given order, for :func:`predict_windows` (which uses
+    only ``len`` and ``gather``): the figures forecast a few series, not the whole split."""
+
+    def __init__(self, windows: WideWindows, index: torch.Tensor) -> None:
+        self.windows = windows
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def gather(self, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.windows.gather(self.index[positions])
+
+
+class RunEndCallback(Callback):
+    """A callback with something to log once the run has scored its best checkpoint on the test split."""
+
+    def on_run_end(
+        self,
+        trainer: pl.Trainer,
+        module: ForecastModule,
+        datamodule: ForecastDataModule,
+        test_forecasts: WindowForecasts,
+    ) -> None:
+        """Called on rank 0 with the best weights loaded and ``test_forecasts`` of every test window."""
+
+
+# --------------------------------------------------------------------------------------------- scalars
+class LearningRateMonitor(callbacks.LearningRateMonitor):
+    """Lightning's ``LearningRateMonitor`` (tags ``lr-<Optimizer>``), standing aside in runs without
+    loggers (``logger=none``) instead of failing, so the default callbacks suit every logger choice."""
+
+    def on_train_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+
+class GradNormMonitor(Callback):
+    """Gradient norm before clipping: the mean and the largest over each epoch's optimizer steps.
+
+    Logged as ``train/grad_norm`` and ``train/grad_norm_max``; compared with
+    ``trainer.gradient_clip_val`` it shows how often clipping bites. Lightning calls
+    ``on_before_optimizer_step`` after the gradients are unscaled and all-reduced and before it clips.
+    The total norm stays on the device until the epoch ends, so the step never waits for it.
+
+    Parameters
+    ----------
+    norm_type : float
+        The p of the p-norm (2: the norm clipping uses by default).
+    per_parameter : bool
+        Also log each parameter's epoch-mean norm (``grad_norm/<name>``, via Lightning's ``grad_norm``,
+        which syncs with the device once per parameter and step: for debugging, not by default).
+    """
+
+    def __init__(self, norm_type: float = 2.0, per_parameter: bool = False) -> None:
+        if float(norm_type) <= 0:
+            raise UserError(f"grad_norm_monitor.norm_type must be positive or inf, got {norm_type}")
+        self.norm_type = float(norm_type)
+        self.per_parameter = per_parameter
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sum: torch.Tensor | None = None
+        self._max: torch.Tensor | None = None
+        self._steps = 0
+        self._parameter_sums: dict[str, torch.Tensor] = {}
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._reset()
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        norms = [
+            torch.linalg.vector_norm(p.grad.detach(), self.norm_type)
+            for p in pl_module.parameters()
+            if p.grad is not None
+        ]
+        if not norms:
+            return
+        total = torch.linalg.vector_norm(torch.stack(norms), self.norm_type)  # as clip_grad_norm_ does
+        self._sum = total if self._sum is None else self._sum + total
+        self._max = total if self._max is None else torch.maximum(self._max, total)
+        self._steps += 1
+        if self.per_parameter:
+            for name, value in grad_norm(pl_module, self.norm_type).items():
+                if not name.endswith("_total"):
+                    name = "grad_norm/" + name.split("/", 1)[1]
+                    self._parameter_sums[name] = self._parameter_sums.get(name, 0.0) + value
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._steps:
+            return
+        # Gradients are all-reduced before this hook, so every rank sees the same norms.
+        metrics = {
+            "train/grad_norm": (float(self._sum) / self._steps, "mean"),
+            "train/grad_norm_max": (float(self._max), "max"),
+        }
+        for name, total in self._parameter_sums.items():
+            metrics[name] = (float(total) / self._steps, "mean")
+        log_epoch_scalars(pl_module, metrics)
+
+
+class EpochTimeMonitor(Callback):
+    """Wall time per epoch and training throughput.
+
+    Logs ``time/epoch_s`` (the whole epoch), ``time/val_s`` (validation and what runs with it:
+    checkpointing, validation figures) and ``time/train_windows_per_s`` (windows of all ranks per
+    second of the training part). Clocks are read after a device synchronisation, so queued GPU work
+    is counted where it belongs.
+    """
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._val_start: float | None = None
+        self._windows = 0
+
+    @staticmethod
+    def _now(pl_module: pl.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = self._now(pl_module)
+        self._val_start = None
+        self._windows = 0
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._windows += int(batch["series_id"].shape[0])
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and self._val_start is None:
+            self._val_start = self._now(pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        end = self._now(pl_module)
+        train_end = self._val_start if self._val_start is not None else end
+        # The slowest rank's times; the throughput of all ranks together.
+        metrics = {"time/epoch_s": (end - self._start, "max")}
+        if self._val_start is not None:
+            metrics["time/val_s"] = (end - self._val_start, "max")
+        if train_end > self._start:
+            metrics["time/train_windows_per_s"] = (self._windows / (train_end - self._start), "sum")
+        log_epoch_scalars(pl_module, metrics)
+
+
+# --------------------------------------------------------------------------------------------- figures
+def forecast_figure(
+    forecasts: WindowForecasts,
+    datamodule: ForecastDataModule,
+    title: str,
+    size: tuple[float, float],
+    dpi: int,
+) -> Figure:
+    """Actual vs forecast of one series' windows, in original units, against time.
+
+    ``forecasts`` holds ``[N, H]`` windows of a single series in time order. The line is the one-step-ahead
+    forecast; with ``H > 1`` the ``H``-steps-ahead forecast is drawn as well, at the time it forecasts.
+    """
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    series = forecasts.series_index[:, None]  # [N, 1]
+    prediction = datamodule.inverse_values(forecasts.prediction, series)  # [N, H]
+    actual = datamodule.inverse_values(forecasts.target, series)  # [N, H]
+    timestamps = datamodule.timestamps
+    horizon = prediction.shape[1]
+    first = timestamps[forecasts.target_row].to_numpy()
+    mae = float(np.mean(np.abs(prediction[:, 0] - actual[:, 0])))
+
+    figure = new_figure(*size, dpi)
+    axes = figure.add_subplot()
+    axes.plot(first, actual[:, 0], color="black", linewidth=1.0, label="actual")
+    axes.plot(first, prediction[:, 0], color="tab:orange", linewidth=1.0, label="forecast, 1 step ahead")
+    if horizon > 1:
+        last = timestamps[forecasts.target_row + horizon - 1].to_numpy()
+        axes.plot(
+            last,
+            prediction[:, -1],
+            color="tab:blue",
+            linewidth=0.8,
+            alpha=0.8,
+            label=f"forecast, {horizon} steps ahead",
+        )
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes.set_title(f"{title}  (1-step MAE {mae:.4g})", fontsize=10)
+    axes.set_ylabel("original units")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper right", fontsize=8)
+    return figure
+
+
+class ForecastFigures(RunEndCallback):
+    """Forecast vs actual for a few series: on the validation period every ``every_n_epochs`` epochs
+    (the weights of that epoch) and on the test period at the end of the run (the best checkpoint).
+
+    Images ``forecast/val/<series>`` and ``forecast/test/<series>``, each titled with the series name and
+    its one-step MAE in original units. Only the drawn windows are forecast, so the cost does not grow
+    with the number of series in the data.
+
+    Parameters
+    ----------
+    every_n_epochs : int
+        Validation figures at epochs 0, N, 2N, ... (epochs counted from 0).
+    series : list of str, optional
+        Names of the series to draw; default the first ``num_series``.
+    num_series : int
+        How many series when ``series`` is not given.
+    max_points : int, optional
+        Draw the first ``max_points`` steps of the period (None: all of it); long periods drawn whole
+        are a blur at TensorBoard's image size.
+    width, height : float
+        Figure size in inches.
+    dpi : int
+        Pixels per inch.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 5,
+        series: list[str] | None = None,
+        num_series: int = 3,
+        max_points: int | None = 500,
+        width: float = 9.0,
+        height: float = 3.0,
+        dpi: int = 80,
+    ) -> None:
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise UserError(
+                f"forecast_figures.every_n_epochs must be a positive integer, got {every_n_epochs!r}"
+            )
+        if max_points is not None and max_points < 2:
+            raise UserError(f"forecast_figures.max_points must be at least 2 or null, got {max_points!r}")
+        self.every_n_epochs = every_n_epochs
+        self.series = None if series is None else [str(name) for name in series]
+        self.num_series = num_series
+        self.max_points = max_points
+        self.size = (width, height)
+        self.dpi = dpi
+        self._indices: list[int] = []
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if isinstance(datamodule, ForecastDataModule):
+            self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
+        if trainer.is_global_zero:
+            import_matplotlib()
+
+    def _window_index(self, windows: WideWindows | WindowForecasts, series: int) -> np.ndarray:
+        """Positions of series ``series``' first ``max_points`` windows (windows are time-major)."""
+        if isinstance(windows, WideWindows):
+            count = (
+                windows.num_targets if self.max_points is None else min(windows.num_targets, self.max_points)
+            )
+            return np.arange(count) * windows.num_series + series
+        return np.flatnonzero(windows.series_index == series)[: self.max_points]
+
+    def _log_figures(
+        self,
+        writer: SummaryWriter,
+        forecasts: WindowForecasts,
+        datamodule: ForecastDataModule,
+        split: str,
+        label: str,
+        step: int,
+    ) -> None:
+        names = datamodule.series_names
+        for series in self._indices:
+            mine = select_windows(forecasts, np.flatnonzero(forecasts.series_index == series))
+            if not len(mine.series_index):
+                continue
+            title = f"{names[series]}: {SPLIT_TITLES[split]}, {label}"
+            figure = forecast_figure(mine, datamodule, title, self.size, self.dpi)
+            writer.add_image(
+                f"forecast/{split}/{names[series]}", figure_to_rgb(figure), step, dataformats="HWC"
+            )
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
+            return
+        writer = tensorboard_writer(trainer)
+        datamodule = trainer.datamodule
+        if writer is None or not isinstance(datamodule, ForecastDataModule) or not self._indices:
+            return
+        windows = datamodule.windows["val"]
+        index = np.concatenate([self._window_index(windows, series) for series in self._indices])
+        forecasts = predict_windows(
+            pl_module.net, WindowSubset(windows, torch.from_numpy(index)), datamodule.eval_batch_size
+        )
+        self._log_figures(
+            writer, forecasts, datamodule, "val", f"epoch {trainer.current_epoch}", trainer.global_step
+        )
+
+    def on_run_end(
+        self,
+        trainer: pl.Trainer,
+        module: ForecastModule,
+        datamodule: ForecastDataModule,
+        test_forecasts: WindowForecasts,
+    ) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        if not self._indices:
+            self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
+        index = np.concatenate([self._window_index(test_forecasts, series) for series in self._indices])
+        selected = select_windows(test_forecasts, index)
+        self._log_figures(writer, selected, datamodule, "test", "best checkpoint", trainer.global_step)
+
+
+def per_series_mse_z(
+    forecasts: WindowForecasts, datamodule: ForecastDataModule
+) -> tuple[np.ndarray, np.ndarray]:
+    """Test MSE in z-normalised units of the model and of persistence, per series: two ``[S]`` arrays."""
+    baseline = persistence(forecasts)
+    model_mse, baseline_mse = np.full(datamodule.num_series, np.nan), np.full(datamodule.num_series, np.nan)
+    for series in range(datamodule.num_series):
+        rows = forecasts.series_index == series
+        if not rows.any():
+            continue
+        for out, prediction in ((model_mse, forecasts.prediction), (baseline_mse, baseline)):
+            out[series] = forecast_metrics(
+                prediction[rows],
+                forecasts.target[rows],
+                forecasts.series_index[rows],
+                datamodule.inverse_values,
+                datamodule.z_normalise,
+            )["mse_z"]
+    return model_mse, baseline_mse
+
+
+def series_error_figure(
+    names: list[str], model_mse: np.ndarray, baseline_mse: np.ndarray, max_series: int, dpi: int
+) -> Figure:
+    """Horizontal bars of the model's and persistence's test MSE per series, worst model error on top."""
+    order = np.argsort(-np.nan_to_num(model_mse, nan=-np.inf))[:max_series]
+    shown = len(order)
+    figure = new_figure(8.0, 1.2 + 0.32 * shown, dpi)
+    axes = figure.add_subplot()
+    rows = np.arange(shown)[::-1]  # worst at the top
+    axes.barh(rows + 0.2, model_mse[order], height=0.4, color="tab:orange", label="model")
+    axes.barh(rows - 0.2, baseline_mse[order], height=0.4, color="tab:gray", label="persistence")
+    axes.set_yticks(rows, [names[i] for i in order], fontsize=8)
+    axes.set_xlabel("test MSE, z-normalised")
+    heading = (
+        "Test error per series"
+        if shown == len(names)
+        else f"Test error, {shown} worst of {len(names)} series"
+    )
+    axes.set_title(heading, fontsize=10)
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+class SeriesErrorChart(RunEndCallback):
+    """Bar chart ``test/error_by_series``: test MSE (z-normalised) per series, model vs persistence, for
+    the best checkpoint; shows which series the model helps and which it does not.
+
+    Parameters
+    ----------
+    max_series : int
+        Draw at most this many series (the worst by model error).
+    dpi : int
+        Pixels per inch.
+    """
+
+    def __init__(self, max_series: int = 40, dpi: int = 80) -> None:
+        if not isinstance(max_series, int) or max_series < 1:
+            raise UserError(f"series_error_chart.max_series must be a positive integer, got {max_series!r}")
+        self.max_series = max_series
+        self.dpi = dpi
+
+    def on_run_end(
+        self,
+        trainer: pl.Trainer,
+        module: ForecastModule,
+        datamodule: ForecastDataModule,
+        test_forecasts: WindowForecasts,
+    ) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        model_mse, baseline_mse = per_series_mse_z(test_forecasts, datamodule)
+        figure = series_error_figure(
+            datamodule.series_names, model_mse, baseline_mse, self.max_series, self.dpi
+        )
+        writer.add_image(
+            "test/error_by_series", figure_to_rgb(figure), trainer.global_step, dataformats="HWC"
+        )
+
+
+# --------------------------------------------------------------------------------------------- projector
+class EmbeddingProjector(RunEndCallback):
+    """The learned series-id embeddings of the best checkpoint in TensorBoard's projector, labelled with
+    the series names (row 0 of the embedding table is the reserved id and is left out).
+
+    Univariate data has no embedding and logs nothing.
+
+    Parameters
+    ----------
+    tag : str
+        The embedding's name in the projector.
+    """
+
+    def __init__(self, tag: str = "series_embedding") -> None:
+        self.tag = tag
+
+    def on_run_end(
+        self,
+        trainer: pl.Trainer,
+        module: ForecastModule,
+        datamodule: ForecastDataModule,
+        test_forecasts: WindowForecasts,
+    ) -> None:
+        writer = tensorboard_writer(trainer)
+        embedding = getattr(module.net, "embedding", None)
+        if writer is None or embedding is None:
+            return
+        vectors = embedding.weight.detach()[1:].float().cpu()  # [S, D]; ids start at 1
+        writer.add_embedding(
+            vectors, metadata=datamodule.series_names, tag=self.tag, global_step=trainer.global_step
+        )

@@ -1,0 +1,108 @@
+"""The end of a run in the loggers: test metrics, hyperparameters with the final metrics, the run-end
+figures and embeddings, all in the run's one TensorBoard event file."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.core.saving import save_hparams_to_yaml
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from lstm_forecast.callbacks import RunEndCallback
+from lstm_forecast.files import write_atomic
+
+if TYPE_CHECKING:
+    from lstm_forecast.data.datamodule import ForecastDataModule
+    from lstm_forecast.evaluation.inference import WindowForecasts
+    from lstm_forecast.models.module import ForecastModule
+
+# The HParams tab's metric columns: what a sweep is compared on.
+HPARAM_METRICS = ("val/loss_best", "test/mse_z", "test/mae_z")
+
+
+class RunTensorBoardLogger(TensorBoardLogger):
+    """A TensorBoardLogger that keeps one event file for the whole run.
+
+    Lightning finalizes its loggers when ``fit`` returns, but the run logs its test metrics, the
+    hyperparameters with their final metrics, the test figures and the embeddings after that; a closed
+    SummaryWriter would open a second event file for them. So a successful ``finalize`` only flushes,
+    and :meth:`close` (called by :func:`log_run_end`) ends the file. A failed ``finalize`` closes at once.
+    """
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if status != "success":
+            super().finalize(status)
+        elif self._experiment is not None:
+            self.experiment.flush()
+
+    @rank_zero_only
+    def close(self) -> None:
+        """Close the event file and write ``hparams.yaml`` with the hyperparameters logged by the run."""
+        super().finalize("success")
+        if self.hparams and os.path.isdir(self.log_dir):
+            # Lightning writes hparams.yaml once, at the first logged metric, when it is still empty.
+            path = os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)
+            write_atomic(path, lambda tmp: save_hparams_to_yaml(tmp, self.hparams))
+
+
+def overridden_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """Scalar config keys and config group choices set on the command line (what a sweep varies).
+
+    ``model.lr=0.01`` gives ``{"model.lr": 0.01}``; ``data=etth1`` gives ``{"data": "etth1"}``.
+    Empty when Hydra is not running.
+    """
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    out: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete():
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, bool | int | float | str):
+            out[key] = value
+        elif key in hydra_cfg.runtime.choices and isinstance(hydra_cfg.runtime.choices[key], str):
+            out[key] = hydra_cfg.runtime.choices[key]
+    return out
+
+
+def log_run_end(
+    trainer: pl.Trainer,
+    module: ForecastModule,
+    datamodule: ForecastDataModule,
+    test_forecasts: WindowForecasts,
+    metrics: dict[str, Any],
+    hparams: dict[str, Any],
+) -> None:
+    """On rank 0, after the best checkpoint is scored: log what the fit did not, then close the loggers.
+
+    The test and baseline metrics go in as scalars at the final step; the hyperparameters once, with
+    :data:`HPARAM_METRICS` (their values are those scalars' last points, so the HParams tab and the
+    Scalars tab agree); then each :class:`~lstm_forecast.callbacks.RunEndCallback` logs its figures.
+    """
+    step = trainer.global_step
+    final = {k: metrics[k] for k in HPARAM_METRICS if isinstance(metrics.get(k), float | int)}
+    new = {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, float | int) and "/" in k and k not in trainer.callback_metrics and k not in final
+    }
+    for logger in trainer.loggers:
+        logger.log_metrics(new, step=step)
+        logger.log_hyperparams(hparams, metrics=final, step=step)
+    for callback in trainer.callbacks:
+        if isinstance(callback, RunEndCallback):
+            callback.on_run_end(trainer, module, datamodule, test_forecasts)
+    for logger in trainer.loggers:
+        if isinstance(logger, RunTensorBoardLogger):
+            logger.close()
+        else:
+            logger.finalize("success")

@@ -1,0 +1,357 @@
+"""TensorBoard inspection: real tiny runs, event files read back with TensorBoard's own readers."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from google.protobuf import text_format
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+from conftest import TINY_OVERRIDES, assert_one_line_error, run_app, tiny_cli_args
+from lstm_forecast.callbacks import (
+    figure_to_rgb,
+    forecast_figure,
+    per_series_mse_z,
+    select_windows,
+    series_error_figure,
+)
+from lstm_forecast.checkpoints import read_checkpoint
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.report import score_forecasts
+from lstm_forecast.models.net import EmbeddingBiLSTM
+from lstm_forecast.run import train
+
+SERIES = ["series_1", "series_2", "series_3"]
+EPOCHS = 2
+# Target rows of the tiny data's training split (round(0.7 * 240), the first row is warm-up only) x series.
+TRAIN_WINDOWS = (168 - 1) * 3
+PER_EPOCH_TAGS = (
+    "train/loss",
+    "val/loss",
+    "lr-Adam",
+    "train/grad_norm",
+    "train/grad_norm_max",
+    "time/epoch_s",
+    "time/val_s",
+    "time/train_windows_per_s",
+)
+INSPECTION_TAGS = ("train/grad_norm", "time/epoch_s", "lr-Adam")
+HPARAM_METRICS = {"val/loss_best", "test/mse_z", "test/mae_z"}
+
+
+def event_files(log_dir: Path) -> list[Path]:
+    return sorted(log_dir.rglob("events.out.tfevents.*"))
+
+
+def accumulator(log_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def summary_tags(log_dir: Path) -> list[str]:
+    """Every summary value's tag in the event files, in order, repeats included."""
+    return [
+        value.tag
+        for path in event_files(log_dir)
+        for event in EventFileLoader(str(path)).Load()
+        for value in event.summary.value
+    ]
+
+
+def session_hparams(acc: EventAccumulator) -> dict[str, object]:
+    content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)[hparams_metadata.SESSION_START_INFO_TAG]
+    info = hparams_metadata.parse_session_start_info_plugin_data(content)
+    return {
+        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+        for name, value in info.hparams.items()
+    }
+
+
+def experiment_metrics(acc: EventAccumulator) -> set[str]:
+    content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)[hparams_metadata.EXPERIMENT_TAG]
+    experiment = hparams_metadata.parse_experiment_plugin_data(content)
+    return {info.name.tag for info in experiment.metric_infos}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real training run through the CLI, figures every epoch."""
+    run_dir = tmp_path_factory.mktemp("tensorboard_run")
+    result = run_app(
+        "train",
+        *tiny_cli_args(
+            run_dir, f"trainer.max_epochs={EPOCHS}", "callbacks.forecast_figures.every_n_epochs=1"
+        ),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_one_event_file_holds_the_whole_run(tiny_run: Path) -> None:
+    # Lightning closes its loggers when fit returns; the run-end writes must not open a second file.
+    assert len(event_files(tiny_run)) == 1
+
+
+@pytest.mark.slow
+def test_per_epoch_scalars(tiny_run: Path) -> None:
+    acc = accumulator(tiny_run / "tensorboard")
+    scalars = {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+    for tag in PER_EPOCH_TAGS:
+        assert len(scalars[tag]) == EPOCHS, tag
+        assert all(math.isfinite(e.value) and e.value > 0 for e in scalars[tag]), (tag, scalars[tag])
+    # Our epoch scalars sit at the same steps as Lightning's epoch losses.
+    loss_steps = [e.step for e in scalars["train/loss"]]
+    for tag in ("train/grad_norm", "time/epoch_s", "time/train_windows_per_s"):
+        assert [e.step for e in scalars[tag]] == loss_steps, tag
+    assert [e.value for e in scalars["lr-Adam"]] == pytest.approx([1e-3] * EPOCHS)
+    for mean, largest in zip(scalars["train/grad_norm"], scalars["train/grad_norm_max"], strict=True):
+        assert largest.value >= mean.value
+    # Windows per second times the training part of the epoch is the number of training windows.
+    for epoch, val, rate in zip(
+        scalars["time/epoch_s"], scalars["time/val_s"], scalars["time/train_windows_per_s"], strict=True
+    ):
+        assert 0 < val.value < epoch.value
+        assert rate.value * (epoch.value - val.value) == pytest.approx(TRAIN_WINDOWS, rel=0.01)
+    assert "hp_metric" not in scalars
+
+
+@pytest.mark.slow
+def test_final_metrics_match_metrics_json(tiny_run: Path) -> None:
+    acc = accumulator(tiny_run / "tensorboard")
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    last_epoch_step = acc.Scalars("train/loss")[-1].step
+    for tag in (
+        "test/mse_z",
+        "test/mae_z",
+        "test/mae_orig",
+        "baseline/persistence/mse_z",
+        "baseline/persistence/mae_z",
+    ):
+        events = acc.Scalars(tag)
+        assert len(events) == 1, tag
+        assert events[0].step > last_epoch_step
+        assert events[0].value == pytest.approx(metrics[tag], rel=1e-6), tag
+    assert acc.Scalars("val/loss_best")[-1].value == pytest.approx(metrics["val/loss_best"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_hparams_logged_once_with_final_metrics(tiny_run: Path) -> None:
+    log_dir = tiny_run / "tensorboard"
+    tags = summary_tags(log_dir)
+    assert tags.count(hparams_metadata.SESSION_START_INFO_TAG) == 1
+    assert tags.count(hparams_metadata.EXPERIMENT_TAG) == 1
+    acc = accumulator(log_dir)
+    hparams = session_hparams(acc)
+    assert hparams["data.window_size"] == 12
+    assert hparams["data.batch_size"] == 64
+    assert hparams["model.net.num_units"] == 8
+    assert hparams["model.net.embedding_dim"] == 3
+    assert hparams["model.net.dropout"] == pytest.approx(0.2)
+    assert hparams["model.lr"] == pytest.approx(1e-3)
+    assert hparams["trainer.accelerator"] == "cpu"
+    assert hparams["trainer.precision"] == "32-true"
+    # Keys set on the command line join them (what a sweep varies).
+    assert hparams["callbacks.forecast_figures.every_n_epochs"] == 1
+    assert not any(name.startswith("hydra") for name in hparams)
+    assert experiment_metrics(acc) == HPARAM_METRICS
+    for tag in HPARAM_METRICS:  # the HParams tab reads these scalars' last values
+        assert acc.Scalars(tag), tag
+    assert "model.lr" in (log_dir / "hparams.yaml").read_text()
+
+
+def decoded(image_event) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image_event.encoded_image_string)).convert("RGB"))
+
+
+@pytest.mark.slow
+def test_forecast_and_error_figures(tiny_run: Path) -> None:
+    acc = accumulator(tiny_run / "tensorboard")
+    images = set(acc.Tags()["images"])
+    assert images == {f"forecast/{split}/{name}" for split in ("val", "test") for name in SERIES} | {
+        "test/error_by_series"
+    }
+    loss_steps = [e.step for e in acc.Scalars("train/loss")]
+    final_step = acc.Scalars("test/mse_z")[0].step
+    for name in SERIES:
+        assert len(acc.Images(f"forecast/val/{name}")) == EPOCHS  # every_n_epochs=1
+        assert [e.step for e in acc.Images(f"forecast/test/{name}")] == [final_step]
+    for tag in images:
+        for event in acc.Images(tag):
+            pixels = decoded(event)
+            assert pixels.shape == (event.height, event.width, 3)
+            assert event.width >= 400 and event.height >= 100, tag
+            assert pixels.std() > 10, f"{tag} looks blank"
+    assert max(e.step for e in acc.Images("forecast/val/series_1")) <= max(loss_steps) + 1
+
+
+@pytest.mark.slow
+def test_projector_holds_the_best_embeddings(tiny_run: Path) -> None:
+    log_dir = tiny_run / "tensorboard"
+    config = text_format.Parse((log_dir / "projector_config.pbtxt").read_text(), ProjectorConfig())
+    assert len(config.embeddings) == 1
+    embedding = config.embeddings[0]
+    assert embedding.tensor_name.startswith("series_embedding")
+    labels = (log_dir / embedding.metadata_path).read_text().splitlines()
+    assert labels == SERIES
+    vectors = np.loadtxt(log_dir / embedding.tensor_path, delimiter="\t", ndmin=2)
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    weights = read_checkpoint(metrics["best_checkpoint"])["state_dict"]["net.embedding.weight"]
+    np.testing.assert_allclose(vectors, weights[1:].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_inspection_switches_off(compose_train_cfg, tmp_path: Path) -> None:
+    train(compose_train_cfg("callbacks=training_only", "trainer.max_epochs=1"))
+    log_dir = tmp_path / "tensorboard"
+    assert len(event_files(log_dir)) == 1
+    acc = accumulator(log_dir)
+    assert acc.Tags()["images"] == []
+    assert not set(INSPECTION_TAGS) & set(acc.Tags()["scalars"])
+    assert {"train/loss", "val/loss", "test/mse_z"} <= set(acc.Tags()["scalars"])
+    assert experiment_metrics(acc) == HPARAM_METRICS
+    assert not (log_dir / "projector_config.pbtxt").exists()
+
+
+@pytest.mark.slow
+def test_single_callback_switches_off(compose_train_cfg, tmp_path: Path) -> None:
+    train(
+        compose_train_cfg(
+            "callbacks.forecast_figures=null", "callbacks.grad_norm_monitor=null", "trainer.max_epochs=1"
+        )
+    )
+    acc = accumulator(tmp_path / "tensorboard")
+    assert acc.Tags()["images"] == ["test/error_by_series"]
+    assert "train/grad_norm" not in acc.Tags()["scalars"]
+    assert "time/epoch_s" in acc.Tags()["scalars"]
+
+
+def test_runs_without_a_logger(compose_train_cfg, tmp_path: Path) -> None:
+    metrics, _ = train(compose_train_cfg("logger=none", "trainer.max_epochs=1"))
+    assert metrics["test/mse_z"] > 0
+    assert metrics["time/epoch_s"] > 0  # the callbacks still measure; nothing is drawn
+    assert not (tmp_path / "tensorboard").exists()
+
+
+def test_unknown_series_name_is_a_user_error(compose_train_cfg) -> None:
+    cfg = compose_train_cfg("callbacks.forecast_figures.series=[series_1,nope]")
+    with pytest.raises(UserError, match=r"unknown series \['nope'\].*series_1, series_2, series_3"):
+        train(cfg)
+
+
+@pytest.mark.slow
+def test_bad_figure_setting_is_one_line_error(tmp_path: Path) -> None:
+    result = run_app("train", *tiny_cli_args(tmp_path / "run", "callbacks.forecast_figures.every_n_epochs=0"))
+    assert_one_line_error(result, "forecast_figures.every_n_epochs", "positive integer")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_sweep_jobs_compare_in_the_hparams_tab(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = run_app("train", "-m", *TINY_OVERRIDES, "trainer.max_epochs=1", "model.lr=0.01,0.002",
+                     f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    sessions = []
+    for job in ("0", "1"):
+        log_dir = sweep_dir / job / "tensorboard"
+        assert len(event_files(log_dir)) == 1
+        acc = accumulator(log_dir)
+        assert experiment_metrics(acc) == HPARAM_METRICS
+        sessions.append(session_hparams(acc))
+    assert sorted(s["model.lr"] for s in sessions) == pytest.approx([0.002, 0.01])
+    assert sessions[0].keys() == sessions[1].keys()
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_logs_once_from_rank_zero(tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    result = run_app("train", *tiny_cli_args(run_dir, "+trainer.strategy=ddp", "trainer.devices=2",
+                                             f"trainer.max_epochs={EPOCHS}"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    log_dir = run_dir / "tensorboard"
+    assert len(event_files(run_dir)) == 1
+    tags = summary_tags(log_dir)
+    assert tags.count(hparams_metadata.SESSION_START_INFO_TAG) == 1
+    acc = accumulator(log_dir)
+    assert len(acc.Scalars("train/grad_norm")) == EPOCHS
+    assert len(acc.Images("forecast/test/series_1")) == 1
+    # Throughput counts both ranks' windows (each trains on half of them).
+    epoch, val, rate = (
+        acc.Scalars(t)[-1].value for t in ("time/epoch_s", "time/val_s", "time/train_windows_per_s")
+    )
+    assert 0.5 * TRAIN_WINDOWS < rate * (epoch - val) < 2 * TRAIN_WINDOWS
+    for tag in ("train/grad_norm", "time/epoch_s"):
+        assert f"self.log('{tag}'" not in result.stderr  # reduced across ranks, no sync warning
+
+
+# --------------------------------------------------------------------------------------------- figure pieces
+def tiny_datamodule(horizon: int = 1) -> ForecastDataModule:
+    datamodule = ForecastDataModule(
+        source={"kind": "synthetic", "num_series": 3, "num_rows": 240}, window_size=12, horizon=horizon
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def untrained_net(datamodule: ForecastDataModule) -> EmbeddingBiLSTM:
+    torch.manual_seed(0)
+    return EmbeddingBiLSTM(
+        datamodule.num_series, datamodule.num_features, embedding_dim=3, num_units=8, dense_size=8,
+        horizon=datamodule.horizon,
+    )  # fmt: skip
+
+
+def test_per_series_errors_average_to_the_overall_error() -> None:
+    datamodule = tiny_datamodule()
+    forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["test"])
+    overall = score_forecasts(forecasts, datamodule, "test")
+    model, baseline = per_series_mse_z(forecasts, datamodule)
+    assert model.shape == baseline.shape == (3,)
+    # Every series has as many test windows, so the overall error is the mean of the series' errors.
+    assert model.mean() == pytest.approx(overall["test/mse_z"], rel=1e-9)
+    assert baseline.mean() == pytest.approx(overall["baseline/persistence/mse_z"], rel=1e-9)
+    assert np.ptp(model) > 0
+
+
+def test_forecast_figure_draws_original_units_for_each_horizon_end() -> None:
+    datamodule = tiny_datamodule(horizon=3)
+    forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["val"])
+    mine = select_windows(forecasts, np.flatnonzero(forecasts.series_index == 1))
+    figure = forecast_figure(mine, datamodule, "series_2: validation, epoch 0", (6.0, 2.0), 50)
+    axes = figure.axes[0]
+    assert [line.get_label() for line in axes.lines] == [
+        "actual",
+        "forecast, 1 step ahead",
+        "forecast, 3 steps ahead",
+    ]
+    actual = datamodule.load_frame().series["series_2"].to_numpy()[mine.target_row]
+    np.testing.assert_allclose(axes.lines[0].get_ydata(), actual, rtol=1e-4)
+    timestamps = datamodule.timestamps
+    assert axes.lines[2].get_xdata()[0] == timestamps[mine.target_row[0] + 2].to_datetime64()
+    assert axes.get_title().startswith("series_2: validation, epoch 0")
+    assert figure_to_rgb(figure).shape == (100, 300, 3)
+
+
+def test_error_chart_shows_the_worst_series_first() -> None:
+    names = [f"s{i}" for i in range(5)]
+    model = np.array([0.1, 0.9, 0.3, 0.5, np.nan])
+    figure = series_error_figure(names, model, np.full(5, 0.2), max_series=2, dpi=50)
+    axes = figure.axes[0]
+    ticks = sorted(axes.get_yticklabels(), key=lambda label: -label.get_position()[1])
+    assert [label.get_text() for label in ticks] == ["s1", "s3"]
+    assert "2 worst of 5" in axes.get_title()
