@@ -107,6 +107,20 @@ class RunInfoInCheckpoint(pl.Callback):
         checkpoint[self.KEY] = self.run_info
 
 
+class FlushLogsWithCheckpoints(pl.Callback):
+    """Flush the loggers whenever a checkpoint is written.
+
+    TensorBoard buffers events for up to two minutes; a run killed after a checkpoint would lose
+    the logged epochs it covers, and its resumed log would have a hole.
+    """
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file beside the target, then rename it into place.
 
@@ -122,7 +136,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def reliability_callbacks(cfg: DictConfig, run_info: dict[str, Any]) -> list[pl.Callback]:
     """The callbacks every training run gets."""
-    callbacks: list[pl.Callback] = [FiniteLossGuard(), RunInfoInCheckpoint(run_info)]
+    callbacks: list[pl.Callback] = [
+        FiniteLossGuard(),
+        RunInfoInCheckpoint(run_info),
+        FlushLogsWithCheckpoints(),
+    ]
     if cfg.get("seed") is not None:
         callbacks.append(EpochSeeding(int(cfg.seed)))
     return callbacks

@@ -158,6 +158,17 @@ def _numeric(
     return out
 
 
+def _mostly_numeric(column: pd.Series) -> bool:
+    """A numeric column, or one whose cells are mostly numbers: a few stray text cells make it a
+    series column with bad cells (reported by row), not a column silently left out."""
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    if column.notna().sum() == 0:
+        return False
+    parsed = pd.to_numeric(column, errors="coerce")
+    return parsed.notna().sum() >= 0.5 * column.notna().sum()
+
+
 def wide_file_frame(
     path: str,
     timestamp_column: str = "date",
@@ -167,9 +178,9 @@ def wide_file_frame(
 ) -> SourceFrame:
     """A wide CSV/Parquet file: a timestamp column, series columns and optional extra columns.
 
-    By default every numeric column that is neither the timestamp nor an extra column is a series.
-    Missing values are refused with their row and column unless ``fill_method`` (one of
-    :data:`FILL_METHODS`) fills them; infinities are always refused.
+    By default every numeric column (or one whose cells are mostly numbers) that is neither the
+    timestamp nor an extra column is a series. Missing values are refused with their row and column
+    unless ``fill_method`` (one of :data:`FILL_METHODS`) fills them; infinities are always refused.
     """
     if fill_method is not None and fill_method not in FILL_METHODS:
         raise UserError(_unknown_fill_method(fill_method))
@@ -179,9 +190,7 @@ def wide_file_frame(
     _require_columns(table, extra_columns, path, "data.source.extra_columns")
     if series_columns is None:
         taken = {timestamp_column, *extra_columns}
-        series_columns = [
-            c for c in table.columns if c not in taken and pd.api.types.is_numeric_dtype(table[c])
-        ]
+        series_columns = [c for c in table.columns if c not in taken and _mostly_numeric(table[c])]
         if not series_columns:
             raise UserError(f"no numeric series columns in {path}; set data.source.series_columns")
     else:

@@ -242,7 +242,9 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
         return order[bounds[self.rank] : bounds[self.rank + 1]]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from torch.split(self._rank_indices(), self.batch_size)
+        indices = self._rank_indices()
+        if len(indices):  # torch.split of an empty tensor would yield one empty batch
+            yield from torch.split(indices, self.batch_size)
 
     def __len__(self) -> int:
         if self.world_size == 1:
