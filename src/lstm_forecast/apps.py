@@ -57,11 +57,12 @@ def _disk_error(error: BaseException) -> UserError | None:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
-            where = f" ({error.filename})" if error.filename else ""
-            return UserError(
-                f"cannot write output{where}: {error.strerror}; free disk space or choose a writable "
-                "hydra.run.dir, then resume=<run folder>"
-            )
+            where = f" {error.filename}" if error.filename else ""
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                return UserError(
+                    f"cannot write output{where}: {error.strerror}; free disk space, then resume=<run folder>"
+                )
+            return UserError(f"cannot access{where}: {error.strerror}; fix its permissions or choose another path")
         error = error.__cause__ or error.__context__
     return None
 
