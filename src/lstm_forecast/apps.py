@@ -62,7 +62,9 @@ def _disk_error(error: BaseException) -> UserError | None:
                 return UserError(
                     f"cannot write output{where}: {error.strerror}; free disk space, then resume=<run folder>"
                 )
-            return UserError(f"cannot access{where}: {error.strerror}; fix its permissions or choose another path")
+            return UserError(
+                f"cannot access{where}: {error.strerror}; fix its permissions or choose another path"
+            )
         error = error.__cause__ or error.__context__
     return None
 
