@@ -1,4 +1,4 @@
-"""Training safeguards: finite losses, per-epoch seeding, atomic checkpoints, run metadata in checkpoints.
+"""Training safeguards: finite losses, per-batch seeding, atomic checkpoints, run metadata in checkpoints.
 
 :func:`reliability_callbacks` and :class:`AtomicCheckpointIO` are added to every trainer by
 :func:`lstm_forecast.run.build`, whatever the ``callbacks`` group holds.
@@ -65,25 +65,28 @@ class FiniteLossGuard(pl.Callback):
         )
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A seed that depends only on ``(seed, epoch)``."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def batch_seed(seed: int, epoch: int, batch_idx: int) -> int:
+    """A seed that depends only on ``(seed, epoch, batch_idx)``."""
+    return int(np.random.SeedSequence([seed, epoch, batch_idx]).generate_state(1)[0])
 
 
-class EpochSeeding(pl.Callback):
-    """Reseed torch at the start of every training epoch from ``(seed, epoch)``.
+class BatchSeeding(pl.Callback):
+    """Reseed torch before every training batch from ``(seed, epoch, batch)``.
 
-    Dropout draws from torch's global generator, whose state is not in the checkpoint; reseeding
-    per epoch makes an epoch's randomness independent of what ran before it, so a run resumed from
-    an end-of-epoch checkpoint continues exactly as the uninterrupted run (the training shuffle
-    already depends only on ``(seed, epoch)``).
+    Dropout draws from torch's global generator, whose state is not in the checkpoint, and which
+    Lightning and the DataLoader also draw from at points that differ between a fresh and a resumed
+    epoch. Reseeding per batch makes each batch's randomness independent of what ran before it, so a
+    resumed run continues exactly as the uninterrupted one (the training shuffle already depends
+    only on ``(seed, epoch)``).
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch))
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        torch.manual_seed(batch_seed(self.seed, trainer.current_epoch, batch_idx))
 
 
 class RunInfoInCheckpoint(pl.Callback):
@@ -142,7 +145,7 @@ def reliability_callbacks(cfg: DictConfig, run_info: dict[str, Any]) -> list[pl.
         FlushLogsWithCheckpoints(),
     ]
     if cfg.get("seed") is not None:
-        callbacks.append(EpochSeeding(int(cfg.seed)))
+        callbacks.append(BatchSeeding(int(cfg.seed)))
     return callbacks
 
 
