@@ -7,7 +7,7 @@ import torch
 
 
 class PoisonWeightsAtEpoch(pl.Callback):
-    """Turn one weight into NaN at the start of training epoch ``epoch``: a divergence on cue."""
+    """Turn the output bias into NaN at the start of training epoch ``epoch``: a divergence on cue."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -15,4 +15,4 @@ class PoisonWeightsAtEpoch(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             with torch.no_grad():
-                next(pl_module.parameters()).view(-1)[0] = float("nan")
+                list(pl_module.parameters())[-1].view(-1)[0] = float("nan")
