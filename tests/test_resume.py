@@ -84,7 +84,8 @@ def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     resumed_events = EventAccumulator(str(killed_dir / "tensorboard")).Reload()
     full_val = {s.step: s.value for s in full_events.Scalars("val/loss")}
     resumed_val = {s.step: s.value for s in resumed_events.Scalars("val/loss")}
-    assert resumed_val == full_val and len(full_val) == 3
+    assert resumed_val == full_val
+    assert len(full_val) >= 3  # one per epoch (and the final summary at the last step)
     assert [p.name for p in killed_dir.iterdir() if p.is_dir()].count("tensorboard") == 1
 
     # What produced the run: in the folder (one entry per resume) and in every checkpoint.
