@@ -82,10 +82,6 @@ class ForecastModule(pl.LightningModule):
         if self._resumed_val_loss_best is not None:  # a resumed run continues its best so far
             self.val_loss_best.update(self._resumed_val_loss_best.to(self.device))
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # TorchMetrics states are not in the state_dict; a resumed run needs the best loss so far.
-        checkpoint["val_loss_best"] = self.val_loss_best.min_value.detach().cpu().clone()
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_val_loss_best = checkpoint.get("val_loss_best")
 
@@ -109,6 +105,8 @@ class ForecastModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT
+        # TorchMetrics states are not in the state_dict; a resumed run needs the best loss so far.
+        checkpoint["val_loss_best"] = self.val_loss_best.min_value.detach().cpu().clone()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
