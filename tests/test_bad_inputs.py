@@ -2,8 +2,8 @@
 and checkpoints with ONE ``error:`` line naming the problem, exit status 2, no traceback, and
 nothing written (the temporary folder holding the inputs is byte-for-byte as before).
 
-Each case is ``(app, arguments(inputs), fragments of the error line)``. To cover another entry point
-(``predict``), add rows with its module name: the runner below is generic.
+Each case is ``(app, arguments(inputs), fragments of the error line)``; the runner below is generic,
+so another entry point's cases are more rows with its module name.
 """
 
 from __future__ import annotations
@@ -350,9 +350,27 @@ EVALUATE_CASES = [
     ),
 ]
 
-# Rows for ``predict`` go here once that entry point exists, e.g.
-# pytest.param("predict", lambda i: [...], ["..."], id="predict-...").
-PREDICT_CASES: list = []
+# More ``predict`` rows: same form, app "predict".
+PREDICT_CASES = [
+    pytest.param(
+        "predict",
+        lambda i: [f"hydra.run.dir={i.run_dir}"],
+        ["missing value for ckpt_path"],
+        id="predict-no-ckpt",
+    ),
+    pytest.param(
+        "predict",
+        lambda i: [f"ckpt_path={i.root / 'none.ckpt'}", f"hydra.run.dir={i.run_dir}"],
+        ["checkpoint not found"],
+        id="predict-ckpt-missing",
+    ),
+    pytest.param(
+        "predict",
+        lambda i: [f"ckpt_path={i.root / 'x.ckpt'}", f"hydra.run.dir={i.previous_run()}"],
+        ["already holds a run"],
+        id="predict-run-folder-exists",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
