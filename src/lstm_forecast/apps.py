@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import shutil
@@ -15,16 +16,24 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from lstm_forecast.distributed import is_rank_zero
 from lstm_forecast.errors import UserError, find_user_error
 from lstm_forecast.files import write_atomic
+from lstm_forecast.run_folder import (
+    DEFAULT_MIN_FREE_MB,
+    check_output_dir,
+    override_key,
+    resume_overrides,
+    write_run_info,
+)
 from lstm_forecast.sweeps import JobRecord, innermost_cause, one_line_reason
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 EXIT_USER_ERROR = 2
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 def _config_error(error: BaseException) -> UserError | None:
@@ -42,8 +51,26 @@ def _config_error(error: BaseException) -> UserError | None:
     return None
 
 
+def _disk_error(error: BaseException) -> UserError | None:
+    """A full disk or an unwritable folder met mid-run, anywhere in ``error``'s chain."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+            where = f" {error.filename}" if error.filename else ""
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                return UserError(
+                    f"cannot write output{where}: {error.strerror}; free disk space, then resume=<run folder>"
+                )
+            return UserError(
+                f"cannot access{where}: {error.strerror}; fix its permissions or choose another path"
+            )
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def user_error_of(error: BaseException) -> UserError | None:
-    return find_user_error(error) or _config_error(error)
+    return find_user_error(error) or _config_error(error) or _disk_error(error)
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -65,34 +92,53 @@ def _first_job_overrides(overrides: list[str]) -> list[str]:
     return first
 
 
-def _check_overrides(config_name: str, overrides: list[str]) -> None:
+def _check_overrides(config_name: str, overrides: list[str]) -> list[str]:
     """Compose the config once before Hydra does, so a bad override is one line, not a report.
 
     A multirun is checked with its first job's overrides (a misspelt key fails every job alike).
+    A single run also expands ``resume=<run folder>``, refuses to overwrite a folder holding
+    another run, checks the run folder can be written, and pins ``hydra.run.dir`` to the folder
+    checked. Returns the overrides to launch Hydra with.
     """
     flags = [arg for arg in overrides if arg.startswith("-")]
     if any(flag not in MULTIRUN_FLAGS for flag in flags):  # --help, --cfg ...: Hydra's own
-        return
-    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        if flags:
+        return overrides
+    if flags:
+        with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             try:
-                overrides = _first_job_overrides([arg for arg in overrides if arg not in flags])
+                first_job = _first_job_overrides([arg for arg in overrides if arg not in flags])
             except HydraException as error:
                 raise user_error_of(error) or error from None
+            try:
+                hydra.compose(config_name=config_name, overrides=first_job)
+            except Exception as error:
+                user_error = user_error_of(error)
+                if user_error is None:
+                    raise
+                raise user_error from None
+        return overrides
+    overrides = resume_overrides(overrides)
+    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         try:
-            hydra.compose(config_name=config_name, overrides=overrides)
+            cfg = hydra.compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+            run_dir = Path(cfg.hydra.run.dir)
+            min_free_mb = OmegaConf.select(cfg, "paths.min_free_mb", default=DEFAULT_MIN_FREE_MB)
         except Exception as error:
             user_error = user_error_of(error)
             if user_error is None:
                 raise
             raise user_error from None
+    check_output_dir(run_dir, resuming=bool(cfg.get("resume")), min_free_mb=float(min_free_mb))
+    if not any(override_key(arg) == "hydra.run.dir" for arg in overrides):
+        overrides = [*overrides, f"hydra.run.dir={run_dir}"]  # the folder checked, not a second later's
+    return overrides
 
 
-def _fail(error: UserError, output_dir: Path | None, multirun: bool) -> None:
+def _fail(error: UserError, output_dir: Path | None, multirun: bool, resumed: bool = False) -> None:
     """Report ``error`` in one line and leave nothing that looks like a finished run."""
     print(f"error: {error}", file=sys.stderr)
     if output_dir is not None and output_dir.exists():
-        if multirun or (output_dir / "checkpoints").exists():
+        if multirun or resumed or (output_dir / "checkpoints").exists():
             write_atomic(output_dir / "FAILED", lambda tmp: tmp.write_text(f"{error}\n"))
         else:
             shutil.rmtree(output_dir, ignore_errors=True)
@@ -149,6 +195,8 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None
             output_dir = Path(hydra_cfg.runtime.output_dir)
             record = _start_record(cfg, hydra_cfg)
             try:
+                if is_rank_zero():
+                    write_run_info(output_dir, cfg)
                 result = task(cfg)
             except Exception as error:
                 if multirun:
@@ -162,7 +210,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None
                 if record is not None:
                     record.finish("failed", str(user_error))
                 if is_rank_zero():
-                    _fail(user_error, output_dir, multirun)
+                    _fail(user_error, output_dir, multirun, bool(cfg.get("resume")))
                 else:
                     print(f"error: {user_error}", file=sys.stderr)
                 sys.exit(EXIT_USER_ERROR)
@@ -177,7 +225,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None
 
         def main() -> None:
             try:
-                _check_overrides(config_name, sys.argv[1:])
+                sys.argv[1:] = _check_overrides(config_name, sys.argv[1:])
             except UserError as error:
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(EXIT_USER_ERROR)

@@ -14,10 +14,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_forecast.checkpoints import read_checkpoint
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows
 from lstm_forecast.files import write_json
+from lstm_forecast.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
 from lstm_forecast.loggers import log_run_end, overridden_hparams
 from lstm_forecast.models.module import ForecastModule
+from lstm_forecast.run_folder import resolve_ckpt_path, run_info
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +77,33 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
     model: ForecastModule = instantiate(
         cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features, **static
     )
+    # Reliability (finite-loss guard, per-epoch seeding, run info in checkpoints, atomic checkpoint
+    # writes) is not optional, so it is added here rather than in the callbacks group.
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
+        callbacks=instantiate_group(cfg.get("callbacks")) + reliability_callbacks(cfg, run_info(cfg)),
         logger=instantiate_group(cfg.get("logger")),
+        **plugins,
     )
     return datamodule, model, trainer
+
+
+def checked_resume_checkpoint(cfg: DictConfig, model: ForecastModule) -> str | None:
+    """The checkpoint to continue from (``ckpt_path``), refused in one line if it is unreadable or
+    does not fit the configured model."""
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is None:
+        return None
+    state_dict = read_checkpoint(ckpt_path)["state_dict"]
+    try:
+        model.load_state_dict(state_dict)  # Lightning loads the same weights again in fit
+    except RuntimeError as error:
+        raise UserError(
+            f"checkpoint {ckpt_path} does not fit the configured model "
+            f"({str(error).splitlines()[-1].strip()}); resume with the run's own config"
+        ) from None
+    return ckpt_path
 
 
 def best_weights(trainer: pl.Trainer, model: ForecastModule) -> str | None:
@@ -101,10 +125,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ``(metrics, objects)``: metrics as written (on rank 0; other ranks return the fit's logged
         metrics), and the datamodule, model and trainer.
     """
+    validate_train_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    ckpt_path = checked_resume_checkpoint(cfg, model)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not trainer.is_global_zero:

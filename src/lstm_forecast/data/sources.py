@@ -100,8 +100,32 @@ def _require_columns(table: pd.DataFrame, columns: list[str], path: str | Path, 
         raise UserError(f"column(s) {missing} not found in {path} (it has {list(table.columns)}); fix {key}")
 
 
-def _numeric(table: pd.DataFrame, columns: list[str], path: str | Path) -> pd.DataFrame:
-    """Columns as float64, refusing text and missing values with the first offending row."""
+FILL_METHODS = ("ffill", "bfill", "interpolate", "zero")
+
+
+def _unknown_fill_method(method: object) -> str:
+    return f"unknown data.source.fill_method {method!r}; choose null (reject) or one of {list(FILL_METHODS)}"
+
+
+def fill_missing(values: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Fill NaNs of ``values [T, C]`` (rows ordered by time): carry the last value forward, the next
+    one backward, interpolate linearly in time (edges take the nearest value), or use zero."""
+    if method == "ffill":
+        return values.ffill()
+    if method == "bfill":
+        return values.bfill()
+    if method == "interpolate":
+        return values.interpolate(method="linear", limit_direction="both")
+    if method == "zero":
+        return values.fillna(0.0)
+    raise UserError(_unknown_fill_method(method))
+
+
+def _numeric(
+    table: pd.DataFrame, columns: list[str], path: str | Path, fill_method: str | None = None
+) -> pd.DataFrame:
+    """Columns as float64, refusing text, infinities and (unless ``fill_method``) missing values with
+    the first offending row."""
     out = table[columns]
     for column in columns:
         if not pd.api.types.is_numeric_dtype(out[column]):
@@ -114,14 +138,35 @@ def _numeric(table: pd.DataFrame, columns: list[str], path: str | Path) -> pd.Da
                     "fix the file or leave the column out of data.source"
                 )
     out = out.apply(pd.to_numeric, errors="coerce").astype("float64")
-    finite = np.isfinite(out.to_numpy())
-    if not finite.all():
-        row, col = (int(i) for i in np.argwhere(~finite)[0])
+    infinite = np.isinf(out.to_numpy())
+    if infinite.any():
+        row, col = (int(i) for i in np.argwhere(infinite)[0])
         raise UserError(
-            f"missing or infinite value in {path} at row {row}, column {columns[col]!r}; "
-            "fill or drop those rows before training"
+            f"infinite value in {path} at row {row}, column {columns[col]!r}; fix or drop those rows"
         )
+    if fill_method is not None and len(columns):
+        out = fill_missing(out, fill_method)
+    missing = np.isnan(out.to_numpy())
+    if missing.any():
+        row, col = (int(i) for i in np.argwhere(missing)[0])
+        fix = (
+            f"data.source.fill_method={fill_method} leaves it (a gap at the edge); try interpolate"
+            if fill_method
+            else f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
+        )
+        raise UserError(f"missing value in {path} at row {row}, column {columns[col]!r}; {fix}")
     return out
+
+
+def _mostly_numeric(column: pd.Series) -> bool:
+    """A numeric column, or one whose cells are mostly numbers: a few stray text cells make it a
+    series column with bad cells (reported by row), not a column silently left out."""
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    if column.notna().sum() == 0:
+        return False
+    parsed = pd.to_numeric(column, errors="coerce")
+    return parsed.notna().sum() >= 0.5 * column.notna().sum()
 
 
 def wide_file_frame(
@@ -129,20 +174,23 @@ def wide_file_frame(
     timestamp_column: str = "date",
     series_columns: list[str] | None = None,
     extra_columns: list[str] | None = None,
+    fill_method: str | None = None,
 ) -> SourceFrame:
     """A wide CSV/Parquet file: a timestamp column, series columns and optional extra columns.
 
-    By default every numeric column that is neither the timestamp nor an extra column is a series.
+    By default every numeric column (or one whose cells are mostly numbers) that is neither the
+    timestamp nor an extra column is a series. Missing values are refused with their row and column
+    unless ``fill_method`` (one of :data:`FILL_METHODS`) fills them; infinities are always refused.
     """
+    if fill_method is not None and fill_method not in FILL_METHODS:
+        raise UserError(_unknown_fill_method(fill_method))
     table = read_table(path)
     extra_columns = list(extra_columns or [])
     _require_columns(table, [timestamp_column], path, "data.source.timestamp_column")
     _require_columns(table, extra_columns, path, "data.source.extra_columns")
     if series_columns is None:
         taken = {timestamp_column, *extra_columns}
-        series_columns = [
-            c for c in table.columns if c not in taken and pd.api.types.is_numeric_dtype(table[c])
-        ]
+        series_columns = [c for c in table.columns if c not in taken and _mostly_numeric(table[c])]
         if not series_columns:
             raise UserError(f"no numeric series columns in {path}; set data.source.series_columns")
     else:
@@ -163,8 +211,8 @@ def wide_file_frame(
         raise UserError(
             f"timestamps in {path} are not strictly increasing; sort the file and drop duplicates"
         )
-    series = _numeric(table, series_columns, path).set_axis(index)
-    extras = _numeric(table, extra_columns, path).set_axis(index)
+    series = _numeric(table, series_columns, path, fill_method).set_axis(index)
+    extras = _numeric(table, extra_columns, path, fill_method).set_axis(index)
     return SourceFrame(timestamps=index, series=series, extras=extras)
 
 

@@ -66,6 +66,7 @@ class ForecastModule(pl.LightningModule):
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_loss = MeanSquaredError()
         self.val_loss_best = MinMetric()
+        self._resumed_val_loss_best: torch.Tensor | None = None
 
     def forward(
         self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
@@ -80,6 +81,11 @@ class ForecastModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_loss_best.reset()  # forget the sanity check's loss
+        if self._resumed_val_loss_best is not None:  # a resumed run continues its best so far
+            self.val_loss_best.update(self._resumed_val_loss_best.to(self.device))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_val_loss_best = checkpoint.get("val_loss_best")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
@@ -101,6 +107,8 @@ class ForecastModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT
+        # TorchMetrics states are not in the state_dict; a resumed run needs the best loss so far.
+        checkpoint["val_loss_best"] = self.val_loss_best.min_value.detach().cpu().clone()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

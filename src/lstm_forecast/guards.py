@@ -1,0 +1,187 @@
+"""Training safeguards: finite losses, per-batch seeding, atomic checkpoints, run metadata in checkpoints.
+
+:func:`reliability_callbacks` and :class:`AtomicCheckpointIO` are added to every trainer by
+:func:`lstm_forecast.run.build`, whatever the ``callbacks`` group holds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_forecast.errors import UserError
+from lstm_forecast.files import write_atomic
+
+
+class NonFiniteLossError(UserError):
+    """A NaN or inf loss: the run stops; the checkpoints written before it stay untouched."""
+
+
+class FiniteLossGuard(pl.Callback):
+    """Stop the run at the first NaN or inf training loss, before it reaches the weights.
+
+    The loss is checked before the backward pass, so the optimiser never applies a non-finite
+    step; validation loss and weights are checked again before the checkpoint callback (which
+    Lightning always runs last) could save them, so ``last.ckpt`` and the best checkpoint always
+    hold the last finite state.
+    """
+
+    def __init__(self) -> None:
+        self._batch_idx = 0
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._batch_idx = batch_idx
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLossError(
+                f"training loss became {float(loss.detach()):g} at epoch {trainer.current_epoch}, "
+                f"batch {self._batch_idx}; the last good checkpoint is kept. Lower model.lr, keep "
+                "trainer.gradient_clip_val set, or check the data for extreme values"
+            )
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        val_loss = trainer.callback_metrics.get("val/loss")
+        finite_weights = all(torch.isfinite(p).all() for p in pl_module.parameters())
+        if finite_weights and (val_loss is None or math.isfinite(float(val_loss))):
+            return
+        what = "the weights" if not finite_weights else f"validation loss ({float(val_loss):g})"
+        raise NonFiniteLossError(
+            f"{what} became non-finite at epoch {trainer.current_epoch} (after its last batch); "
+            "the last good checkpoint is kept. Lower model.lr or keep trainer.gradient_clip_val set"
+        )
+
+
+def batch_seed(seed: int, epoch: int, batch_idx: int) -> int:
+    """A seed that depends only on ``(seed, epoch, batch_idx)``."""
+    return int(np.random.SeedSequence([seed, epoch, batch_idx]).generate_state(1)[0])
+
+
+class BatchSeeding(pl.Callback):
+    """Reseed torch before every training batch from ``(seed, epoch, batch)``.
+
+    Dropout draws from torch's global generator, whose state is not in the checkpoint, and which
+    Lightning and the DataLoader also draw from at points that differ between a fresh and a resumed
+    epoch. Reseeding per batch makes each batch's randomness independent of what ran before it, so a
+    resumed run continues exactly as the uninterrupted one (the training shuffle already depends
+    only on ``(seed, epoch)``).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        torch.manual_seed(batch_seed(self.seed, trainer.current_epoch, batch_idx))
+
+
+class RunInfoInCheckpoint(pl.Callback):
+    """Store the resolved config, package version and git commit in every checkpoint.
+
+    Parameters
+    ----------
+    run_info : dict
+        Plain data only (see :func:`lstm_forecast.run_folder.run_info`), so the checkpoint still
+        loads with ``torch.load(weights_only=True)``.
+    """
+
+    KEY = "run_info"
+
+    def __init__(self, run_info: dict[str, Any]) -> None:
+        self.run_info = run_info
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[self.KEY] = self.run_info
+
+
+class FlushLogsWithCheckpoints(pl.Callback):
+    """Flush the loggers whenever a checkpoint is written.
+
+    TensorBoard buffers events for up to two minutes; a run killed after a checkpoint would lose
+    the logged epochs it covers, and its resumed log would have a hole.
+    """
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file beside the target, then rename it into place.
+
+    A process killed at any moment (``kill -9`` included) leaves either the previous checkpoint or
+    the new one, never a truncated file, so ``last.ckpt`` can always be resumed from.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        write_atomic(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+
+
+def reliability_callbacks(cfg: DictConfig, run_info: dict[str, Any]) -> list[pl.Callback]:
+    """The callbacks every training run gets."""
+    callbacks: list[pl.Callback] = [
+        FiniteLossGuard(),
+        RunInfoInCheckpoint(run_info),
+        FlushLogsWithCheckpoints(),
+    ]
+    if cfg.get("seed") is not None:
+        callbacks.append(BatchSeeding(int(cfg.seed)))
+    return callbacks
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Reject model and trainer values that would otherwise fail deep inside PyTorch or Lightning."""
+
+    def get(key: str) -> Any:
+        return OmegaConf.select(cfg, key, default=None)
+
+    for key in (
+        "model.net.embedding_dim",
+        "model.net.num_units",
+        "model.net.num_lstm_layers",
+        "model.net.dense_size",
+        "model.horizon",
+    ):
+        value = get(key)
+        if value is not None and not _positive_int(value):
+            raise UserError(f"{key} must be a positive integer, got {value!r}")
+    dropout = get("model.net.dropout")
+    if dropout is not None and not (isinstance(dropout, int | float) and 0 <= dropout < 1):
+        raise UserError(f"model.net.dropout must be a number in [0, 1), got {dropout!r}")
+    lr = get("model.lr")
+    if lr is not None and not (isinstance(lr, int | float) and not isinstance(lr, bool) and lr > 0):
+        raise UserError(f"model.lr must be a positive number, got {lr!r}")
+    weight_decay = get("model.weight_decay")
+    if weight_decay is not None and not (isinstance(weight_decay, int | float) and weight_decay >= 0):
+        raise UserError(f"model.weight_decay must be a number >= 0, got {weight_decay!r}")
+    for key in ("trainer.max_epochs", "trainer.min_epochs"):
+        value = get(key)
+        if value is not None and not (_positive_int(value) or (key == "trainer.max_epochs" and value == -1)):
+            raise UserError(f"{key} must be a positive integer (max_epochs=-1: no limit), got {value!r}")
+    seed = get("seed")
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise UserError(f"seed must be a non-negative integer or null, got {seed!r}")

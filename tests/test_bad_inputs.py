@@ -1,0 +1,413 @@
+"""The bad-input catalogue: every entry point refuses bad files, columns, types, sizes, config values
+and checkpoints with ONE ``error:`` line naming the problem, exit status 2, no traceback, and
+nothing written (the temporary folder holding the inputs is byte-for-byte as before).
+
+Each case is ``(app, arguments(inputs), fragments of the error line)``; the runner below is generic,
+so another entry point's cases are more rows with its module name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
+
+NUM_ROWS = 240
+# Tiny model and trainer settings, without the synthetic source's own keys.
+TINY_MODEL = [arg for arg in TINY_OVERRIDES if not arg.startswith("data.source.")]
+
+
+def good_table() -> pd.DataFrame:
+    """A valid wide table: two series and one extra column, hourly."""
+    step = np.arange(NUM_ROWS, dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=NUM_ROWS, freq="h").astype(str),
+            "a": 10 + np.sin(step / 4),
+            "b": 20 + np.cos(step / 6),
+            "temp": step % 7,
+        }
+    )
+
+
+class Inputs:
+    """Builds the inputs of one case inside its temporary folder."""
+
+    def __init__(self, root: Path, request: pytest.FixtureRequest) -> None:
+        self.root = root
+        self.run_dir = root / "run"
+        self._request = request
+
+    def csv(
+        self, change: Callable[[pd.DataFrame], pd.DataFrame] | None = None, name: str = "data.csv"
+    ) -> Path:
+        table = good_table()
+        table = change(table) if change else table
+        path = self.root / name
+        table.to_csv(path, index=False)
+        return path
+
+    def file(self, name: str, content: bytes) -> Path:
+        path = self.root / name
+        path.write_bytes(content)
+        return path
+
+    def wide(self, path: Path, *extra: str) -> list[str]:
+        """Train on the wide file ``path`` with tiny settings."""
+        return [
+            "data=wide_file",
+            f"data.source.path={path}",
+            *TINY_MODEL,
+            f"hydra.run.dir={self.run_dir}",
+            *extra,
+        ]
+
+    def synthetic(self, *extra: str, run_dir: Path | None = None) -> list[str]:
+        """Train on the built-in synthetic data with tiny settings."""
+        return [*TINY_OVERRIDES, f"hydra.run.dir={run_dir or self.run_dir}", *extra]
+
+    def evaluate(self, *extra: str) -> list[str]:
+        return [f"ckpt_path={self.checkpoint}", f"hydra.run.dir={self.run_dir}", *extra]
+
+    @property
+    def checkpoint(self) -> Path:
+        """The best checkpoint of a real tiny run on :func:`good_table` (trained once per module)."""
+        return self._request.getfixturevalue("trained_checkpoint")
+
+    def previous_run(self) -> Path:
+        """A folder holding a finished run's outputs."""
+        (self.run_dir / "checkpoints").mkdir(parents=True)
+        (self.run_dir / "metrics.json").write_text('{"test/mse_z": 0.5}\n')
+        return self.run_dir
+
+
+def set_cell(column: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def change(table: pd.DataFrame) -> pd.DataFrame:
+        table[column] = table[column].astype(object)
+        table.loc[row, column] = value
+        return table
+
+    return change
+
+
+def foreign_checkpoint(inputs: Inputs) -> Path:
+    path = inputs.root / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    return path
+
+
+# (app, arguments built from the case's inputs, fragments the error line must contain)
+TRAIN_CASES = [
+    # files
+    pytest.param(
+        "train", lambda i: i.wide(i.root / "nope.csv"), ["data file not found", "nope.csv"], id="file-missing"
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.file("data.txt", b"date,a\n")),
+        ["unsupported file type", ".txt"],
+        id="file-suffix",
+    ),
+    pytest.param(
+        "train", lambda i: i.wide(i.file("empty.csv", b"")), ["could not read", "empty.csv"], id="file-empty"
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.file("bin.parquet", b"\x00garbage")),
+        ["could not read", "bin.parquet"],
+        id="file-corrupt-parquet",
+    ),
+    # columns
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(), "data.source.timestamp_column=time"),
+        ["['time'] not found", "data.source.timestamp_column"],
+        id="column-timestamp-missing",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(), "data.source.series_columns=[a,nope]"),
+        ["['nope'] not found", "data.source.series_columns"],
+        id="column-series-missing",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(), "data.source.extra_columns=[a]", "data.source.series_columns=[a,b]"),
+        ["['a'] are both series and extra"],
+        id="column-series-and-extra",
+    ),
+    # types and values in the file
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(set_cell("a", 5, "abc"))),
+        ["column 'a'", "not numeric", "row 5", "'abc'"],
+        id="value-text",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(set_cell("b", 7, np.nan))),
+        ["missing value", "row 7", "column 'b'", "fill_method"],
+        id="value-nan",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(set_cell("temp", 9, np.inf))),
+        ["infinite value", "row 9", "column 'temp'"],
+        id="value-inf",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(set_cell("date", 3, "yesterday"))),
+        ["unparseable timestamp", "row 3", "'yesterday'"],
+        id="value-timestamp",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(lambda t: t.iloc[::-1])),
+        ["not strictly increasing"],
+        id="value-unsorted",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(set_cell("a", 0, np.nan)), "data.source.fill_method=ffill"),
+        ["row 0", "column 'a'", "fill_method=ffill leaves it"],
+        id="value-nan-unfillable",
+    ),
+    # sizes
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("data.window_size=500"),
+        ["too few rows", "data.window_size is 500"],
+        id="size-window-too-long",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("data.split.train=0.9", "data.split.val=0.2"),
+        ["data.split fractions sum to 1.250"],
+        id="size-split-over-one",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("data.window_size=0"),
+        ["data.window_size must be a positive integer"],
+        id="size-window-zero",
+    ),
+    # config values
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("data.batch_size=abc"),
+        ["data.batch_size must be a positive integer", "'abc'"],
+        id="config-batch-size-text",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model.net.dropout=1.5"),
+        ["model.net.dropout must be a number in [0, 1)", "1.5"],
+        id="config-dropout",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model.lr=-0.1"),
+        ["model.lr must be a positive number", "-0.1"],
+        id="config-negative-lr",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("trainer.max_epochs=0"),
+        ["trainer.max_epochs must be a positive integer"],
+        id="config-max-epochs",
+    ),
+    pytest.param("train", lambda i: i.synthetic("no_such_key=1"), ["no_such_key"], id="config-unknown-key"),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model=transformer"),
+        ["model/transformer"],
+        id="config-unknown-group-option",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(), "data.source.fill_method=mean"),
+        ["unknown data.source.fill_method 'mean'", "interpolate"],
+        id="config-fill-method",
+    ),
+    # checkpoints and run folders
+    pytest.param(
+        "train",
+        lambda i: i.synthetic(f"ckpt_path={i.root / 'none.ckpt'}"),
+        ["checkpoint not found", "none.ckpt"],
+        id="ckpt-missing",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic(f"ckpt_path={i.file('junk.ckpt', b'not a zip')}"),
+        ["junk.ckpt is not a readable lstm-forecast checkpoint"],
+        id="ckpt-garbage",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("ckpt_path=last"),
+        ["ckpt_path=last but there is no", "resume=<run folder>"],
+        id="ckpt-last-without-run-folder",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic(f"resume={i.root / 'gone'}"),
+        ["cannot resume", "gone", "not an lstm-train run folder"],
+        id="resume-no-run-folder",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic(run_dir=i.previous_run()),
+        ["already holds a run", "refusing to overwrite", "resume="],
+        id="run-folder-exists",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic(run_dir=i.file("blocker", b"") / "run"),
+        ["cannot create run folder", "blocker is a file"],
+        id="run-folder-unwritable",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("paths.min_free_mb=1e15"),
+        ["MB free on the disk", "paths.min_free_mb"],
+        id="disk-full",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(), "model.net.num_units=16", f"ckpt_path={i.checkpoint}"),
+        ["does not fit the configured model", "resume with the run's own config"],
+        id="ckpt-other-model",
+        marks=pytest.mark.slow,
+    ),
+]
+
+EVALUATE_CASES = [
+    pytest.param(
+        "evaluate",
+        lambda i: [f"hydra.run.dir={i.run_dir}"],
+        ["missing value for ckpt_path"],
+        id="eval-no-ckpt",
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: [f"ckpt_path={i.root / 'none.ckpt'}", f"hydra.run.dir={i.run_dir}"],
+        ["checkpoint not found"],
+        id="eval-ckpt-missing",
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: [f"ckpt_path={i.file('junk.ckpt', b'PK junk')}", f"hydra.run.dir={i.run_dir}"],
+        ["not a readable lstm-forecast checkpoint"],
+        id="eval-ckpt-garbage",
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: [f"ckpt_path={foreign_checkpoint(i)}", f"hydra.run.dir={i.run_dir}"],
+        ["not an lstm-forecast checkpoint"],
+        id="eval-ckpt-foreign",
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: [f"ckpt_path={i.root / 'x.ckpt'}", f"hydra.run.dir={i.previous_run()}"],
+        ["already holds a run"],
+        id="eval-run-folder-exists",
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: [f"ckpt_path={i.root / 'x.ckpt'}", "split=holdout", f"hydra.run.dir={i.run_dir}"],
+        ["split must be train, val or test", "'holdout'"],
+        id="eval-split",
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: i.evaluate(
+            f"data.source.path={i.csv(lambda t: t.rename(columns={'b': 'c'}), 'other.csv')}"
+        ),
+        ["differ from the checkpoint", "'c'"],
+        id="eval-other-columns",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: i.evaluate(f"data.source.path={i.csv(set_cell('a', 11, np.nan), 'gappy.csv')}"),
+        ["missing value", "row 11"],
+        id="eval-nan",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: i.evaluate("data.eval_batch_size=0"),
+        ["data.eval_batch_size must be a positive integer"],
+        id="eval-batch-zero",
+        marks=pytest.mark.slow,
+    ),
+]
+
+# More ``predict`` rows: same form, app "predict".
+PREDICT_CASES = [
+    pytest.param(
+        "predict",
+        lambda i: [f"hydra.run.dir={i.run_dir}"],
+        ["missing value for ckpt_path"],
+        id="predict-no-ckpt",
+    ),
+    pytest.param(
+        "predict",
+        lambda i: [f"ckpt_path={i.root / 'none.ckpt'}", f"hydra.run.dir={i.run_dir}"],
+        ["checkpoint not found"],
+        id="predict-ckpt-missing",
+    ),
+    pytest.param(
+        "predict",
+        lambda i: [f"ckpt_path={i.root / 'x.ckpt'}", f"hydra.run.dir={i.previous_run()}"],
+        ["already holds a run"],
+        id="predict-run-folder-exists",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    data = root / "data.csv"
+    good_table().to_csv(data, index=False)
+    run_dir = root / "run"
+    result = run_app(
+        "train",
+        "data=wide_file",
+        f"data.source.path={data}",
+        *TINY_MODEL,
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def snapshot(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+    )
+
+
+@pytest.mark.parametrize(("app", "arguments", "fragments"), [*TRAIN_CASES, *EVALUATE_CASES, *PREDICT_CASES])
+def test_bad_input_is_refused_in_one_line_leaving_nothing(tmp_path, request, app, arguments, fragments):
+    inputs = Inputs(tmp_path, request)
+    args = arguments(inputs)
+    before = snapshot(tmp_path)
+    result = run_app(app, *args)
+    assert_one_line_error(result, *fragments)
+    assert result.returncode == 2
+    assert snapshot(tmp_path) == before, "the failed run left files behind"
+
+
+def test_catalogue_is_large_and_distinct():
+    ids = [case.id for case in [*TRAIN_CASES, *EVALUATE_CASES, *PREDICT_CASES]]
+    assert len(ids) == len(set(ids)) and len(ids) >= 20

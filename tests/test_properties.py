@@ -1,0 +1,162 @@
+"""Property-based tests: window index arithmetic, the batch sampler and the scaler, for any valid sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from lstm_forecast.data.scaling import MinMaxScaler
+from lstm_forecast.data.windows import PaddedArrays, WideWindows, WindowBatchSampler, seed_arrays
+
+FAST = settings(max_examples=40, deadline=None)
+
+
+def recognisable(rows: int, series: int, extras: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values ``100 * s + t + 1`` and extras ``-(1000 * e + t + 1)``: every cell is unique and non-zero,
+    so a zero in a window can only be padding."""
+    t = torch.arange(rows, dtype=torch.float64)[:, None]
+    values = 100 * torch.arange(series, dtype=torch.float64)[None, :] + t + 1
+    extra = -(1000 * torch.arange(extras, dtype=torch.float64)[None, :] + t + 1)
+    return values, extra
+
+
+@st.composite
+def window_sets(draw):
+    rows = draw(st.integers(1, 40))
+    series = draw(st.integers(1, 5))
+    extras = draw(st.integers(0, 3))
+    window = draw(st.integers(1, 12))
+    horizon = draw(st.integers(1, rows))
+    first = draw(st.integers(0, rows - horizon))
+    count = draw(st.integers(0, rows - horizon + 1 - first))
+    mask = draw(st.booleans())
+    values, extra = recognisable(rows, series, extras)
+    windows = WideWindows(PaddedArrays.from_arrays(values, extra, window), first, count, horizon, mask)
+    return windows, values, extra
+
+
+@FAST
+@given(window_sets(), st.data())
+def test_window_gather_matches_the_rows_it_names(case, data):
+    windows, values, extra = case
+    num_windows = len(windows)
+    assert num_windows == windows.num_targets * values.shape[1]
+    if num_windows == 0:
+        return
+    index = torch.tensor(data.draw(st.lists(st.integers(0, num_windows - 1), min_size=1, max_size=16)))
+    batch = windows.gather(index)
+    size, window, horizon = len(index), windows.window_size, windows.horizon
+    assert batch["x"].shape == (size, window, windows.num_features)
+    assert batch["y"].shape == (size, horizon)
+    assert batch["series_id"].min() >= 1 and batch["series_id"].max() <= values.shape[1]
+    for b, i in enumerate(index.tolist()):
+        t, s = windows.first_target + i // values.shape[1], i % values.shape[1]
+        assert batch["target_row"][b] == t and batch["series_id"][b] == s + 1
+        for k in range(window):
+            row = t - window + k
+            real = row >= 0
+            assert batch["x"][b, k, -1] == (values[row, s] if real else 0)
+            torch.testing.assert_close(
+                batch["x"][b, k, : extra.shape[1]], extra[row] if real else extra[0] * 0
+            )
+            if windows.padding_mask:
+                assert batch["x"][b, k, -2] == float(real)
+        torch.testing.assert_close(batch["y"][b], values[t : t + horizon, s])
+
+
+@FAST
+@given(
+    num_windows=st.integers(0, 300),
+    batch_size=st.integers(1, 64),
+    world_size=st.integers(1, 4),
+    shuffle=st.booleans(),
+    even_shards=st.booleans(),
+    seed=st.integers(0, 2**31),
+    epoch=st.integers(0, 50),
+)
+def test_sampler_shards_cover_every_window(
+    num_windows, batch_size, world_size, shuffle, even_shards, seed, epoch
+):
+    shards = []
+    for rank in range(world_size):
+        sampler = WindowBatchSampler(num_windows, batch_size, shuffle, seed, rank, world_size, even_shards)
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        assert all(1 <= len(b) <= batch_size for b in batches)
+        again = WindowBatchSampler(num_windows, batch_size, shuffle, seed, rank, world_size, even_shards)
+        again.set_epoch(epoch)  # the order depends only on (seed, epoch): what a resumed run relies on
+        assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
+        shards.append(torch.cat(batches) if batches else torch.empty(0, dtype=torch.long))
+    seen = torch.cat(shards)
+    assert set(seen.tolist()) == set(range(num_windows))
+    if even_shards and world_size > 1:
+        assert len({len(shard) for shard in shards}) == 1  # same number of steps on every rank
+        assert len(seen) - num_windows < world_size
+    else:
+        assert len(seen) == num_windows  # every window exactly once
+
+
+@FAST
+@given(
+    rows=st.integers(3, 30),
+    series=st.integers(1, 4),
+    extras=st.integers(0, 2),
+    window=st.integers(1, 8),
+    ratio=st.floats(0.1, 0.9),
+)
+def test_seed_arrays_shapes_and_targets(rows, series, extras, window, ratio):
+    values, extra = recognisable(rows, series, extras)
+    source = torch.cat([values, extra], dim=1).numpy()
+    num_train = int(rows * ratio)
+    if not 2 <= num_train < rows:
+        return
+    x_train, y_train, x_test, y_test = seed_arrays(source, window, series, ratio)
+    features = extras + 1 + (series > 1)
+    assert x_train.shape == ((num_train - 1) * series, window, features)
+    assert x_test.shape == ((rows - num_train) * series, window, features)
+    assert y_train.shape == (len(x_train), 1) and y_test.shape == (len(x_test), 1)
+    np.testing.assert_array_equal(y_test[:, 0].reshape(-1, series), values[num_train:].numpy())
+    np.testing.assert_array_equal(y_train[:, 0].reshape(-1, series), values[1:num_train].numpy())
+
+
+finite_tables = st.integers(1, 6).flatmap(
+    lambda columns: arrays(
+        np.float64,
+        st.tuples(st.integers(1, 30), st.just(columns)),
+        # Micro-unit resolution: a training range of 1e-300 would make any later value overflow.
+        elements=st.floats(-1e6, 1e6).map(lambda value: round(value, 6)),
+    )
+)
+
+
+@FAST
+@given(train=finite_tables, data=st.data())
+def test_scaler_round_trip_bounds_and_shapes(train, data):
+    scaler = MinMaxScaler.fit(train)
+    scaled = scaler.transform(train)
+    assert scaled.shape == train.shape
+    assert np.isfinite(scaled).all()
+    assert scaled.min() >= -1 - 1e-9 and scaled.max() <= 1 + 1e-9  # training rows land in [-1, 1]
+    np.testing.assert_allclose(scaler.inverse_transform(scaled), train, rtol=1e-9, atol=1e-6)
+    constant = scaler.data_range == 0
+    assert (scaled[:, constant] == 0).all()
+
+    later = data.draw(
+        arrays(np.float64, (data.draw(st.integers(1, 10)), train.shape[1]), elements=st.floats(-1e7, 1e7))
+    )
+    np.testing.assert_allclose(
+        scaler.inverse_transform(scaler.transform(later))[:, ~constant],
+        later[:, ~constant],
+        rtol=1e-9,
+        atol=1e-5,
+    )
+    # Per-element column parameters agree with the per-column transform.
+    columns = np.broadcast_to(np.arange(train.shape[1]), later.shape)
+    np.testing.assert_allclose(scaler.transform(later, column_index=columns), scaler.transform(later))
+
+    restored = MinMaxScaler.from_state_dict(scaler.state_dict())
+    np.testing.assert_array_equal(restored.transform(later), scaler.transform(later))
