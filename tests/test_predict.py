@@ -241,7 +241,7 @@ DATA_ERRORS = {
     "extra column": ("series", "['a', 'b']"),
     "wrong frequency": ("every '30min'", "trained on 'h'", "resample"),
     "irregular": ("irregular: row 30", "fill the gaps"),
-    "nan": ("missing or infinite value", "row 17", "'a'"),
+    "nan": ("missing value", "row 17", "'a'"),
     "too few rows": ("23 rows, fewer than one window of 24",),
 }
 CHECKPOINT_ERRORS = {

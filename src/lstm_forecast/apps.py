@@ -128,7 +128,8 @@ def _check_overrides(config_name: str, overrides: list[str]) -> list[str]:
             if user_error is None:
                 raise
             raise user_error from None
-    check_output_dir(run_dir, resuming=bool(cfg.get("resume")), min_free_mb=float(min_free_mb))
+    if is_rank_zero():  # DDP's other ranks re-execute the command line into rank 0's folder
+        check_output_dir(run_dir, resuming=bool(cfg.get("resume")), min_free_mb=float(min_free_mb))
     if not any(override_key(arg) == "hydra.run.dir" for arg in overrides):
         overrides = [*overrides, f"hydra.run.dir={run_dir}"]  # the folder checked, not a second later's
     return overrides

@@ -132,7 +132,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     ckpt_path = checked_resume_checkpoint(cfg, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
-    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # Timings go to TensorBoard only: metrics.json holds results, repeatable bit for bit.
+    metrics: dict[str, Any] = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith("time/")
+    }
     if not trainer.is_global_zero:
         return metrics, objects
 

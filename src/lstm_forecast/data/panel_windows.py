@@ -141,6 +141,12 @@ class PanelWindows:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def full_context_index(self) -> torch.Tensor:
+        """Indices of the windows whose context lies wholly inside their series (no warm-up padding)."""
+        targets, series = self.locate(torch.arange(len(self)))
+        first_data_row = self.arrays.block_start.to(targets.device)[series] + self.window_size
+        return torch.nonzero(targets - self.window_size >= first_data_row).flatten().cpu()
+
     def locate(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded target rows ``[B]`` and series (from 0) ``[B]`` of windows ``index [B]``."""
         targets = self.targets[index.to(self.targets.device)]

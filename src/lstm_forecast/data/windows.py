@@ -162,6 +162,11 @@ class WideWindows:
     def __len__(self) -> int:
         return self.num_targets * self.num_series
 
+    def full_context_index(self) -> torch.Tensor:
+        """Indices of the windows whose context lies wholly inside the data (no warm-up padding)."""
+        first_full = max(0, self.window_size - self.first_target)
+        return torch.arange(min(first_full * self.num_series, len(self)), len(self))
+
     def locate(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map window indices ``[B]`` to ``(target_row [B], series [B])`` (series from 0)."""
         num_series = self.num_series

@@ -79,12 +79,17 @@ def seasonal_naive(
         raise UserError(f"evaluation.seasonal_period must be a positive integer, got {period!r}")
     steps = np.arange(horizon)
     back = period * ((steps + 1 + period - 1) // period)  # [H] rows back from each target step
+    series = np.asarray(series_index)
+    values = arrays.values.cpu()
+    if values.dim() == 1:
+        # A long panel: series s's rows follow its own block of zero rows (block_start[s]); rows
+        # further back than the block read its first zero row, never another series.
+        block_start = arrays.block_start.cpu().numpy()[series][:, None]  # [N, 1]
+        rows = np.asarray(target_row)[:, None] + (series[:, None] + 1) * arrays.window_size + steps - back
+        return values[torch.from_numpy(np.maximum(rows, block_start))].double().numpy()
     rows = np.asarray(target_row)[:, None] + steps - back + arrays.window_size  # [N, H] padded rows
     rows = np.maximum(rows, 0)
-    values = arrays.values.cpu()
-    return (
-        values[torch.from_numpy(rows), torch.from_numpy(np.asarray(series_index))[:, None]].double().numpy()
-    )
+    return values[torch.from_numpy(rows), torch.from_numpy(series)[:, None]].double().numpy()
 
 
 def _batches(windows: WideWindows, index: torch.Tensor, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -100,8 +105,7 @@ def _design(x: torch.Tensor) -> torch.Tensor:
 
 def full_context_index(windows: WideWindows) -> torch.Tensor:
     """Indices of the windows whose context lies wholly inside the data (no warm-up padding)."""
-    first_full = max(0, windows.window_size - windows.first_target)
-    return torch.arange(first_full * windows.num_series, len(windows))
+    return windows.full_context_index()
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from lstm_forecast.evaluation.baselines import (
     seasonal_naive,
 )
 from lstm_forecast.evaluation.inference import WindowForecasts, predict_windows
-from lstm_forecast.evaluation.metrics import METRIC_NAMES, PER_STEP_KEYS, ForecastErrors, naive_scale
+from lstm_forecast.evaluation.metrics import METRIC_NAMES, PER_STEP_KEYS, ForecastErrors
 from lstm_forecast.files import write_atomic
 
 BASELINES = ("persistence", "seasonal_naive", "ridge")
@@ -110,11 +110,21 @@ class SplitScores:
             write_atomic(folder / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
 
 
-def training_rows(datamodule: ForecastDataModule) -> np.ndarray:
-    """``[T_train, S]`` training rows of the series in original units (the MASE scale's data)."""
+def training_naive_scale(datamodule: ForecastDataModule) -> np.ndarray:
+    """MASE denominators ``[S]``: each series' mean absolute one-step change over its training windows
+    (target minus the value before it, in original units). Read through the windows, so it holds for
+    wide tables and ragged long panels alike."""
     datamodule.setup("test")
-    assert datamodule.split_rows is not None
-    return datamodule.load_frame().series.to_numpy()[: datamodule.split_rows[0]]
+    observed = observed_windows(datamodule.windows["train"])
+    series = observed.series_index[:, None]
+    change = np.abs(
+        datamodule.inverse_values(observed.target[:, :1], series)
+        - datamodule.inverse_values(observed.last_value[:, None], series)
+    )[:, 0]
+    total = np.bincount(observed.series_index, weights=change, minlength=datamodule.num_series)
+    count = np.bincount(observed.series_index, minlength=datamodule.num_series)
+    scale = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return np.where(scale > 0, scale, 1.0)
 
 
 def seasonal_period_of(datamodule: ForecastDataModule, options: EvaluationOptions) -> int:
@@ -170,7 +180,7 @@ def score_models(
     (``baseline/<name>/...``)."""
     assert forecasts.target is not None, "scoring needs windows with targets"
     baselines = dict(baselines) if baselines is not None else {"persistence": persistence(forecasts)}
-    mase_scale = naive_scale(training_rows(datamodule))
+    mase_scale = training_naive_scale(datamodule)
     metrics: dict[str, float] = {}
     step_tables, series_tables = [], []
     scored = {MODEL: forecasts.prediction} if include_model else {}
