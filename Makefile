@@ -22,8 +22,12 @@ install: $(STAMP)  ## create .venv and install the package with dev and sweep ex
 train: $(STAMP)  ## train on the built-in synthetic data (extra Hydra overrides: make train ARGS="...")
 	$(PY) -m lstm_forecast.train $(ARGS)
 
-test: $(STAMP)  ## run the whole test suite
-	$(PY) -m pytest $(ARGS)
+# Two pytest workers with one torch thread each: the suite is mostly process start-up and tiny
+# trainings, which a single worker leaves half the cores idle for (CI has 2 cores).
+TEST_WORKERS ?= 2
+
+test: $(STAMP)  ## run the whole test suite (TEST_WORKERS=2 processes)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 test-fast: $(STAMP)  ## skip the slow and DDP tests
 	$(PY) -m pytest -m "not slow and not ddp" $(ARGS)

@@ -242,7 +242,7 @@ def test_single_callback_switches_off(compose_train_cfg, tmp_path: Path) -> None
 def test_runs_without_a_logger(compose_train_cfg, tmp_path: Path) -> None:
     metrics, _ = train(compose_train_cfg("logger=none", "trainer.max_epochs=1"))
     assert metrics["test/mse_z"] > 0
-    assert metrics["time/epoch_s"] > 0  # the callbacks still measure; nothing is drawn
+    assert "time/epoch_s" not in metrics  # timings go to TensorBoard only; here nothing is drawn
     assert not (tmp_path / "tensorboard").exists()
 
 
@@ -280,7 +280,7 @@ def test_sweep_jobs_compare_in_the_hparams_tab(tmp_path: Path) -> None:
 @pytest.mark.ddp
 def test_ddp_logs_once_from_rank_zero(tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    result = run_app("train", *tiny_cli_args(run_dir, "+trainer.strategy=ddp", "trainer.devices=2",
+    result = run_app("train", *tiny_cli_args(run_dir, "trainer=ddp_cpu", "trainer.devices=2",
                                              f"trainer.max_epochs={EPOCHS}"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     log_dir = run_dir / "tensorboard"
