@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from lstm_forecast.evaluation.metrics import ForecastErrors, forecast_metrics, naive_scale
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.evaluation.metrics import ForecastErrors, forecast_metrics
+from lstm_forecast.evaluation.report import training_naive_scale
 
 PREDICTION = np.array([[1.0, 2.0], [3.0, 4.0]])
 TARGET = np.array([[1.0, 1.0], [1.0, 1.0]])  # errors [[0, 1], [2, 3]]
@@ -64,7 +67,18 @@ def test_smape_is_zero_where_forecast_and_actual_are_zero():
     assert metrics["mase"] == 0.0
 
 
-def test_naive_scale_is_the_mean_absolute_step_change_and_safe_on_constant_series():
-    train = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]])
-    np.testing.assert_allclose(naive_scale(train), [1.5, 1.0])
-    np.testing.assert_allclose(naive_scale(train, lag=2), [1.0, 1.0])
+def test_naive_scale_is_the_mean_absolute_step_change_and_safe_on_constant_series(tmp_path):
+    rows = 40
+    pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=rows, freq="h"),
+            "a": 1.5 * np.arange(rows),
+            "b": np.full(rows, 3.0),
+        }
+    ).to_csv(tmp_path / "wide.csv", index=False)
+    datamodule = ForecastDataModule(
+        source={"kind": "wide_file", "path": str(tmp_path / "wide.csv")},
+        window_size=4,
+        split={"train": 20, "val": 10, "test": 10},
+    )
+    np.testing.assert_allclose(training_naive_scale(datamodule), [1.5, 1.0])

@@ -34,26 +34,6 @@ METRIC_NAMES = ("mse", "mae", "mse_z", "mae_z", "mae_orig", "rmse_orig", "smape"
 PER_STEP_KEYS = ("mse_z", "mae_z")
 
 
-def naive_scale(train_values: np.ndarray, lag: int = 1) -> np.ndarray:
-    """MASE denominators: mean absolute ``lag``-step change of each series on its training rows.
-
-    Parameters
-    ----------
-    train_values : ndarray
-        ``[T, S]`` training rows in original units.
-
-    Returns
-    -------
-    ndarray
-        ``[S]``; 1 where a series never changes (its MASE is then its MAE), so nothing divides by 0.
-    """
-    train_values = np.asarray(train_values, dtype=np.float64)
-    if train_values.shape[0] <= lag:
-        return np.ones(train_values.shape[1])
-    scale = np.mean(np.abs(train_values[lag:] - train_values[:-lag]), axis=0)
-    return np.where(scale > 0, scale, 1.0)
-
-
 @dataclass(frozen=True)
 class ForecastErrors:
     """Per-element error terms of forecasts ``[N, H]``, ready to be averaged over any grouping.
@@ -93,7 +73,7 @@ class ForecastErrors:
         to_z : callable
             ``(original [N, H], series [N, 1]) -> z-normalised with training mean and std``.
         mase_scale : ndarray, optional
-            ``[S]`` MASE denominators (:func:`naive_scale`); 1 for every series when omitted.
+            ``[S]`` MASE denominators (``report.training_naive_scale``); 1 for every series when omitted.
         """
         series_index = np.asarray(series_index)
         series = series_index[:, None]  # [N, 1] broadcasts over the horizon
@@ -167,7 +147,7 @@ def forecast_metrics(
     to_z : callable
         ``(original [N, H], series [N, 1]) -> z-normalised with training mean and std``.
     mase_scale : ndarray, optional
-        ``[S]`` MASE denominators (:func:`naive_scale`).
+        ``[S]`` MASE denominators (``report.training_naive_scale``).
 
     Returns
     -------
