@@ -77,7 +77,7 @@ def test_summary_of_a_sweep_with_an_unfinished_and_a_record_less_job(tmp_path):
     (killed / JOB_FILE).write_text(json.dumps({"status": "running", "overrides": ["seed=1"]}))
     (older / ".hydra").mkdir(parents=True)
     (older / ".hydra" / "overrides.yaml").write_text("- seed=2\n")
-    (older / "metrics.json").write_text(json.dumps({"val/loss_best": 0.5, "test/mse_z": 0.7, "epochs": 3}))
+    (older / "metrics.json").write_text(json.dumps({"val/mse_z": 0.5, "test/mse_z": 0.7, "epochs": 3}))
     (tmp_path / ".submitit").mkdir()  # not a job
 
     table = summarize_sweep(tmp_path)

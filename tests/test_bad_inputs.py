@@ -236,6 +236,12 @@ TRAIN_CASES = [
         ["unknown data.source.fill_method 'mean'", "interpolate"],
         id="config-fill-method",
     ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model.net.highway_window=1000"),
+        ["model.net.highway_window=1000 is longer than the window", "at most the window size"],
+        id="config-highway-longer-than-window",
+    ),
     # checkpoints and run folders
     pytest.param(
         "train",

@@ -78,3 +78,32 @@ def test_options_are_validated():
         make_net(window_norm="minmax")
     with pytest.raises(UserError, match="last_value_skip"):
         make_net(window_norm="last", last_value_skip=True)
+
+
+def test_highway_adds_a_linear_map_of_the_last_values():
+    (x, ids) = batch()
+    net = zero_head(make_net(highway_window=3))
+    with torch.no_grad():
+        expected = x[:, -3:, -1] @ net.highway.weight.T + net.highway.bias
+        torch.testing.assert_close(net(x, ids), expected)
+
+
+def test_highway_works_on_the_referenced_values():
+    (x, ids) = batch()
+    net = zero_head(make_net(highway_window=WINDOW, window_norm="last"))
+    with torch.no_grad():
+        last = x[:, -1:, -1]
+        expected = (x[..., -1] - last) @ net.highway.weight.T + net.highway.bias + last
+        torch.testing.assert_close(net(x, ids), expected)
+
+
+def test_without_highway_the_network_has_the_methods_parameters():
+    assert set(make_net().state_dict()) == set(make_net(highway_window=0).state_dict())
+    assert {"highway.weight", "highway.bias"} <= set(make_net(highway_window=2).state_dict())
+
+
+def test_highway_options_are_validated():
+    with pytest.raises(UserError, match="highway_window"):
+        make_net(highway_window=-1)
+    with pytest.raises(ValueError, match="highway_window"):
+        make_net(highway_window=WINDOW + 1)(*batch())

@@ -222,6 +222,15 @@ def test_per_series_scaling_fits_training_rows_and_round_trips(panel_csv):
     )  # each series' own training mean
 
 
+def test_standard_scaler_scales_each_series_to_its_training_z_scores(panel_csv):
+    dm = datamodule(panel_csv, scaler="standard")
+    for split in ("train", "val", "test"):
+        batch = all_windows(dm, split)
+        series = (batch["series_id"] - 1).numpy()[:, None]
+        original = dm.inverse_values(batch["y"].numpy(), series)
+        np.testing.assert_allclose(batch["y"].numpy(), dm.z_normalise(original, series), atol=1e-4)
+
+
 def test_state_round_trips_through_a_weights_only_checkpoint(panel_csv, tmp_path):
     dm = datamodule(panel_csv)
     torch.save(dm.state_dict(), tmp_path / "state.pt")

@@ -47,3 +47,24 @@ def test_state_dict_round_trip_preserves_parameters():
 def test_fit_rejects_empty_data():
     with pytest.raises(ValueError):
         MinMaxScaler.fit(np.empty((0, 3)))
+
+
+def test_standard_scaler_gives_z_scores_of_the_training_rows():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(200, 3)) * [1.0, 10.0, 0.1] + [5.0, -50.0, 0.0]
+    scaler = MinMaxScaler.fit(train, "standard")
+    np.testing.assert_allclose(scaler.transform(train), (train - train.mean(0)) / train.std(0), atol=1e-12)
+    later = rng.normal(size=(10, 3)) * 100
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(later)), later, rtol=1e-12)
+
+
+def test_standard_scaler_maps_a_constant_column_to_zero():
+    data = np.array([[3.0, 1.0], [3.0, 2.0], [3.0, 4.0]])
+    scaler = MinMaxScaler.fit(data, "standard")
+    np.testing.assert_array_equal(scaler.transform(data)[:, 0], 0.0)
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(data)), data)
+
+
+def test_unknown_scaler_method_is_refused():
+    with pytest.raises(ValueError, match="minmax"):
+        MinMaxScaler.fit(np.ones((3, 1)), "robust")

@@ -54,7 +54,7 @@ def test_grid_sweep_runs_every_combination_and_summarises_them(tmp_path):
     assert set(summary["overrides"]) == {
         f"data.window_size={w} model.net.num_units={u}" for w in (8, 12) for u in (4, 8)
     }
-    assert summary["val/loss_best"].is_monotonic_increasing  # sorted by the objective
+    assert summary["val/mse_z"].is_monotonic_increasing  # sorted by the objective
     for _, row in summary.iterrows():
         metrics = read_json(sweep_dir / str(row["job"]) / "metrics.json")
         assert row["val/loss_best"] == pytest.approx(metrics["val/loss_best"])
@@ -154,12 +154,12 @@ def test_optuna_study_resumes_and_records_failed_trials(tmp_path):
         failed = trial.params["data.window_size"] == 1000
         assert trial.state == (optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE)
 
-    # Each invocation's trials are its jobs; Optuna got each job's objective (val/loss_best).
+    # Each invocation's trials are its jobs; Optuna got each job's objective (val/mse_z).
     for summary, batch in ((first, trials[:3]), (second, trials[3:])):
         assert len(summary) == 3
         completed = summary[summary["status"] == "completed"]
         values = sorted(t.value for t in batch if t.state == optuna.trial.TrialState.COMPLETE)
-        assert sorted(completed["val/loss_best"]) == pytest.approx(values)
+        assert sorted(completed["val/mse_z"]) == pytest.approx(values)
         assert (summary["status"] == "failed").sum() == sum(t.value is None for t in batch)
 
 

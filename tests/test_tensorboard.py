@@ -48,7 +48,7 @@ PER_EPOCH_TAGS = (
     "time/train_windows_per_s",
 )
 INSPECTION_TAGS = ("train/grad_norm", "time/epoch_s", "lr-Adam")
-HPARAM_METRICS = {"val/loss_best", "test/mse_z", "test/mae_z"}
+HPARAM_METRICS = {"val/loss_best", "val/mse_z", "test/mse_z", "test/mae_z"}
 
 
 def event_files(log_dir: Path) -> list[Path]:

@@ -21,6 +21,15 @@ def test_train_writes_metrics(compose_train_cfg, tmp_path):
     assert written["test/num_targets"] == 36 * 3  # every test row of every series, once
 
 
+def test_validation_objective_is_the_best_checkpoints_z_normalised_error(compose_train_cfg):
+    # With z-score scaling the scaled validation loss is the z-normalised MSE, so the objective
+    # recomputed from the best checkpoint must equal the best validation loss Lightning logged.
+    cfg = compose_train_cfg("trainer.max_epochs=3", "data.scaler=standard", "model.net.highway_window=4")
+    metrics, _ = train(cfg)
+    assert metrics["val/mse_z"] == pytest.approx(metrics["val/loss_best"], rel=1e-4)
+    assert metrics["val/num_targets"] == 36 * 3
+
+
 def test_fast_dev_run_cli(tmp_path):
     result = run_app("train", *tiny_cli_args(tmp_path / "run", "+trainer.fast_dev_run=true"))
     assert result.returncode == 0, result.stderr[-3000:]

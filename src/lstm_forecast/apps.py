@@ -29,7 +29,7 @@ from lstm_forecast.run_folder import (
     resume_overrides,
     write_run_info,
 )
-from lstm_forecast.sweeps import JobRecord, innermost_cause, one_line_reason
+from lstm_forecast.sweeps import DEFAULT_OBJECTIVE, JobRecord, innermost_cause, one_line_reason
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 EXIT_USER_ERROR = 2
@@ -153,7 +153,7 @@ def _start_record(cfg: DictConfig, hydra_cfg: DictConfig) -> JobRecord | None:
         hydra_cfg.runtime.output_dir,
         hydra_cfg.job.get("num"),
         list(hydra_cfg.overrides.task),
-        str(cfg.get("objective") or "val/loss_best"),
+        str(cfg.get("objective") or DEFAULT_OBJECTIVE),
     )
 
 

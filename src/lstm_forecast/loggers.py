@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from lstm_forecast.models.module import ForecastModule
 
 # The HParams tab's metric columns: what a sweep is compared on.
-HPARAM_METRICS = ("val/loss_best", "test/mse_z", "test/mae_z")
+HPARAM_METRICS = ("val/loss_best", "val/mse_z", "test/mse_z", "test/mae_z")
 
 
 class RunTensorBoardLogger(TensorBoardLogger):

@@ -15,12 +15,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lstm_forecast.checkpoints import read_checkpoint
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows
+from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, score_models
 from lstm_forecast.files import write_json
 from lstm_forecast.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
 from lstm_forecast.loggers import log_run_end, overridden_hparams
 from lstm_forecast.models.module import ForecastModule
 from lstm_forecast.run_folder import resolve_ckpt_path, run_info
+from lstm_forecast.sweeps import DEFAULT_OBJECTIVE
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,11 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
     model: ForecastModule = instantiate(
         cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features, **static
     )
+    if model.net.highway_window > datamodule.window_size:
+        raise UserError(
+            f"model.net.highway_window={model.net.highway_window} is longer than the window "
+            f"(data.window_size={datamodule.window_size}); use at most the window size"
+        )
     # Reliability (finite-loss guard, per-epoch seeding, run info in checkpoints, atomic checkpoint
     # writes) is not optional, so it is added here rather than in the callbacks group.
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
@@ -146,6 +153,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     device = trainer.strategy.root_device
     model.to(device)
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
+    # The selection objective: val/loss is in scaled units, which differ between data.scaler choices;
+    # the best checkpoint's z-normalised validation error compares any two runs on the same data.
+    val_forecasts = predict_windows(model.net, datamodule.windows["val"], datamodule.eval_batch_size, device)
+    val_scores = score_models(val_forecasts, datamodule, "val", baselines={})
+    metrics.update({k: v for k, v in val_scores.metrics.items() if "@" not in k})
     scores, test_forecasts, _ = evaluate_windows(
         model.net, datamodule, datamodule.windows["test"], "test", device=device, options=options
     )
@@ -167,8 +179,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def objective_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
-    """The number a sweeper minimises (``cfg.objective``, default ``val/loss_best``)."""
-    value = metrics.get(cfg.get("objective", "val/loss_best"))
+    """The number a sweeper minimises (``cfg.objective``, default ``val/mse_z``)."""
+    value = metrics.get(cfg.get("objective", DEFAULT_OBJECTIVE))
     return float(value) if isinstance(value, float | int) else None
 
 

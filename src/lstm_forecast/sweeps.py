@@ -30,7 +30,7 @@ FAILED_FILE = "FAILED"
 METRICS_FILE = "metrics.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
-DEFAULT_OBJECTIVE = "val/loss_best"
+DEFAULT_OBJECTIVE = "val/mse_z"
 # Metrics shown in the summary besides the objective and every ``test/...`` metric.
 SUMMARY_METRICS = ("epochs", "val/loss_best")
 

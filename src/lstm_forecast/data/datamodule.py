@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
-from lstm_forecast.data.scaling import MinMaxScaler
+from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.sources import SourceFrame, load_source
 from lstm_forecast.data.windows import PaddedArrays, WideWindows, WindowBatchSampler, WindowDataset
 from lstm_forecast.errors import UserError
@@ -77,6 +77,10 @@ class ForecastDataModule(pl.LightningDataModule):
         Calendar features computed from the timestamps, appended after the user's extra columns.
     padding_mask : bool
         Feed a 0/1 mask marking the zero-padded warm-up steps (off reproduces the method).
+    scaler : {"minmax", "standard"}
+        How values and extra features are scaled, fitted on training rows: ``minmax`` maps the training
+        range onto [-1, 1] (the method); ``standard`` uses z-scores, so the training loss weighs every
+        series as the z-normalised metrics do.
     batch_size : int
         Global training batch; each of N processes takes ``batch_size / N``.
     eval_batch_size : int
@@ -95,6 +99,7 @@ class ForecastDataModule(pl.LightningDataModule):
         split: dict[str, float | int] | None = None,
         calendar_features: list[str] | None = None,
         padding_mask: bool = False,
+        scaler: str = "minmax",
         batch_size: int = 256,
         eval_batch_size: int = 1024,
         seed: int = 0,
@@ -109,6 +114,8 @@ class ForecastDataModule(pl.LightningDataModule):
         ):
             if not isinstance(value, int) or value < 1:
                 raise UserError(f"data.{name} must be a positive integer, got {value!r}")
+        if scaler not in SCALERS:
+            raise UserError(f"data.scaler must be one of {list(SCALERS)}, got {scaler!r}")
         if "kind" not in source:
             raise UserError("data.source needs a 'kind' (synthetic or wide_file)")
         # logger=False: the run logs hyperparameters once, with the final metrics.
@@ -119,6 +126,7 @@ class ForecastDataModule(pl.LightningDataModule):
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.calendar_feature_names = list(calendar_features or [])
         self.padding_mask = padding_mask
+        self.scaler_method = scaler
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
@@ -193,7 +201,7 @@ class ForecastDataModule(pl.LightningDataModule):
             )
         self.split_rows = (n_train, n_val, n_test)
         if self.scaler is None:
-            self.scaler = MinMaxScaler.fit(table[:n_train])
+            self.scaler = MinMaxScaler.fit(table[:n_train], self.scaler_method)
             train_series = table[:n_train, :num_series]
             self.series_mean = train_series.mean(axis=0)
             std = train_series.std(axis=0)

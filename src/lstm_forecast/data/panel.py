@@ -231,13 +231,16 @@ class PanelDataModule(ForecastDataModule):
         stats = stats.reindex(range(num_series))
         self.series_train_rows = stats["count"].fillna(0).to_numpy(dtype=np.int64)
         data_min = stats["min"].fillna(0.0).to_numpy()
-        self.scaler = MinMaxScaler(
-            data_min=data_min, data_range=stats["max"].fillna(0.0).to_numpy() - data_min
-        )
         self.series_mean = stats["mean"].fillna(0.0).to_numpy()
         std = stats["std"].fillna(0.0).to_numpy()
+        if self.scaler_method == "standard":
+            self.scaler = MinMaxScaler.from_mean_std(self.series_mean, std)
+        else:
+            self.scaler = MinMaxScaler(
+                data_min=data_min, data_range=stats["max"].fillna(0.0).to_numpy() - data_min
+            )
         self.series_std = np.where(std > 0, std, 1.0)
-        self.extra_scaler = MinMaxScaler.fit(extras[train_rows])
+        self.extra_scaler = MinMaxScaler.fit(extras[train_rows], self.scaler_method)
         unscaled = [
             name for name, rows in zip(frame.series_names, self.series_train_rows, strict=True) if not rows
         ]

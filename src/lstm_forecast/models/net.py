@@ -46,6 +46,10 @@ class EmbeddingBiLSTM(nn.Module):
         the learned affine).
     last_value_skip : bool
         Add the window's last value to the output (a residual from persistence); inputs unchanged.
+    highway_window : int
+        When positive, a linear map of the window's last ``highway_window`` values (after
+        ``window_norm``) is added to the output: LSTNet's autoregressive highway, so the network only
+        has to learn what a linear model on the window misses. 0 (the default) is the method.
     static_cardinalities : list of int
         Codes per static category column (code 0: unknown); each gets an embedding of
         ``static_embedding_dim`` used like the series embedding. Empty (the default): the method's net.
@@ -65,6 +69,7 @@ class EmbeddingBiLSTM(nn.Module):
         horizon: int = 1,
         window_norm: str = "none",
         last_value_skip: bool = False,
+        highway_window: int = 0,
         static_cardinalities: list[int] | None = None,
         static_embedding_dim: int = 4,
     ) -> None:
@@ -79,6 +84,10 @@ class EmbeddingBiLSTM(nn.Module):
             raise UserError(
                 "model.net.last_value_skip adds the last value that window_norm already adds back; "
                 "use one of them (last_value_skip=false or window_norm=none)"
+            )
+        if not isinstance(highway_window, int) or highway_window < 0:
+            raise UserError(
+                f"model.net.highway_window must be 0 (off) or a positive number of steps, got {highway_window!r}"
             )
         self.horizon = horizon
         self.window_norm = window_norm
@@ -103,6 +112,8 @@ class EmbeddingBiLSTM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(2 * num_units + self.conditioning_dim, dense_size)
         self.head = nn.Linear(dense_size, horizon)
+        self.highway_window = highway_window
+        self.highway = nn.Linear(highway_window, horizon) if highway_window else None
 
     def forward(
         self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
@@ -127,6 +138,8 @@ class EmbeddingBiLSTM(nn.Module):
         offset, scale = self.window_reference(values)  # [B, 1] each
         if self.window_norm != "none":
             x = torch.cat([x[..., :-1], ((values - offset) / scale).unsqueeze(-1)], dim=-1)  # [B, W, F]
+        if self.highway is not None and x.shape[1] < self.highway_window:
+            raise ValueError(f"windows of {x.shape[1]} steps are shorter than highway_window={self.highway_window}")
         parts = [x]
         tables = [self.embedding(series_id)] if self.embedding is not None else []  # [B, D]
         if len(self.static_embeddings):
@@ -141,7 +154,10 @@ class EmbeddingBiLSTM(nn.Module):
         summary = self.dropout(summary)
         if self.conditioning_dim:
             summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
-        forecast = self.head(torch.tanh(self.dense(summary))) * scale + offset  # [B, H]
+        forecast = self.head(torch.tanh(self.dense(summary)))  # [B, H]
+        if self.highway is not None:
+            forecast = forecast + self.highway(x[:, -self.highway_window :, -1])
+        forecast = forecast * scale + offset
         if self.last_value_skip:
             forecast = forecast + values[:, -1:]
         return forecast
