@@ -30,6 +30,26 @@ def test_validation_objective_is_the_best_checkpoints_z_normalised_error(compose
     assert metrics["val/num_targets"] == 36 * 3
 
 
+def test_least_squares_highway_starts_training_at_the_ridge_baseline(compose_train_cfg):
+    # lr=1e-12 keeps the initial weights: the net is then the closed-form ridge on its window.
+    cfg = compose_train_cfg(
+        "trainer.max_epochs=1", "model.lr=1e-12", "model.net.highway_window=12", "model.highway_init=least_squares"
+    )
+    metrics, _ = train(cfg)
+    assert metrics["test/mse_z"] == pytest.approx(metrics["baseline/ridge/mse_z"], rel=1e-4)
+    # And with the window referenced to its last value the start is a different linear model.
+    cfg = compose_train_cfg(
+        "trainer.max_epochs=1",
+        "model.lr=1e-12",
+        "model.net.highway_window=12",
+        "model.net.window_norm=last",
+        "model.highway_init=least_squares",
+    )
+    referenced, _ = train(cfg)
+    assert referenced["test/mse_z"] != pytest.approx(metrics["test/mse_z"], rel=1e-4)
+    assert referenced["test/mse_z"] < metrics["baseline/persistence/mse_z"]
+
+
 def test_fast_dev_run_cli(tmp_path):
     result = run_app("train", *tiny_cli_args(tmp_path / "run", "+trainer.fast_dev_run=true"))
     assert result.returncode == 0, result.stderr[-3000:]

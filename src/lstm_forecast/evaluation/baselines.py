@@ -12,7 +12,7 @@ All baselines work in the network's scaled units on the same windows as the mode
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,10 +97,19 @@ def _batches(windows: WideWindows, index: torch.Tensor, batch_size: int) -> Iter
         yield windows.gather(chunk)
 
 
-def _design(x: torch.Tensor) -> torch.Tensor:
-    """``x [B, W, F]`` -> ``[B, W + 1]`` float64: the window's values and a constant 1 (the intercept)."""
-    values = x[..., -1].double().cpu()
-    return torch.cat([values, torch.ones(values.shape[0], 1, dtype=values.dtype)], dim=1)
+# Maps a batch to the regression's (inputs [B, K], targets [B, H]).
+Regression = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def window_values(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ridge baseline's regression: the window's values onto the targets."""
+    return batch["x"][..., -1], batch["y"]
+
+
+def _design(inputs: torch.Tensor) -> torch.Tensor:
+    """``inputs [B, K]`` -> ``[B, K + 1]`` float64 on the CPU: the inputs and a constant 1 (the intercept)."""
+    inputs = inputs.double().cpu()
+    return torch.cat([inputs, torch.ones(inputs.shape[0], 1, dtype=inputs.dtype)], dim=1)
 
 
 def full_context_index(windows: WideWindows) -> torch.Tensor:
@@ -133,8 +142,13 @@ class RidgeBaseline:
         val: WideWindows,
         alphas: Sequence[float] = DEFAULT_RIDGE_ALPHAS,
         batch_size: int = 4096,
+        regression: Regression = window_values,
     ) -> RidgeBaseline:
         """Fit on the full-context training windows; choose ``alpha`` by validation MSE.
+
+        ``regression`` maps a batch to its ``(inputs [B, K], targets [B, H])``; by default the
+        window's ``W`` values onto its targets (the baseline), otherwise e.g. a network's own view of
+        them (see :meth:`ForecastModule.fit_highway`). :meth:`predict` assumes the default.
 
         The normal equations are accumulated batch by batch (``O(W^2)`` memory whatever the number
         of windows) and solved once per ``alpha`` with a least-squares solver, so ``alpha = 0`` (plain
@@ -146,13 +160,13 @@ class RidgeBaseline:
         train_index = full_context_index(train)
         if len(train_index) == 0:
             raise UserError("the ridge baseline needs training windows with a full context; use more rows")
-        size = train.window_size + 1
-        gram = torch.zeros(size, size, dtype=torch.float64)  # X^T X
-        moment = torch.zeros(size, train.horizon, dtype=torch.float64)  # X^T Y
+        gram = moment = torch.zeros(())  # X^T X [K + 1, K + 1] and X^T Y [K + 1, H], summed below
         for batch in _batches(train, train_index, batch_size):
-            design = _design(batch["x"])
-            gram += design.T @ design
-            moment += design.T @ batch["y"].double().cpu()
+            inputs, targets = regression(batch)
+            design = _design(inputs)
+            gram = gram + design.T @ design
+            moment = moment + design.T @ targets.double().cpu()
+        size = gram.shape[0]
         penalty = torch.ones(size, dtype=torch.float64)
         penalty[-1] = 0.0  # the intercept
         penalty *= gram.diagonal()[:-1].mean()
@@ -165,9 +179,10 @@ class RidgeBaseline:
         squared_error = torch.zeros(len(alphas), dtype=torch.float64)
         count = 0
         for batch in _batches(val, torch.arange(len(val)), batch_size):
-            predictions = _design(batch["x"]) @ candidates  # [A, B, H]
-            squared_error += ((predictions - batch["y"].double().cpu()) ** 2).sum(dim=(1, 2))
-            count += batch["y"].numel()
+            inputs, targets = regression(batch)
+            predictions = _design(inputs) @ candidates  # [A, B, H]
+            squared_error += ((predictions - targets.double().cpu()) ** 2).sum(dim=(1, 2))
+            count += targets.numel()
         validation_mse = (squared_error / max(count, 1)).tolist()
         best = int(np.argmin(validation_mse))
         return cls(
@@ -181,7 +196,9 @@ class RidgeBaseline:
     ) -> np.ndarray:
         """Forecast windows ``index`` (default: all, in order) of ``windows``: ``[N, H]`` scaled."""
         index = torch.arange(len(windows)) if index is None else index
-        chunks = [_design(batch["x"]) @ self.weights for batch in _batches(windows, index, batch_size)]
+        chunks = [
+            _design(window_values(batch)[0]) @ self.weights for batch in _batches(windows, index, batch_size)
+        ]
         if not chunks:
             return np.empty((0, self.weights.shape[1]))
         return torch.cat(chunks).numpy()

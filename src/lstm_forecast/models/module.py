@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
 
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.baselines import RidgeBaseline
 from lstm_forecast.models.net import EmbeddingBiLSTM
 
 Batch = dict[str, torch.Tensor]
@@ -35,6 +37,11 @@ class ForecastModule(pl.LightningModule):
         Keyword arguments of :class:`EmbeddingBiLSTM` (sizes, dropout).
     lr, weight_decay : float
         Adam's learning rate and L2 weight decay.
+    highway_init : {"random", "least_squares"}
+        How a highway (``net.highway_window > 0``) starts. ``least_squares`` fits it in closed form
+        on the training windows before the first step (ridge, regularisation chosen on validation) and
+        zeroes the dense head, so training starts at the linear model and the LSTM learns what it
+        misses (a zero-initialised residual branch). ``random``: PyTorch's default initialisation.
     static_cardinalities : list of int or None
         Codes per static category column of the data (long panels); batches then carry ``static``.
     """
@@ -48,8 +55,11 @@ class ForecastModule(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         static_cardinalities: list[int] | None = None,
+        highway_init: str = "random",
     ) -> None:
         super().__init__()
+        if highway_init not in ("random", "least_squares"):
+            raise UserError(f"model.highway_init must be random or least_squares, got {highway_init!r}")
         # logger=False: the run logs hyperparameters once, with the final metrics.
         self.save_hyperparameters(logger=False)
         self.net = EmbeddingBiLSTM(
@@ -80,9 +90,33 @@ class ForecastModule(pl.LightningModule):
         return self.loss_fn(preds, batch["y"]), preds, batch["y"]
 
     def on_train_start(self) -> None:
+        if self.hparams.highway_init == "least_squares" and self.trainer.ckpt_path is None:
+            self.fit_highway()
         self.val_loss_best.reset()  # forget the sanity check's loss
         if self._resumed_val_loss_best is not None:  # a resumed run continues its best so far
             self.val_loss_best.update(self._resumed_val_loss_best.to(self.device))
+
+    @torch.no_grad()
+    def fit_highway(self) -> None:
+        """Set the highway to the least-squares fit of the training targets on its inputs (both as
+        the network references them) and zero the head, so the net starts as that linear model."""
+        net = self.net
+        if net.highway is None:
+            raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")
+
+        def referenced(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+            values = batch["x"][..., -1]  # [B, W]
+            offset, scale = net.window_reference(values)  # [B, 1] each
+            inputs = ((values - offset) / scale)[:, -net.highway_window :]
+            skip = values[:, -1:] if net.last_value_skip else 0.0  # added after the highway
+            return inputs, (batch["y"] - skip - offset) / scale
+
+        windows = self.trainer.datamodule.windows
+        weights = RidgeBaseline.fit(windows["train"], windows["val"], regression=referenced).weights
+        net.highway.weight.copy_(weights[:-1].T)
+        net.highway.bias.copy_(weights[-1])
+        net.head.weight.zero_()
+        net.head.bias.zero_()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_val_loss_best = checkpoint.get("val_loss_best")
