@@ -242,6 +242,12 @@ TRAIN_CASES = [
         ["model.net.highway_window=1000 is longer than the window", "at most the window size"],
         id="config-highway-longer-than-window",
     ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model.highway_init=least_squares"),
+        ["model.highway_init=least_squares needs a highway", "model.net.highway_window"],
+        id="config-highway-init-without-highway",
+    ),
     # checkpoints and run folders
     pytest.param(
         "train",

@@ -69,6 +69,8 @@ class ForecastModule(pl.LightningModule):
             static_cardinalities=static_cardinalities,
             **(net or {}),
         )
+        if highway_init == "least_squares" and self.net.highway is None:
+            raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")
         self.loss_fn = nn.MSELoss()
         # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
         # nan_strategy="disable": the default NaN check reads the GPU every step (a host sync);
@@ -101,9 +103,6 @@ class ForecastModule(pl.LightningModule):
         """Set the highway to the least-squares fit of the training targets on its inputs (both as
         the network references them) and zero the head, so the net starts as that linear model."""
         net = self.net
-        if net.highway is None:
-            raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")
-
         def referenced(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
             values = batch["x"][..., -1]  # [B, W]
             offset, scale = net.window_reference(values)  # [B, 1] each
