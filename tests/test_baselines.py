@@ -129,3 +129,18 @@ def test_only_the_chosen_baselines_are_scored(tmp_path):
     metrics = evaluate(datamodule, baselines=["persistence"])
     assert "baseline/persistence/mse_z" in metrics
     assert not any(key.startswith(("baseline/ridge", "baseline/seasonal_naive")) for key in metrics)
+
+
+def test_per_series_ridge_recovers_each_series_own_noiseless_ar_process(tmp_path):
+    # Two noiseless AR(2) processes with different coefficients (sines of different periods): no
+    # shared linear model forecasts both, one model per series (per series id) does exactly.
+    steps = np.arange(400.0)
+    slow, fast = np.sin(2 * np.pi * steps / 23.0), np.sin(2 * np.pi * steps / 5.3 + 1.0)
+    # Window 3: enough for each AR(2), too short for the AR(4) that forecasts both.
+    datamodule = file_datamodule(tmp_path, {"slow": slow, "fast": fast}, window_size=3, horizon=1)
+    train, val = datamodule.windows["train"], datamodule.windows["val"]
+    per_series = RidgeBaseline.fit(train, val, alphas=[0.0], per_series=True)
+    shared = RidgeBaseline.fit(train, val, alphas=[0.0])
+    assert per_series.weights.shape == (3, 4, 1)  # row 0: the reserved id, no windows
+    assert torch.count_nonzero(per_series.weights[0]) == 0
+    assert per_series.validation_mse[0.0] < 1e-8 < shared.validation_mse[0.0]

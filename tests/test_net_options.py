@@ -84,7 +84,7 @@ def test_highway_adds_a_linear_map_of_the_last_values():
     (x, ids) = batch()
     net = zero_head(make_net(highway_window=3))
     with torch.no_grad():
-        expected = x[:, -3:, -1] @ net.highway.weight.T + net.highway.bias
+        expected = x[:, -3:, -1] @ net.highway.weight[0] + net.highway.bias[0]
         torch.testing.assert_close(net(x, ids), expected)
 
 
@@ -93,8 +93,18 @@ def test_highway_works_on_the_referenced_values():
     net = zero_head(make_net(highway_window=WINDOW, window_norm="last"))
     with torch.no_grad():
         last = x[:, -1:, -1]
-        expected = (x[..., -1] - last) @ net.highway.weight.T + net.highway.bias + last
+        expected = (x[..., -1] - last) @ net.highway.weight[0] + net.highway.bias[0] + last
         torch.testing.assert_close(net(x, ids), expected)
+
+
+def test_per_series_highway_applies_each_series_own_map():
+    (x, ids) = batch()
+    net = zero_head(make_net(highway_window=3, highway_per_series=True))
+    assert net.highway.weight.shape == (NUM_SERIES + 1, 3, HORIZON)
+    with torch.no_grad():
+        for i in range(len(ids)):
+            expected = x[i, -3:, -1] @ net.highway.weight[ids[i]] + net.highway.bias[ids[i]]
+            torch.testing.assert_close(net(x, ids)[i], expected)
 
 
 def test_without_highway_the_network_has_the_methods_parameters():

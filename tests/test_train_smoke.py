@@ -48,6 +48,19 @@ def test_least_squares_highway_starts_training_at_the_ridge_baseline(compose_tra
     referenced, _ = train(cfg)
     assert referenced["test/mse_z"] != pytest.approx(metrics["test/mse_z"], rel=1e-4)
     assert referenced["test/mse_z"] < metrics["baseline/persistence/mse_z"]
+    # One highway per series: each series' own least squares, so at least as good on training data.
+    cfg = compose_train_cfg(
+        "trainer.max_epochs=1",
+        "model.lr=1e-12",
+        "model.net.highway_window=12",
+        "model.net.highway_per_series=true",
+        "model.highway_init=least_squares",
+    )
+    per_series, objects = train(cfg)
+    assert per_series["test/mse_z"] != pytest.approx(metrics["test/mse_z"], rel=1e-4)
+    weights = objects["model"].net.highway.weight
+    assert not torch.allclose(weights[1], weights[2])
+    assert torch.count_nonzero(weights[0]) == 0  # the reserved id has no windows
 
 
 def test_fast_dev_run_cli(tmp_path):

@@ -124,7 +124,7 @@ class RidgeBaseline:
     Attributes
     ----------
     weights : Tensor
-        ``[W + 1, H]`` float64; the last row is the intercept.
+        ``[W + 1, H]`` float64; the last row is the intercept (``[num_series + 1, K + 1, H]`` per series).
     alpha : float
         The chosen regularisation, relative to the mean diagonal of the training Gram matrix.
     validation_mse : dict of float to float
@@ -143,16 +143,19 @@ class RidgeBaseline:
         alphas: Sequence[float] = DEFAULT_RIDGE_ALPHAS,
         batch_size: int = 4096,
         regression: Regression = window_values,
+        per_series: bool = False,
     ) -> RidgeBaseline:
         """Fit on the full-context training windows; choose ``alpha`` by validation MSE.
 
         ``regression`` maps a batch to its ``(inputs [B, K], targets [B, H])``; by default the
         window's ``W`` values onto its targets (the baseline), otherwise e.g. a network's own view of
-        them (see :meth:`ForecastModule.fit_highway`). :meth:`predict` assumes the default.
+        them (see :meth:`ForecastModule.fit_highway`). ``per_series`` fits one model per series id
+        (``weights [num_series + 1, K + 1, H]``, row 0 unused) with one ``alpha`` for all.
+        :meth:`predict` assumes the defaults.
 
-        The normal equations are accumulated batch by batch (``O(W^2)`` memory whatever the number
-        of windows) and solved once per ``alpha`` with a least-squares solver, so ``alpha = 0`` (plain
-        least squares) works even when the Gram matrix is singular. The intercept is not penalised.
+        The normal equations are accumulated batch by batch (``O(K^2)`` memory per model whatever the
+        number of windows) and solved once per ``alpha`` with a least-squares solver, so ``alpha = 0``
+        (plain least squares) works even when the Gram matrix is singular. The intercept is not penalised.
         """
         alphas = [float(a) for a in alphas]
         if not alphas or any(a < 0 for a in alphas):
@@ -160,33 +163,50 @@ class RidgeBaseline:
         train_index = full_context_index(train)
         if len(train_index) == 0:
             raise UserError("the ridge baseline needs training windows with a full context; use more rows")
-        gram = moment = torch.zeros(())  # X^T X [K + 1, K + 1] and X^T Y [K + 1, H], summed below
-        for batch in _batches(train, train_index, batch_size):
+
+        def grouped(batch: dict[str, torch.Tensor]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+            """``(group, design [b, K + 1], targets [b, H])`` for each group (series) in the batch."""
             inputs, targets = regression(batch)
-            design = _design(inputs)
-            gram = gram + design.T @ design
-            moment = moment + design.T @ targets.double().cpu()
-        size = gram.shape[0]
-        penalty = torch.ones(size, dtype=torch.float64)
-        penalty[-1] = 0.0  # the intercept
-        penalty *= gram.diagonal()[:-1].mean()
+            design, targets = _design(inputs), targets.double().cpu()
+            if not per_series:
+                yield 0, design, targets
+                return
+            series_id = batch["series_id"].cpu()
+            for group in series_id.unique().tolist():
+                rows = series_id == group
+                yield group, design[rows], targets[rows]
+
+        grams: dict[int, torch.Tensor] = {}  # X^T X [K + 1, K + 1] per group
+        moments: dict[int, torch.Tensor] = {}  # X^T Y [K + 1, H] per group
+        for batch in _batches(train, train_index, batch_size):
+            for group, design, targets in grouped(batch):
+                grams[group] = grams.get(group, 0) + design.T @ design
+                moments[group] = moments.get(group, 0) + design.T @ targets
+        some_gram, some_moment = next(iter(grams.values())), next(iter(moments.values()))
+        gram = torch.stack([grams.get(g, torch.zeros_like(some_gram)) for g in range(max(grams) + 1)])
+        moment = torch.stack([moments.get(g, torch.zeros_like(some_moment)) for g in range(max(grams) + 1)])
+        penalty = torch.ones(gram.shape[:2], dtype=torch.float64)  # [G, K + 1]
+        penalty[:, -1] = 0.0  # the intercept
+        penalty *= gram.diagonal(dim1=1, dim2=2)[:, :-1].mean(dim=1, keepdim=True)
         candidates = torch.stack(
             [
-                torch.linalg.lstsq(gram + a * torch.diag(penalty), moment, driver="gelsd").solution
+                torch.linalg.lstsq(gram + a * torch.diag_embed(penalty), moment, driver="gelsd").solution
                 for a in alphas
             ]
-        )  # [A, W + 1, H]
+        )  # [A, G, K + 1, H]
         squared_error = torch.zeros(len(alphas), dtype=torch.float64)
         count = 0
         for batch in _batches(val, torch.arange(len(val)), batch_size):
-            inputs, targets = regression(batch)
-            predictions = _design(inputs) @ candidates  # [A, B, H]
-            squared_error += ((predictions - targets.double().cpu()) ** 2).sum(dim=(1, 2))
-            count += targets.numel()
+            for group, design, targets in grouped(batch):
+                if group >= candidates.shape[1]:
+                    continue  # a series without training windows (a long panel's late starter)
+                predictions = design @ candidates[:, group]  # [A, b, H]
+                squared_error += ((predictions - targets) ** 2).sum(dim=(1, 2))
+                count += targets.numel()
         validation_mse = (squared_error / max(count, 1)).tolist()
         best = int(np.argmin(validation_mse))
         return cls(
-            weights=candidates[best],
+            weights=candidates[best] if per_series else candidates[best, 0],
             alpha=alphas[best],
             validation_mse=dict(zip(alphas, validation_mse, strict=True)),
         )

@@ -111,9 +111,15 @@ class ForecastModule(pl.LightningModule):
             return inputs, (batch["y"] - skip - offset) / scale
 
         windows = self.trainer.datamodule.windows
-        weights = RidgeBaseline.fit(windows["train"], windows["val"], regression=referenced).weights
-        net.highway.weight.copy_(weights[:-1].T)
-        net.highway.bias.copy_(weights[-1])
+        per_series = net.highway.weight.shape[0] > 1
+        weights = RidgeBaseline.fit(
+            windows["train"], windows["val"], regression=referenced, per_series=per_series
+        ).weights  # [K + 1, H], or [S + 1, K + 1, H] per series
+        weights = weights.reshape(-1, *weights.shape[-2:])
+        net.highway.weight.zero_()  # rows of series without training windows stay at 0
+        net.highway.bias.zero_()
+        net.highway.weight[: len(weights)] = weights[:, :-1].to(net.highway.weight)
+        net.highway.bias[: len(weights)] = weights[:, -1].to(net.highway.bias)
         net.head.weight.zero_()
         net.head.bias.zero_()
 

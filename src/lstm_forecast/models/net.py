@@ -10,6 +10,26 @@ from lstm_forecast.errors import UserError
 WINDOW_NORMS = ("none", "last", "standard")
 
 
+class Highway(nn.Module):
+    """A linear map from ``k`` inputs to ``H`` outputs, one per series or one shared by all.
+
+    ``weight [rows, k, H]`` and ``bias [rows, H]``: ``rows`` is ``num_series + 1`` per series (row 0,
+    the reserved id, unused) or 1 shared; initialised as :class:`torch.nn.Linear` is.
+    """
+
+    def __init__(self, inputs: int, outputs: int, rows: int = 1) -> None:
+        super().__init__()
+        bound = inputs**-0.5
+        self.weight = nn.Parameter(torch.empty(rows, inputs, outputs).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(rows, outputs).uniform_(-bound, bound))
+
+    def forward(self, inputs: torch.Tensor, series_id: torch.Tensor) -> torch.Tensor:
+        """``inputs [B, k]``, ``series_id [B]`` -> ``[B, H]``."""
+        if self.weight.shape[0] == 1:
+            return inputs @ self.weight[0] + self.bias[0]
+        return torch.einsum("bk,bkh->bh", inputs, self.weight[series_id]) + self.bias[series_id]
+
+
 class EmbeddingBiLSTM(nn.Module):
     """Series-id embedding + stacked BiLSTM + dense head, as in the method.
 
@@ -50,6 +70,8 @@ class EmbeddingBiLSTM(nn.Module):
         When positive, a linear map of the window's last ``highway_window`` values (after
         ``window_norm``) is added to the output: LSTNet's autoregressive highway, so the network only
         has to learn what a linear model on the window misses. 0 (the default) is the method.
+    highway_per_series : bool
+        One highway per series instead of one shared by all (LTSF-Linear's ``individual=True``).
     static_cardinalities : list of int
         Codes per static category column (code 0: unknown); each gets an embedding of
         ``static_embedding_dim`` used like the series embedding. Empty (the default): the method's net.
@@ -70,6 +92,7 @@ class EmbeddingBiLSTM(nn.Module):
         window_norm: str = "none",
         last_value_skip: bool = False,
         highway_window: int = 0,
+        highway_per_series: bool = False,
         static_cardinalities: list[int] | None = None,
         static_embedding_dim: int = 4,
     ) -> None:
@@ -113,7 +136,8 @@ class EmbeddingBiLSTM(nn.Module):
         self.dense = nn.Linear(2 * num_units + self.conditioning_dim, dense_size)
         self.head = nn.Linear(dense_size, horizon)
         self.highway_window = highway_window
-        self.highway = nn.Linear(highway_window, horizon) if highway_window else None
+        rows = num_series + 1 if highway_per_series else 1
+        self.highway = Highway(highway_window, horizon, rows) if highway_window else None
 
     def forward(
         self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
@@ -156,7 +180,7 @@ class EmbeddingBiLSTM(nn.Module):
             summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
         forecast = self.head(torch.tanh(self.dense(summary)))  # [B, H]
         if self.highway is not None:
-            forecast = forecast + self.highway(x[:, -self.highway_window :, -1])
+            forecast = forecast + self.highway(x[:, -self.highway_window :, -1], series_id)
         forecast = forecast * scale + offset
         if self.last_value_skip:
             forecast = forecast + values[:, -1:]
