@@ -248,6 +248,12 @@ TRAIN_CASES = [
         ["model.highway_init=least_squares needs a highway", "model.net.highway_window"],
         id="config-highway-init-without-highway",
     ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model.net.highway_window=4", "model.freeze_highway=true"),
+        ["model.freeze_highway=true keeps a fitted highway", "model.highway_init=least_squares"],
+        id="config-freeze-unfitted-highway",
+    ),
     # checkpoints and run folders
     pytest.param(
         "train",

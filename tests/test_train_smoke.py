@@ -103,3 +103,14 @@ def test_missing_mandatory_value_is_one_line_and_leaves_no_run_folder(tmp_path):
     assert_one_line_error(result, "missing value", "data.source.path")
     assert result.returncode == 2
     assert not run_dir.exists()
+
+
+def test_frozen_highway_keeps_its_least_squares_fit_while_the_rest_trains(compose_train_cfg):
+    fitted = ("model.net.highway_window=12", "model.highway_init=least_squares")
+    _, start = train(compose_train_cfg("trainer.max_epochs=1", "model.lr=1e-12", *fitted))
+    _, frozen = train(compose_train_cfg("trainer.max_epochs=2", "model.freeze_highway=true", *fitted))
+    _, free = train(compose_train_cfg("trainer.max_epochs=2", *fitted))
+    start_weights = start["model"].net.highway.weight
+    torch.testing.assert_close(frozen["model"].net.highway.weight, start_weights)
+    assert not torch.allclose(free["model"].net.highway.weight, start_weights, atol=1e-4)
+    assert torch.count_nonzero(frozen["model"].net.head.weight) > 0  # the LSTM's head trained

@@ -42,6 +42,10 @@ class ForecastModule(pl.LightningModule):
         on the training windows before the first step (ridge, regularisation chosen on validation) and
         zeroes the dense head, so training starts at the linear model and the LSTM learns what it
         misses (a zero-initialised residual branch). ``random``: PyTorch's default initialisation.
+    freeze_highway : bool
+        Keep a least-squares highway fixed during training, so the network fits only the linear
+        model's residuals (the hybrid of Zhang 2003). Adam moves every weight by about ``lr`` a step
+        whatever its gradient, which walks a fitted linear map away from its optimum.
     static_cardinalities : list of int or None
         Codes per static category column of the data (long panels); batches then carry ``static``.
     """
@@ -56,6 +60,7 @@ class ForecastModule(pl.LightningModule):
         weight_decay: float = 0.0,
         static_cardinalities: list[int] | None = None,
         highway_init: str = "random",
+        freeze_highway: bool = False,
     ) -> None:
         super().__init__()
         if highway_init not in ("random", "least_squares"):
@@ -71,6 +76,10 @@ class ForecastModule(pl.LightningModule):
         )
         if highway_init == "least_squares" and self.net.highway is None:
             raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")
+        if freeze_highway:
+            if highway_init != "least_squares":
+                raise UserError("model.freeze_highway=true keeps a fitted highway: set model.highway_init=least_squares")
+            self.net.highway.requires_grad_(False)
         self.loss_fn = nn.MSELoss()
         # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
         # nan_strategy="disable": the default NaN check reads the GPU every step (a host sync);
