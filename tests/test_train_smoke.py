@@ -114,3 +114,11 @@ def test_frozen_highway_keeps_its_least_squares_fit_while_the_rest_trains(compos
     torch.testing.assert_close(frozen["model"].net.highway.weight, start_weights)
     assert not torch.allclose(free["model"].net.highway.weight, start_weights, atol=1e-4)
     assert torch.count_nonzero(frozen["model"].net.head.weight) > 0  # the LSTM's head trained
+
+
+def test_hybrid_model_preset_trains_with_a_frozen_highway_over_the_whole_window(compose_train_cfg):
+    metrics, objects = train(compose_train_cfg("model=bilstm_hybrid", "trainer.max_epochs=1"))
+    net = objects["model"].net
+    assert net.highway_window == 12  # data.window_size of the tiny config
+    assert net.window_norm == "last" and not net.highway.weight.requires_grad
+    assert metrics["test/mse_z"] < metrics["baseline/persistence/mse_z"]
