@@ -32,31 +32,16 @@ def test_validation_objective_is_the_best_checkpoints_z_normalised_error(compose
 
 def test_least_squares_highway_starts_training_at_the_ridge_baseline(compose_train_cfg):
     # lr=1e-12 keeps the initial weights: the net is then the closed-form ridge on its window.
-    cfg = compose_train_cfg(
-        "trainer.max_epochs=1", "model.lr=1e-12", "model.net.highway_window=12", "model.highway_init=least_squares"
-    )
-    metrics, _ = train(cfg)
+    fitted = ("model.net.highway_window=12", "model.highway_init=least_squares")
+    metrics, _ = train(compose_train_cfg("trainer.max_epochs=1", "model.lr=1e-12", *fitted))
     assert metrics["test/mse_z"] == pytest.approx(metrics["baseline/ridge/mse_z"], rel=1e-4)
     # And with the window referenced to its last value the start is a different linear model.
-    cfg = compose_train_cfg(
-        "trainer.max_epochs=1",
-        "model.lr=1e-12",
-        "model.net.highway_window=12",
-        "model.net.window_norm=last",
-        "model.highway_init=least_squares",
-    )
-    referenced, _ = train(cfg)
+    start = ("trainer.max_epochs=1", "model.lr=1e-12", *fitted)
+    referenced, _ = train(compose_train_cfg(*start, "model.net.window_norm=last"))
     assert referenced["test/mse_z"] != pytest.approx(metrics["test/mse_z"], rel=1e-4)
     assert referenced["test/mse_z"] < metrics["baseline/persistence/mse_z"]
-    # One highway per series: each series' own least squares, so at least as good on training data.
-    cfg = compose_train_cfg(
-        "trainer.max_epochs=1",
-        "model.lr=1e-12",
-        "model.net.highway_window=12",
-        "model.net.highway_per_series=true",
-        "model.highway_init=least_squares",
-    )
-    per_series, objects = train(cfg)
+    # One highway per series: each series' own least squares.
+    per_series, objects = train(compose_train_cfg(*start, "model.net.highway_per_series=true"))
     assert per_series["test/mse_z"] != pytest.approx(metrics["test/mse_z"], rel=1e-4)
     weights = objects["model"].net.highway.weight
     assert not torch.allclose(weights[1], weights[2])

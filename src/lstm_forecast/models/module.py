@@ -78,7 +78,9 @@ class ForecastModule(pl.LightningModule):
             raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")
         if freeze_highway:
             if highway_init != "least_squares":
-                raise UserError("model.freeze_highway=true keeps a fitted highway: set model.highway_init=least_squares")
+                raise UserError(
+                    "model.freeze_highway=true keeps a fitted highway: set model.highway_init=least_squares"
+                )
             self.net.highway.requires_grad_(False)
         self.loss_fn = nn.MSELoss()
         # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
@@ -112,6 +114,7 @@ class ForecastModule(pl.LightningModule):
         """Set the highway to the least-squares fit of the training targets on its inputs (both as
         the network references them) and zero the head, so the net starts as that linear model."""
         net = self.net
+
         def referenced(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
             values = batch["x"][..., -1]  # [B, W]
             offset, scale = net.window_reference(values)  # [B, 1] each

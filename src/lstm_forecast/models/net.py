@@ -110,7 +110,8 @@ class EmbeddingBiLSTM(nn.Module):
             )
         if not isinstance(highway_window, int) or highway_window < 0:
             raise UserError(
-                f"model.net.highway_window must be 0 (off) or a positive number of steps, got {highway_window!r}"
+                "model.net.highway_window must be 0 (off) or a positive number of steps, "
+                f"got {highway_window!r}"
             )
         self.horizon = horizon
         self.window_norm = window_norm
@@ -163,7 +164,9 @@ class EmbeddingBiLSTM(nn.Module):
         if self.window_norm != "none":
             x = torch.cat([x[..., :-1], ((values - offset) / scale).unsqueeze(-1)], dim=-1)  # [B, W, F]
         if self.highway is not None and x.shape[1] < self.highway_window:
-            raise ValueError(f"windows of {x.shape[1]} steps are shorter than highway_window={self.highway_window}")
+            raise ValueError(
+                f"windows of {x.shape[1]} steps are shorter than highway_window={self.highway_window}"
+            )
         parts = [x]
         tables = [self.embedding(series_id)] if self.embedding is not None else []  # [B, D]
         if len(self.static_embeddings):
