@@ -33,8 +33,9 @@ from lstm_forecast.data.windows import WideWindows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluate import data_overrides
 from lstm_forecast.evaluation.inference import WindowForecasts
+from lstm_forecast.evaluation.outputs import write_table
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows
-from lstm_forecast.files import write_atomic, write_json
+from lstm_forecast.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def backtest(cfg: DictConfig) -> dict[str, Any]:
         scores.write_tables(output_dir)
     if cfg.save_forecasts:
         table = forecast_table(datamodule, forecasts, baselines)
-        write_atomic(output_dir / "forecasts.csv", lambda tmp: table.to_csv(tmp, index=False))
+        write_table(output_dir / "forecasts.csv", table)
     write_json(output_dir / "metrics.json", metrics)
     summary = {k: v for k, v in metrics.items() if "@" not in k}
     print(json.dumps(summary, indent=2, sort_keys=True))

@@ -182,9 +182,9 @@ class RidgeBaseline:
             for group, design, targets in grouped(batch):
                 grams[group] = grams.get(group, 0) + design.T @ design
                 moments[group] = moments.get(group, 0) + design.T @ targets
-        some_gram, some_moment = next(iter(grams.values())), next(iter(moments.values()))
-        gram = torch.stack([grams.get(g, torch.zeros_like(some_gram)) for g in range(max(grams) + 1)])
-        moment = torch.stack([moments.get(g, torch.zeros_like(some_moment)) for g in range(max(grams) + 1)])
+        groups = range(max(grams) + 1)  # a group without training windows gets zeros, solved as 0
+        gram = torch.stack([grams.get(g, torch.zeros_like(grams[max(grams)])) for g in groups])
+        moment = torch.stack([moments.get(g, torch.zeros_like(moments[max(grams)])) for g in groups])
         penalty = torch.ones(gram.shape[:2], dtype=torch.float64)  # [G, K + 1]
         penalty[:, -1] = 0.0  # the intercept
         penalty *= gram.diagonal(dim1=1, dim2=2)[:, :-1].mean(dim=1, keepdim=True)
