@@ -9,6 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from lstm_forecast.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -36,3 +40,13 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_table(path: str | Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` atomically as CSV or Parquet, chosen by the suffix of ``path``."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    if suffix in {".parquet", ".pq"}:
+        return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    raise UserError(f"unsupported output file type {suffix!r} for {path}; use .csv or .parquet")

@@ -1,31 +1,6 @@
-"""``lstm-train``: fit the embedding + BiLSTM forecaster, then score its best checkpoint.
+"""``python -m lstm_forecast.train``: the app ``lstm-train`` (see :mod:`lstm_forecast.cli.train`)."""
 
-Examples
---------
-    python -m lstm_forecast.train
-    python -m lstm_forecast.train data=etth1 data.source.path=../shared/data/ETTh1.csv
-    python -m lstm_forecast.train -m data.window_size=24,48 model.net.num_units=32,64
-    python -m lstm_forecast.train -m hparams_search=optuna
-    python -m lstm_forecast.train trainer=ddp trainer.devices=4
-"""
-
-from __future__ import annotations
-
-from omegaconf import DictConfig
-
-from lstm_forecast.apps import hydra_app
-from lstm_forecast.distributed import refuse_relaunching_ddp_in_local_multirun, refuse_unsupported_precision
-from lstm_forecast.run import objective_value, torch_threads, train
-
-
-@hydra_app("train")
-def main(cfg: DictConfig) -> float | None:
-    refuse_relaunching_ddp_in_local_multirun(cfg.trainer)
-    refuse_unsupported_precision(cfg.trainer)
-    torch_threads(cfg)
-    metrics, _ = train(cfg)
-    return objective_value(cfg, metrics)
-
+from lstm_forecast.cli.train import main
 
 if __name__ == "__main__":
     main()

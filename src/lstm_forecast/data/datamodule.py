@@ -1,7 +1,12 @@
-"""The LightningDataModule: source -> features -> chronological split -> scaling -> lazy windows."""
+"""The LightningDataModule: source -> frame -> chronological split -> scaling -> lazy windows.
+
+One implementation for every layout: a wide file is a frame whose series share one timeline, a long
+file one whose series have their own. Nothing above ``data/`` asks which it holds.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -11,76 +16,45 @@ import torch
 from torch.utils.data import DataLoader
 
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
+from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
-from lstm_forecast.data.sources import SourceFrame, load_source
-from lstm_forecast.data.windows import PaddedArrays, WideWindows, WindowBatchSampler, WindowDataset
+from lstm_forecast.data.sources import load_source
+from lstm_forecast.data.split import SPLITS, Bounds, split_bounds
+from lstm_forecast.data.windows import SeriesArrays, WindowBatchSampler, WindowDataset, Windows, index_ranges
 from lstm_forecast.errors import UserError
 
-SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
-
-def resolve_split(split: dict[str, float | int], num_rows: int) -> tuple[int, int, int]:
-    """Rows of train / validation / test, from fractions (floats in (0, 1)) or row counts (ints).
-
-    Splits are chronological and contiguous from the first row; rows after the test split are unused
-    (as in ETTh1's published 8640 / 2880 / 2880 protocol).
-    """
-    if set(split) != set(SPLITS):
-        raise UserError(f"data.split needs exactly the keys train, val, test; got {sorted(split)}")
-    values = [split[name] for name in SPLITS]
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        rows = values
-    elif all(isinstance(v, float) and 0 < v < 1 for v in values):
-        if sum(values) > 1 + 1e-9:
-            raise UserError(
-                f"data.split fractions sum to {sum(values):.3f} > 1; make them add up to at most 1"
-            )
-        rows = [round(v * num_rows) for v in values]
-        rows[0] = min(rows[0], num_rows - rows[1] - rows[2])
-    else:
-        raise UserError(f"data.split must be all row counts (ints) or all fractions in (0, 1); got {split}")
-    if any(r < 1 for r in rows):
-        raise UserError(f"data.split {split} leaves an empty split of {num_rows} rows; give every split rows")
-    if sum(rows) > num_rows:
-        raise UserError(f"data.split asks for {sum(rows)} rows but the data has {num_rows}; reduce the split")
-    return rows[0], rows[1], rows[2]
-
-
-def scaled_float32(scaler: MinMaxScaler, table: np.ndarray, rows_per_chunk: int = 4096) -> np.ndarray:
-    """``scaler.transform(table)`` as float32, a block of rows at a time: the float64 temporaries of
-    the transform never exceed one block, whatever the size of the table."""
-    scaled = np.empty(table.shape, dtype=np.float32)
-    for start in range(0, table.shape[0], rows_per_chunk):
-        block = slice(start, start + rows_per_chunk)
-        scaled[block] = scaler.transform(table[block])
-    return scaled
+SOURCE_KINDS = ("synthetic", "wide_file", "long_file")
 
 
 class ForecastDataModule(pl.LightningDataModule):
     """Windows of many series for the embedding + BiLSTM network.
 
-    The scaler and the z-normalisation statistics are fitted on the training rows in
-    :meth:`setup`, on every rank, deterministically, and kept in :meth:`state_dict` (tensors and
-    plain lists only), so a checkpoint alone can invert predictions.
+    Each series is scaled with its own training rows (a wide file's columns: the same numbers as
+    fitting per column); extra features are scaled on all training rows. The scalers and the
+    z-normalisation statistics are fitted in :meth:`setup`, on every rank, deterministically, and
+    kept in :meth:`state_dict` (tensors and plain lists only), so a checkpoint alone can invert
+    predictions. A series without training rows cannot be scaled without leaking: it is left out of
+    every split (and reported).
 
     Parameters
     ----------
     source : dict
-        ``kind`` (``synthetic`` or ``wide_file``) and that source's options.
+        ``kind`` (``synthetic``, ``wide_file`` or ``long_file``) and that source's options.
     window_size : int
         Steps of context per window.
     horizon : int
         Steps predicted per window (targets ``t .. t+H-1``).
     split : dict
-        ``train``, ``val``, ``test``: fractions or row counts.
+        See :func:`~lstm_forecast.data.split.split_bounds`: fractions, row counts or dates.
     calendar_features : list of str
         Calendar features computed from the timestamps, appended after the user's extra columns.
     padding_mask : bool
         Feed a 0/1 mask marking the zero-padded warm-up steps (off reproduces the method).
     scaler : {"minmax", "standard"}
-        How values and extra features are scaled, fitted on training rows: ``minmax`` maps the training
-        range onto [-1, 1] (the method); ``standard`` uses z-scores, so the training loss weighs every
-        series as the z-normalised metrics do.
+        ``minmax`` maps the training range onto [-1, 1] (the method); ``standard`` uses z-scores, so
+        the training loss weighs every series as the z-normalised metrics do.
     batch_size : int
         Global training batch; each of N processes takes ``batch_size / N``.
     eval_batch_size : int
@@ -96,7 +70,7 @@ class ForecastDataModule(pl.LightningDataModule):
         source: dict[str, Any],
         window_size: int = 48,
         horizon: int = 1,
-        split: dict[str, float | int] | None = None,
+        split: dict[str, Any] | None = None,
         calendar_features: list[str] | None = None,
         padding_mask: bool = False,
         scaler: str = "minmax",
@@ -112,12 +86,14 @@ class ForecastDataModule(pl.LightningDataModule):
             ("batch_size", batch_size),
             ("eval_batch_size", eval_batch_size),
         ):
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"data.{name} must be a positive integer, got {value!r}")
         if scaler not in SCALERS:
             raise UserError(f"data.scaler must be one of {list(SCALERS)}, got {scaler!r}")
-        if "kind" not in source:
-            raise UserError("data.source needs a 'kind' (synthetic or wide_file)")
+        if source.get("kind") not in SOURCE_KINDS:
+            raise UserError(
+                f"data.source.kind must be one of {list(SOURCE_KINDS)}, got {source.get('kind')!r}"
+            )
         # logger=False: the run logs hyperparameters once, with the final metrics.
         self.save_hyperparameters(logger=False)
         self.source = dict(source)
@@ -132,33 +108,45 @@ class ForecastDataModule(pl.LightningDataModule):
         self.seed = seed
         self.device_resident = device_resident
 
-        self._frame: SourceFrame | None = None
-        self.scaler: MinMaxScaler | None = None
+        self._frame: SeriesFrame | None = None
+        self._series_order: list[str] | None = None  # a checkpoint's series order, once restored
+        self._static_vocabulary: list[list[str]] | None = None  # per static column, labels of codes 1..C
+        self.scaler: MinMaxScaler | None = None  # per series, on values
+        self.extra_scaler: MinMaxScaler | None = None  # per extra feature
         self.series_mean: np.ndarray | None = None  # [S] training mean, original units
         self.series_std: np.ndarray | None = None  # [S] training std (ddof 0), 1 where constant
-        self.windows: dict[str, WideWindows] = {}
-        self.split_rows: tuple[int, int, int] | None = None
+        self.series_train_rows: np.ndarray | None = None  # [S] training rows per series at fit time
+        self.bounds: Bounds | None = None  # rows [lo, hi) of each split, per series
+        self.arrays: SeriesArrays | None = None  # every row of every series, scaled
+        self.windows: dict[str, Windows] = {}
 
-    # ----------------------------------------------------------------------------- source and layout
-    def load_frame(self) -> SourceFrame:
-        """The source rows (read once and cached)."""
+    # ----------------------------------------------------------------------------- the frame
+    def load_frame(self) -> SeriesFrame:
+        """The source rows, sorted by series then time (read once and cached)."""
         if self._frame is None:
             options = {k: v for k, v in self.source.items() if k != "kind"}
-            self._frame = load_source(self.source["kind"], **options)
+            if self.source["kind"] == "long_file":
+                if options.get("path") is None:
+                    raise UserError("data.source.path is missing; give the long CSV or Parquet file")
+                options["series_names"] = self._series_order
+            frame = load_source(self.source["kind"], **options)
+            if self._series_order is not None:
+                check_same_names("series", frame.series_names, self._series_order, options.get("path"))
+            self._frame = frame
         return self._frame
 
     @property
     def series_names(self) -> list[str]:
-        return [str(c) for c in self.load_frame().series.columns]
+        return list(self.load_frame().series_names)
+
+    @property
+    def num_series(self) -> int:
+        return len(self.series_names)
 
     @property
     def feature_names(self) -> list[str]:
         """Extra features per step, in ``x`` order: user columns, then calendar features."""
         return [str(c) for c in self.load_frame().extras.columns] + self.calendar_feature_names
-
-    @property
-    def num_series(self) -> int:
-        return len(self.series_names)
 
     @property
     def num_features(self) -> int:
@@ -167,66 +155,161 @@ class ForecastDataModule(pl.LightningDataModule):
 
     @property
     def timestamps(self) -> pd.DatetimeIndex:
+        """``[N]`` timestamp of every row of the frame; a batch's ``target_row`` indexes it."""
         return self.load_frame().timestamps
 
     @property
     def freq(self) -> str:
-        """The timestamps' pandas frequency alias (``"h"``), or ``""`` when irregular or under 3 rows."""
-        timestamps = self.timestamps
-        return (pd.infer_freq(timestamps) or "") if len(timestamps) >= 3 else ""
+        """The series' pandas frequency alias (``"h"``), ``""`` when a wide file's rows are irregular."""
+        return self.load_frame().freqstr
 
-    def feature_table(self) -> np.ndarray:
-        """``[T, S + E]`` float64: series columns first, then extra features (the scaler's columns)."""
-        frame = self.load_frame()
-        calendar = make_calendar_features(frame.timestamps, self.calendar_feature_names)
-        return np.concatenate([frame.series.to_numpy(), frame.extras.to_numpy(), calendar.to_numpy()], axis=1)
+    @property
+    def static_names(self) -> list[str]:
+        return [str(c) for c in self.load_frame().static.columns]
+
+    @property
+    def static_vocabulary(self) -> list[list[str]]:
+        """Per static column, the labels of codes ``1..C`` (code 0: a label unseen in training)."""
+        if self._static_vocabulary is None:
+            static = self.load_frame().static
+            self._static_vocabulary = [sorted(set(static[c]) - {""}) for c in static.columns]
+        return self._static_vocabulary
+
+    @property
+    def static_cardinalities(self) -> list[int]:
+        """Codes per static column, including the unknown code 0 (the network's embedding sizes)."""
+        return [len(labels) + 1 for labels in self.static_vocabulary]
+
+    def static_codes(self) -> torch.Tensor | None:
+        """``[S, K]`` long code of each series' static labels, or None without static columns."""
+        static = self.load_frame().static
+        if static.shape[1] == 0:
+            return None
+        codes = [
+            pd.Categorical(static[column], categories=labels).codes.astype(np.int64) + 1
+            for column, labels in zip(static.columns, self.static_vocabulary, strict=True)
+        ]
+        return torch.from_numpy(np.stack(codes, axis=1))
+
+    def feature_table(
+        self, timestamps: pd.DatetimeIndex | None = None, extras: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``[N, E]`` float64 extra features: user columns, then calendar features of ``timestamps``.
+
+        Defaults to every row of the frame; give ``timestamps`` and the user columns' ``extras`` for
+        other rows (steps after the data).
+        """
+        if timestamps is None:
+            frame = self.load_frame()
+            timestamps, extras = frame.timestamps, frame.extras.to_numpy()
+        calendar = make_calendar_features(timestamps, self.calendar_feature_names).to_numpy()
+        return np.concatenate([extras, calendar], axis=1)
+
+    def scaled_extras(self, table: np.ndarray) -> np.ndarray:
+        """``[M, E]`` extra features scaled with the fitted (or restored) scaler."""
+        if table.shape[1] != len(self.extra_scaler.data_min):
+            raise UserError(
+                f"the data has {table.shape[1]} extra features but the checkpoint's scaler was fitted on "
+                f"{len(self.extra_scaler.data_min)}; use data with the training columns"
+            )
+        return self.extra_scaler.transform(table)
 
     # ----------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Split, fit the scaler on training rows (unless restored from a checkpoint), build windows."""
+        """Split each series, fit the scalers on training rows (unless restored), build the windows."""
         if self.windows:
             return
-        table = self.feature_table()
-        num_rows, num_series = table.shape[0], self.num_series
-        n_train, n_val, n_test = resolve_split(self.split, num_rows)
-        if n_train < max(self.window_size, 2):
+        frame = self.load_frame()
+        bounds = split_bounds(self.split, frame)
+        self._check_split_sizes(bounds)
+        extras = self.feature_table()
+        if self.scaler is None:
+            row_series = frame.row_series
+            self._fit_scalers(frame, extras, row_series, frame.local_index < bounds["train"][1][row_series])
+        values = self.scaler.transform(frame.values, column_index=frame.row_series)
+        arrays = SeriesArrays.from_rows(values, self.scaled_extras(extras), frame.offsets, self.window_size)
+        del values, extras
+        self.bounds = bounds
+        self.windows = {name: self.split_windows(arrays, name) for name in SPLITS}
+        empty = [name for name, windows in self.windows.items() if len(windows) == 0]
+        if empty:
             raise UserError(
-                f"too few rows: the training split has {n_train} rows but data.window_size is "
+                f"no {'/'.join(empty)} windows: every series has fewer rows than the horizon "
+                f"({self.horizon}) there (data.split={self.split}); give those splits more rows or use a "
+                "shorter horizon"
+            )
+        if self._use_device_arrays():
+            arrays = arrays.to(self.trainer.strategy.root_device)
+            for windows in self.windows.values():
+                windows.share(arrays)
+        self.arrays = arrays
+
+    def _check_split_sizes(self, bounds: Bounds) -> None:
+        """Refuse splits that leave no series a full training window or a horizon of targets."""
+        train_rows = int((bounds["train"][1] - bounds["train"][0]).max(initial=0))
+        if train_rows < max(self.window_size, 2):
+            raise UserError(
+                f"too few rows: the training split has {train_rows} rows but data.window_size is "
                 f"{self.window_size}; use a smaller window, a larger train split or more data"
             )
-        if min(n_val, n_test) < self.horizon:
+        val_rows, test_rows = (int((hi - lo).max(initial=0)) for lo, hi in (bounds["val"], bounds["test"]))
+        if min(val_rows, test_rows) < self.horizon:
             raise UserError(
-                f"too few rows: validation/test splits have {n_val}/{n_test} rows but the horizon is "
+                f"too few rows: validation/test splits have {val_rows}/{test_rows} rows but the horizon is "
                 f"{self.horizon}; give them at least that many rows"
             )
-        self.split_rows = (n_train, n_val, n_test)
-        if self.scaler is None:
-            self.scaler = MinMaxScaler.fit(table[:n_train], self.scaler_method)
-            train_series = table[:n_train, :num_series]
-            self.series_mean = train_series.mean(axis=0)
-            std = train_series.std(axis=0)
-            self.series_std = np.where(std > 0, std, 1.0)
-        elif len(self.scaler.data_min) != table.shape[1]:
-            raise UserError(
-                f"the data has {table.shape[1]} columns but the checkpoint's scaler was fitted on "
-                f"{len(self.scaler.data_min)}; use data with the training columns"
+
+    def split_windows(
+        self, arrays: SeriesArrays, split: str, lo: np.ndarray | None = None, hi: np.ndarray | None = None
+    ) -> Windows:
+        """Windows of every target row ``[lo, hi)`` of each scaled series whose horizon ends inside it
+        (default: the split's rows); training targets start at step 1 (step 0 has no history at all)."""
+        if lo is None or hi is None:
+            lo, hi = (
+                self.bounds[split]
+                if self.bounds is not None
+                else split_bounds(self.split, self.load_frame())[split]
             )
-        scaled = torch.from_numpy(scaled_float32(self.scaler, table))
-        del table  # peak memory stays a small multiple of the float32 data
-        arrays = PaddedArrays.from_arrays(scaled[:, :num_series], scaled[:, num_series:], self.window_size)
-        del scaled
-        horizon, mask = self.horizon, self.padding_mask
-        val_start, test_start = n_train, n_train + n_val
-        self.windows = {
-            # Training starts at target row 1: the first window holds row 0 alone (the warm-up).
-            "train": WideWindows(arrays, 1, n_train - horizon, horizon, mask),
-            "val": WideWindows(arrays, val_start, n_val - horizon + 1, horizon, mask),
-            "test": WideWindows(arrays, test_start, n_test - horizon + 1, horizon, mask),
-        }
-        if self._use_device_arrays():
-            device = self.trainer.strategy.root_device
-            for windows in self.windows.values():
-                windows.to(device)
+        start = np.maximum(lo, 1) if split == "train" else lo
+        count = np.where(self.series_train_rows > 0, hi - self.horizon + 1 - start, 0)
+        local_targets = index_ranges(start, count)
+        series = np.repeat(np.arange(len(lo)), np.maximum(count, 0))
+        targets = torch.from_numpy(arrays.padded_rows(series, local_targets))
+        return Windows(arrays, targets, self.horizon, self.padding_mask, True, self.static_codes())
+
+    def _fit_scalers(
+        self, frame: SeriesFrame, extras: np.ndarray, row_series: np.ndarray, train_rows: np.ndarray
+    ) -> None:
+        """Per-series value scaler and z statistics, global extra-feature scaler, from training rows."""
+        if not train_rows.any():
+            raise UserError(f"no training rows with data.split={self.split}; move the cut-off later")
+        train_values = pd.Series(frame.values[train_rows])
+        groups = train_values.groupby(row_series[train_rows])
+        stats = groups.agg(["min", "max", "mean", "count"])
+        stats["std"] = groups.std(ddof=0)
+        stats = stats.reindex(range(frame.num_series))
+        self.series_train_rows = stats["count"].fillna(0).to_numpy(dtype=np.int64)
+        data_min = stats["min"].fillna(0.0).to_numpy()
+        self.series_mean = stats["mean"].fillna(0.0).to_numpy()
+        std = stats["std"].fillna(0.0).to_numpy()
+        if self.scaler_method == "standard":
+            self.scaler = MinMaxScaler.from_mean_std(self.series_mean, std)
+        else:
+            self.scaler = MinMaxScaler(
+                data_min=data_min, data_range=stats["max"].fillna(0.0).to_numpy() - data_min
+            )
+        self.series_std = np.where(std > 0, std, 1.0)
+        self.extra_scaler = MinMaxScaler.fit(extras[train_rows], self.scaler_method)
+        unscaled = [
+            name for name, rows in zip(frame.series_names, self.series_train_rows, strict=True) if not rows
+        ]
+        if unscaled:
+            log.warning(
+                "%d series have no training rows and are left out of every split (no scale without "
+                "leaking the future): %s",
+                len(unscaled),
+                unscaled[:10],
+            )
 
     def _use_device_arrays(self) -> bool:
         if self.trainer is None:
@@ -251,8 +334,7 @@ class ForecastDataModule(pl.LightningDataModule):
         return batch_size // world_size
 
     def _loader(self, split: str, training: bool) -> DataLoader:
-        if not self.windows:
-            self.setup()
+        self.setup()
         windows = self.windows[split]
         rank, world_size = self._distribution()
         batch_size = (
@@ -277,18 +359,19 @@ class ForecastDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", training=False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", training=False)
-
     # ----------------------------------------------------------------------------- units
     def inverse_values(self, scaled: np.ndarray, series_index: np.ndarray) -> np.ndarray:
         """Scaled series values back to original units; ``series_index`` (from 0) broadcasts to them."""
-        assert self.scaler is not None, "setup() or load_state_dict() first"
+        if self.scaler is None:
+            raise RuntimeError("setup() or load_state_dict() first")
         return self.scaler.inverse_transform(scaled, column_index=series_index)
+
+    def scaled_values(self, values: np.ndarray, series_index: np.ndarray) -> np.ndarray:
+        """Original-unit series values scaled with each series' fitted scaler."""
+        return self.scaler.transform(values, column_index=series_index)
 
     def z_normalise(self, values: np.ndarray, series_index: np.ndarray) -> np.ndarray:
         """Original-unit values z-normalised with each series' training mean and std."""
-        assert self.series_mean is not None and self.series_std is not None
         return (values - self.series_mean[series_index]) / self.series_std[series_index]
 
     # ----------------------------------------------------------------------------- checkpoint state
@@ -297,22 +380,65 @@ class ForecastDataModule(pl.LightningDataModule):
             return {}
         return {
             "scaler": self.scaler.state_dict(),
+            "extra_scaler": self.extra_scaler.state_dict(),
             "series_mean": torch.from_numpy(self.series_mean.copy()),
             "series_std": torch.from_numpy(self.series_std.copy()),
+            "series_train_rows": torch.from_numpy(self.series_train_rows.copy()),
             "series_names": self.series_names,
             "feature_names": self.feature_names,
             "freq": self.freq,  # what predictions on new data must match
+            "static_names": self.static_names,
+            "static_vocabulary": [list(labels) for labels in self.static_vocabulary],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
             return
+        state_dict = upgrade_wide_state(state_dict)
+        self._series_order = [str(name) for name in state_dict["series_names"]]
+        self._frame = None  # (re-)read in the checkpoint's series order (its embedding rows), checked
         self.scaler = MinMaxScaler.from_state_dict(state_dict["scaler"])
+        self.extra_scaler = MinMaxScaler.from_state_dict(state_dict["extra_scaler"])
         self.series_mean = state_dict["series_mean"].numpy()
         self.series_std = state_dict["series_std"].numpy()
+        self.series_train_rows = state_dict["series_train_rows"].numpy()
+        self._static_vocabulary = [list(labels) for labels in state_dict["static_vocabulary"]]
         self.windows = {}
-        if self._frame is not None and self.series_names != list(state_dict["series_names"]):
+        if self.static_names != list(state_dict["static_names"]):
             raise UserError(
-                f"the data's series {self.series_names} differ from the checkpoint's "
-                f"{list(state_dict['series_names'])}; use data with the training columns"
+                f"the data's static columns {self.static_names} differ from the checkpoint's "
+                f"{list(state_dict['static_names'])}; set data.source.static_columns as in training"
             )
+
+
+def check_same_names(kind: str, found: list[str], expected: list[str], source: str | None) -> None:
+    """Refuse data whose series (or extra feature) names differ from the training data's."""
+    if found == expected:
+        return
+    missing = [c for c in expected if c not in found]
+    unexpected = [c for c in found if c not in expected]
+    detail = f"missing {missing[:10]}, unexpected {unexpected[:10]}" if missing or unexpected else "reordered"
+    raise UserError(
+        f"the {kind} columns of {source or 'the data'} differ from the training data's ({detail}); "
+        "give data with the training columns"
+    )
+
+
+def upgrade_wide_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A datamodule state of the wide-only datamodule (before one data model) in today's form.
+
+    That state held one scaler over ``[series..., extras...]`` columns; it is the same numbers as a
+    per-series value scaler plus an extra-feature scaler. Every series had training rows.
+    """
+    if "extra_scaler" in state:
+        return state
+    num_series = len(state["series_names"])
+    scaler = state["scaler"]
+    return {
+        **state,
+        "scaler": {key: value[:num_series] for key, value in scaler.items()},
+        "extra_scaler": {key: value[num_series:] for key, value in scaler.items()},
+        "series_train_rows": torch.ones(num_series, dtype=torch.int64),
+        "static_names": [],
+        "static_vocabulary": [],
+    }

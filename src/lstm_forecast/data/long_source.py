@@ -7,18 +7,17 @@ as flat arrays: memory is O(total rows), never O(series x time).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from lstm_forecast.data.sources import read_table
+from lstm_forecast.data.frame import SeriesFrame, fill_within_series
+from lstm_forecast.data.sources import check_fill_method, numeric_column, read_table, require_columns
 from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
 
-FILL_METHODS = ("ffill", "interpolate", "zero")
 LONG_FILE_OPTIONS = (
     "path",
     "series_column",
@@ -29,79 +28,6 @@ LONG_FILE_OPTIONS = (
     "freq",
     "fill_method",
 )
-
-
-@dataclass(frozen=True)
-class PanelFrame:
-    """Rows of a long table, sorted by series then time, on a regular grid per series.
-
-    Attributes
-    ----------
-    series_names : list of str
-        ``[S]`` names; series ``s`` is id ``s + 1`` in batches.
-    offsets : ndarray
-        ``[S + 1]`` int64: rows of series ``s`` are ``offsets[s] : offsets[s + 1]`` (possibly none).
-    timestamps : DatetimeIndex
-        ``[N]`` timestamp of every row.
-    values : ndarray
-        ``[N]`` float64 series values.
-    extras : DataFrame
-        ``[N, E]`` float64 user extra columns.
-    static : DataFrame
-        ``[S, K]`` per-series category labels (strings), one column per static column.
-    freq : DateOffset
-        The step between consecutive rows of a series.
-    """
-
-    series_names: list[str]
-    offsets: np.ndarray
-    timestamps: pd.DatetimeIndex
-    values: np.ndarray
-    extras: pd.DataFrame
-    static: pd.DataFrame
-    freq: pd.DateOffset
-
-    @property
-    def num_rows(self) -> int:
-        return len(self.values)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """``[S]`` rows per series."""
-        return np.diff(self.offsets)
-
-    @property
-    def row_series(self) -> np.ndarray:
-        """``[N]`` series of each row, from 0."""
-        return np.repeat(np.arange(len(self.series_names)), self.lengths)
-
-    @property
-    def local_index(self) -> np.ndarray:
-        """``[N]`` position of each row within its series, from 0."""
-        return np.arange(self.num_rows) - np.repeat(self.offsets[:-1], self.lengths)
-
-
-def _require(columns: list[str], available: list[str], path: str, key: str) -> None:
-    missing = [column for column in columns if column not in available]
-    if missing:
-        raise UserError(f"column(s) {missing} not found in {path} (it has {available}); fix {key}")
-
-
-def _numeric_column(column: pd.Series, name: str, path: str) -> np.ndarray:
-    """A column as float64; text is refused with its first offending row, blanks become NaN."""
-    converted = pd.to_numeric(column, errors="coerce")
-    bad = converted.isna() & column.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(
-            f"column {name!r} in {path} is not numeric (row {row}: {column.iloc[row]!r}); "
-            "fix the file or leave the column out of data.source"
-        )
-    values = converted.to_numpy(dtype=np.float64)
-    if np.isinf(values).any():
-        row = int(np.flatnonzero(np.isinf(values))[0])
-        raise UserError(f"infinite value in {path} at row {row}, column {name!r}; fix the file")
-    return values
 
 
 def resolve_freq(freq: str | None, timestamps: pd.DatetimeIndex, offsets: np.ndarray) -> pd.DateOffset:
@@ -168,31 +94,6 @@ def _series_of_row(offsets: np.ndarray, row: int) -> int:
     return int(np.searchsorted(offsets, row, side="right") - 1)
 
 
-def _fill(values: np.ndarray, row_series: np.ndarray, method: str) -> np.ndarray:
-    """Fill NaNs of ``values [N, C]`` within each series (never from a neighbouring series)."""
-    if method == "zero":
-        return np.nan_to_num(values, nan=0.0)
-    filled = values.copy()
-    rows = np.arange(len(values))
-    for column in range(values.shape[1]):
-        known = ~np.isnan(values[:, column])
-        previous = np.maximum.accumulate(np.where(known, rows, -1))  # last known row at or before
-        has_previous = (previous >= 0) & (row_series[np.maximum(previous, 0)] == row_series)
-        if method == "ffill":
-            usable = ~known & has_previous
-            filled[usable, column] = values[previous[usable], column]
-            continue
-        following = np.minimum.accumulate(np.where(known, rows, len(rows))[::-1])[::-1]
-        has_following = (following < len(rows)) & (
-            row_series[np.minimum(following, len(rows) - 1)] == row_series
-        )
-        usable = ~known & has_previous & has_following
-        lo, hi = previous[usable], following[usable]
-        weight = (rows[usable] - lo) / (hi - lo)
-        filled[usable, column] = (1 - weight) * values[lo, column] + weight * values[hi, column]
-    return filled
-
-
 def long_file_frame(
     path: str,
     series_column: str = "series",
@@ -203,7 +104,7 @@ def long_file_frame(
     freq: str | None = None,
     fill_method: str | None = None,
     series_names: list[str] | None = None,
-) -> PanelFrame:
+) -> SeriesFrame:
     """A long CSV/Parquet file: one row per series and timestamp.
 
     Parameters
@@ -219,24 +120,68 @@ def long_file_frame(
     freq : str or None
         Pandas frequency of every series (``h``, ``D``, ``MS``...); None infers it.
     fill_method : str or None
-        None refuses missing steps and missing values with the first one found; ``ffill``,
-        ``interpolate`` (linear) or ``zero`` fills them within each series.
+        None refuses missing steps and missing values with the first one found; one of
+        :data:`~lstm_forecast.data.frame.FILL_METHODS` fills them within each series.
     series_names : list of str or None
         The series order (a checkpoint's); None sorts the names. Names not listed are refused.
     """
     extra_columns = list(extra_columns or [])
     static_columns = list(static_columns or [])
-    if fill_method is not None and fill_method not in FILL_METHODS:
-        raise UserError(
-            f"unknown data.source.fill_method {fill_method!r}; choose one of {FILL_METHODS} or null"
-        )
+    check_fill_method(fill_method)
     table = read_table(path)
-    columns = [str(c) for c in table.columns]
-    _require([series_column], columns, path, "data.source.series_column")
-    _require([timestamp_column], columns, path, "data.source.timestamp_column")
-    _require([value_column], columns, path, "data.source.value_column")
-    _require(extra_columns, columns, path, "data.source.extra_columns")
-    _require(static_columns, columns, path, "data.source.static_columns")
+    _check_roles(table, path, series_column, timestamp_column, value_column, extra_columns, static_columns)
+    codes, vocabulary = _series_codes(table[series_column], series_names, path, series_column)
+    timestamps = _timestamps(table[timestamp_column], path, timestamp_column)
+    timezone = timestamps.dt.tz
+    if timezone is not None:  # grid arithmetic in UTC; the zone is put back at the end
+        timestamps = timestamps.dt.tz_convert(None)
+    order = np.lexsort((timestamps.to_numpy(), codes))
+    codes = codes[order].astype(np.int64)
+    stamps = pd.DatetimeIndex(timestamps.to_numpy()[order]).as_unit("ns")  # grid arithmetic is in ns
+    offsets = np.searchsorted(codes, np.arange(len(vocabulary) + 1)).astype(np.int64)
+    _refuse_duplicates(codes, stamps, vocabulary, path)
+    numeric = np.column_stack(
+        [numeric_column(table[c], c, path)[order] for c in [value_column, *extra_columns]]
+    )  # [N, 1 + E]
+    static = _static_labels(table, static_columns, order, codes, offsets, vocabulary, path)
+    del table
+
+    offset = resolve_freq(freq, stamps, offsets)
+    position = _grid_positions_checked(stamps, offsets, offset, codes, vocabulary, path)
+    stamps, numeric, offsets = _fill_or_refuse(
+        stamps, numeric, offsets, position, offset, fill_method, codes, vocabulary, path
+    )
+    if timezone is not None:
+        stamps = stamps.tz_localize("UTC").tz_convert(timezone)
+    return SeriesFrame(
+        series_names=vocabulary,
+        offsets=offsets,
+        timestamps=stamps,
+        values=numeric[:, 0],
+        extras=pd.DataFrame(numeric[:, 1:], columns=extra_columns),
+        static=static,
+        freq=offset,
+    )
+
+
+def _check_roles(
+    table: pd.DataFrame,
+    path: str,
+    series_column: str,
+    timestamp_column: str,
+    value_column: str,
+    extra_columns: list[str],
+    static_columns: list[str],
+) -> None:
+    """Every named column exists and has one role; the table has rows."""
+    for columns, key in (
+        ([series_column], "data.source.series_column"),
+        ([timestamp_column], "data.source.timestamp_column"),
+        ([value_column], "data.source.value_column"),
+        (extra_columns, "data.source.extra_columns"),
+        (static_columns, "data.source.static_columns"),
+    ):
+        require_columns(table, columns, path, key)
     roles = [series_column, timestamp_column, value_column, *extra_columns, *static_columns]
     repeated = sorted({c for c in roles if roles.count(c) > 1})
     if repeated:
@@ -244,7 +189,12 @@ def long_file_frame(
     if len(table) == 0:
         raise UserError(f"{path} has no rows")
 
-    name_codes, names = _factorize(table[series_column])
+
+def _series_codes(
+    column: pd.Series, series_names: list[str] | None, path: str, series_column: str
+) -> tuple[np.ndarray, list[str]]:
+    """``(series of each row [N], the series names)``: sorted names, or a checkpoint's order."""
+    name_codes, names = _factorize(column)
     if (name_codes < 0).any():
         row = int(np.flatnonzero(name_codes < 0)[0])
         raise UserError(f"missing series name in {path} at row {row}; fill column {series_column!r}")
@@ -256,21 +206,21 @@ def long_file_frame(
             f"series {unknown[:5]} in {path} were not in the training data; "
             "a checkpoint forecasts only the series it was trained on"
         )
-    codes = series_of_name[name_codes]
-    timestamps = pd.to_datetime(table[timestamp_column], errors="coerce")
+    return series_of_name[name_codes], vocabulary
+
+
+def _timestamps(column: pd.Series, path: str, timestamp_column: str) -> pd.Series:
+    timestamps = pd.to_datetime(column, errors="coerce")
     if timestamps.isna().any():
         row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
         raise UserError(
-            f"unparseable timestamp in {path} at row {row} ({table[timestamp_column].iloc[row]!r}); "
-            "fix data.source.timestamp_column or the file"
+            f"unparseable timestamp in {path} at row {row} ({column.iloc[row]!r}); "
+            f"fix data.source.timestamp_column ({timestamp_column!r}) or the file"
         )
-    timezone = timestamps.dt.tz
-    if timezone is not None:  # grid arithmetic in UTC; the zone is put back at the end
-        timestamps = timestamps.dt.tz_convert(None)
-    order = np.lexsort((timestamps.to_numpy(), codes))
-    codes = codes[order].astype(np.int64)
-    stamps = pd.DatetimeIndex(timestamps.to_numpy()[order]).as_unit("ns")  # grid arithmetic is in ns
-    offsets = np.searchsorted(codes, np.arange(len(vocabulary) + 1)).astype(np.int64)
+    return timestamps
+
+
+def _refuse_duplicates(codes: np.ndarray, stamps: pd.DatetimeIndex, vocabulary: list[str], path: str) -> None:
     duplicate = np.flatnonzero((np.diff(codes) == 0) & (np.diff(stamps.asi8) == 0))
     if len(duplicate):
         row = int(duplicate[0])
@@ -278,21 +228,39 @@ def long_file_frame(
             f"series {vocabulary[codes[row]]!r} has {len(duplicate)} duplicate timestamp(s) in {path}, "
             f"first {stamps[row]}; keep one row per series and timestamp"
         )
-    numeric = np.column_stack(
-        [_numeric_column(table[c], c, path)[order] for c in [value_column, *extra_columns]]
-    )  # [N, 1 + E]
-    static = _static_labels(table, static_columns, order, codes, offsets, vocabulary, path)
-    del table
 
-    offset = resolve_freq(freq, stamps, offsets)
-    position, on_grid = grid_positions(stamps, offsets, offset)
+
+def _grid_positions_checked(
+    stamps: pd.DatetimeIndex,
+    offsets: np.ndarray,
+    freq: pd.DateOffset,
+    codes: np.ndarray,
+    vocabulary: list[str],
+    path: str,
+) -> np.ndarray:
+    """``[N]`` grid step of every row from its series' first row, refusing rows off the grid."""
+    position, on_grid = grid_positions(stamps, offsets, freq)
     if not on_grid.all():
         row = int(np.flatnonzero(~on_grid)[0])
-        series = vocabulary[codes[row]]
         raise UserError(
-            f"series {series!r} has timestamp {stamps[row]} off its {offset.freqstr} grid in {path} "
-            f"({int((~on_grid).sum())} such rows); fix the timestamps or set data.source.freq"
+            f"series {vocabulary[codes[row]]!r} has timestamp {stamps[row]} off its {freq.freqstr} grid in "
+            f"{path} ({int((~on_grid).sum())} such rows); fix the timestamps or set data.source.freq"
         )
+    return position
+
+
+def _fill_or_refuse(
+    stamps: pd.DatetimeIndex,
+    numeric: np.ndarray,
+    offsets: np.ndarray,
+    position: np.ndarray,
+    freq: pd.DateOffset,
+    fill_method: str | None,
+    codes: np.ndarray,
+    vocabulary: list[str],
+    path: str,
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """Refuse missing steps and values (naming the first), or insert and fill them per series."""
     gap = _gaps(offsets, position)
     missing_value = np.isnan(numeric).any(axis=1)
     if fill_method is None:
@@ -300,7 +268,7 @@ def long_file_frame(
             row = int(np.flatnonzero(gap)[0])
             affected = len(np.unique(codes[gap]))
             raise UserError(
-                f"series {vocabulary[codes[row]]!r} has missing {offset.freqstr} steps between "
+                f"series {vocabulary[codes[row]]!r} has missing {freq.freqstr} steps between "
                 f"{stamps[row - 1]} and {stamps[row]} in {path} ({affected} series with gaps); "
                 "set data.source.fill_method=ffill|interpolate|zero to fill them"
             )
@@ -310,28 +278,20 @@ def long_file_frame(
                 f"missing value in {path} for series {vocabulary[codes[row]]!r} at {stamps[row]}; "
                 "set data.source.fill_method=ffill|interpolate|zero or drop those rows"
             )
-    elif gap.any() or missing_value.any():
-        stamps, numeric, offsets = _fill_panel(stamps, numeric, offsets, position, offset, fill_method)
-        still = np.isnan(numeric).any(axis=1)
-        if still.any():
-            row = int(np.flatnonzero(still)[0])
-            raise UserError(
-                f"series {vocabulary[_series_of_row(offsets, row)]!r} starts or ends with a missing value "
-                f"at {stamps[row]} that fill_method={fill_method} cannot fill; drop those rows "
-                "or use fill_method=zero"
-            )
-        log.info("filled %d missing steps/values with %s", int(gap.sum() + missing_value.sum()), fill_method)
-    if timezone is not None:
-        stamps = stamps.tz_localize("UTC").tz_convert(timezone)
-    return PanelFrame(
-        series_names=vocabulary,
-        offsets=offsets,
-        timestamps=stamps,
-        values=numeric[:, 0],
-        extras=pd.DataFrame(numeric[:, 1:], columns=extra_columns),
-        static=static,
-        freq=offset,
-    )
+        return stamps, numeric, offsets
+    if not (gap.any() or missing_value.any()):
+        return stamps, numeric, offsets
+    stamps, numeric, offsets = _fill_panel(stamps, numeric, offsets, position, freq, fill_method)
+    still = np.isnan(numeric).any(axis=1)
+    if still.any():
+        row = int(np.flatnonzero(still)[0])
+        raise UserError(
+            f"series {vocabulary[_series_of_row(offsets, row)]!r} starts or ends with a missing value "
+            f"at {stamps[row]} that fill_method={fill_method} cannot fill; drop those rows "
+            "or use fill_method=interpolate or zero"
+        )
+    log.info("filled %d missing steps/values with %s", int(gap.sum() + missing_value.sum()), fill_method)
+    return stamps, numeric, offsets
 
 
 def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -399,7 +359,7 @@ def _fill_panel(
         grid = pd.date_range(start=stamps.min(), end=stamps.max(), freq=freq).as_unit("ns")
         base = np.searchsorted(grid.asi8, starts.astype(np.int64))
         new_stamps = grid[base[new_series] + local]
-    return new_stamps, _fill(filled, new_series, method), new_offsets
+    return new_stamps, fill_within_series(filled, new_series, method), new_offsets
 
 
 def synthetic_long_table(

@@ -1,42 +1,28 @@
 """Data sources: where rows of series values (and extra columns) come from.
 
-Every source returns a :class:`SourceFrame`: rows are time steps, ordered by timestamp; columns are
-series and the user's extra feature columns. Calendar features are added later, from the timestamps.
+Every source returns a :class:`~lstm_forecast.data.frame.SeriesFrame`: the built-in synthetic panel,
+a wide file (a timestamp column, series columns, extra columns: every series on one timeline) and a
+long file (:mod:`lstm_forecast.data.long_source`). Calendar features are added later, from the
+timestamps.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
+from lstm_forecast.data.frame import (
+    FILL_METHODS,
+    SeriesFrame,
+    fill_within_series,
+    frame_from_wide,
+    regular_freq,
+)
 from lstm_forecast.errors import UserError
-
-
-@dataclass(frozen=True)
-class SourceFrame:
-    """Rows of a wide table.
-
-    Attributes
-    ----------
-    timestamps : DatetimeIndex
-        ``[T]`` increasing timestamps.
-    series : DataFrame
-        ``[T, S]`` float64 series values; column names are the series names.
-    extras : DataFrame
-        ``[T, E]`` float64 user extra feature columns (possibly none).
-    """
-
-    timestamps: pd.DatetimeIndex
-    series: pd.DataFrame
-    extras: pd.DataFrame
-
-    @property
-    def num_rows(self) -> int:
-        return len(self.timestamps)
 
 
 def synthetic_frame(
@@ -46,7 +32,7 @@ def synthetic_frame(
     start: str = "2024-01-01",
     noise: float = 0.05,
     seed: int = 0,
-) -> SourceFrame:
+) -> SeriesFrame:
     """Hourly-style series with different level, trend, daily and weekly seasonality and noise.
 
     Deterministic for a given ``seed``; the default training data, so a fresh clone trains offline.
@@ -69,10 +55,11 @@ def synthetic_frame(
         + noise * level * rng.standard_normal((num_rows, num_series))
     )  # [T, S]
     names = [f"series_{i + 1}" for i in range(num_series)]
-    return SourceFrame(
-        timestamps=timestamps,
-        series=pd.DataFrame(values, index=timestamps, columns=names),
-        extras=pd.DataFrame(index=timestamps, dtype="float64"),
+    return frame_from_wide(
+        timestamps,
+        pd.DataFrame(values, index=timestamps, columns=names),
+        pd.DataFrame(index=timestamps, dtype="float64"),
+        to_offset(freq),
     )
 
 
@@ -94,68 +81,35 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise UserError(f"unsupported file type {suffix!r} for {path}; use .csv or .parquet")
 
 
-def _require_columns(table: pd.DataFrame, columns: list[str], path: str | Path, key: str) -> None:
+def require_columns(table: pd.DataFrame, columns: list[str], path: str | Path, key: str) -> None:
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise UserError(f"column(s) {missing} not found in {path} (it has {list(table.columns)}); fix {key}")
 
 
-FILL_METHODS = ("ffill", "bfill", "interpolate", "zero")
-
-
-def _unknown_fill_method(method: object) -> str:
-    return f"unknown data.source.fill_method {method!r}; choose null (reject) or one of {list(FILL_METHODS)}"
-
-
-def fill_missing(values: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Fill NaNs of ``values [T, C]`` (rows ordered by time): carry the last value forward, the next
-    one backward, interpolate linearly in time (edges take the nearest value), or use zero."""
-    if method == "ffill":
-        return values.ffill()
-    if method == "bfill":
-        return values.bfill()
-    if method == "interpolate":
-        return values.interpolate(method="linear", limit_direction="both")
-    if method == "zero":
-        return values.fillna(0.0)
-    raise UserError(_unknown_fill_method(method))
-
-
-def _numeric(
-    table: pd.DataFrame, columns: list[str], path: str | Path, fill_method: str | None = None
-) -> pd.DataFrame:
-    """Columns as float64, refusing text, infinities and (unless ``fill_method``) missing values with
-    the first offending row."""
-    out = table[columns]
-    for column in columns:
-        if not pd.api.types.is_numeric_dtype(out[column]):
-            converted = pd.to_numeric(out[column], errors="coerce")
-            bad = converted.isna() & out[column].notna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise UserError(
-                    f"column {column!r} in {path} is not numeric (row {row}: {out[column].iloc[row]!r}); "
-                    "fix the file or leave the column out of data.source"
-                )
-    out = out.apply(pd.to_numeric, errors="coerce").astype("float64")
-    infinite = np.isinf(out.to_numpy())
-    if infinite.any():
-        row, col = (int(i) for i in np.argwhere(infinite)[0])
+def check_fill_method(method: str | None) -> None:
+    if method is not None and method not in FILL_METHODS:
         raise UserError(
-            f"infinite value in {path} at row {row}, column {columns[col]!r}; fix or drop those rows"
+            f"unknown data.source.fill_method {method!r}; choose null (reject) or one of {list(FILL_METHODS)}"
         )
-    if fill_method is not None and len(columns):
-        out = fill_missing(out, fill_method)
-    missing = np.isnan(out.to_numpy())
-    if missing.any():
-        row, col = (int(i) for i in np.argwhere(missing)[0])
-        fix = (
-            f"data.source.fill_method={fill_method} leaves it (a gap at the edge); try interpolate"
-            if fill_method
-            else f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
+
+
+def numeric_column(column: pd.Series, name: str, path: str | Path) -> np.ndarray:
+    """A column as float64: text is refused with its first offending row, as are infinities; blanks
+    become NaN (refused or filled later, per series)."""
+    converted = pd.to_numeric(column, errors="coerce")
+    bad = converted.isna() & column.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(
+            f"column {name!r} in {path} is not numeric (row {row}: {column.iloc[row]!r}); "
+            "fix the file or leave the column out of data.source"
         )
-        raise UserError(f"missing value in {path} at row {row}, column {columns[col]!r}; {fix}")
-    return out
+    values = converted.to_numpy(dtype=np.float64)
+    if np.isinf(values).any():
+        row = int(np.flatnonzero(np.isinf(values))[0])
+        raise UserError(f"infinite value in {path} at row {row}, column {name!r}; fix or drop those rows")
+    return values
 
 
 def _mostly_numeric(column: pd.Series) -> bool:
@@ -175,19 +129,64 @@ def wide_file_frame(
     series_columns: list[str] | None = None,
     extra_columns: list[str] | None = None,
     fill_method: str | None = None,
-) -> SourceFrame:
+) -> SeriesFrame:
     """A wide CSV/Parquet file: a timestamp column, series columns and optional extra columns.
 
     By default every numeric column (or one whose cells are mostly numbers) that is neither the
     timestamp nor an extra column is a series. Missing values are refused with their row and column
-    unless ``fill_method`` (one of :data:`FILL_METHODS`) fills them; infinities are always refused.
+    unless ``fill_method`` (one of :data:`~lstm_forecast.data.frame.FILL_METHODS`) fills them within
+    each series; infinities are always refused.
     """
-    if fill_method is not None and fill_method not in FILL_METHODS:
-        raise UserError(_unknown_fill_method(fill_method))
+    check_fill_method(fill_method)
     table = read_table(path)
     extra_columns = list(extra_columns or [])
-    _require_columns(table, [timestamp_column], path, "data.source.timestamp_column")
-    _require_columns(table, extra_columns, path, "data.source.extra_columns")
+    require_columns(table, [timestamp_column], path, "data.source.timestamp_column")
+    require_columns(table, extra_columns, path, "data.source.extra_columns")
+    series_columns = _series_columns(table, timestamp_column, series_columns, extra_columns, path)
+    index = _wide_timestamps(table, timestamp_column, path)
+    columns = [*series_columns, *extra_columns]
+    numeric = pd.DataFrame(
+        {c: numeric_column(table[c], c, path) for c in columns}, index=index, columns=columns
+    )
+    missing = np.isnan(numeric.to_numpy())
+    if fill_method is None and missing.any():
+        row, col = (int(i) for i in np.argwhere(missing)[0])
+        raise UserError(
+            f"missing value in {path} at row {row}, column {columns[col]!r}; "
+            f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
+        )
+    frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], regular_freq(index))
+    if not missing.any():
+        return frame
+    filled = fill_within_series(
+        np.column_stack([frame.values, frame.extras.to_numpy()]), frame.row_series, fill_method
+    )
+    if np.isnan(filled).any():
+        row, col = (int(i) for i in np.argwhere(np.isnan(filled))[0])
+        name = frame.series_names[int(frame.row_series[row])] if col == 0 else extra_columns[col - 1]
+        raise UserError(
+            f"missing value in {path} at row {int(frame.local_index[row])}, column {name!r}; "
+            f"data.source.fill_method={fill_method} leaves it (a gap at the edge); try interpolate"
+        )
+    return SeriesFrame(
+        series_names=frame.series_names,
+        offsets=frame.offsets,
+        timestamps=frame.timestamps,
+        values=filled[:, 0],
+        extras=pd.DataFrame(filled[:, 1:], columns=extra_columns),
+        static=frame.static,
+        freq=frame.freq,
+    )
+
+
+def _series_columns(
+    table: pd.DataFrame,
+    timestamp_column: str,
+    series_columns: list[str] | None,
+    extra_columns: list[str],
+    path: str,
+) -> list[str]:
+    """The series columns given, or every mostly numeric column that has no other role."""
     if series_columns is None:
         taken = {timestamp_column, *extra_columns}
         series_columns = [c for c in table.columns if c not in taken and _mostly_numeric(table[c])]
@@ -195,10 +194,15 @@ def wide_file_frame(
             raise UserError(f"no numeric series columns in {path}; set data.source.series_columns")
     else:
         series_columns = list(series_columns)
-        _require_columns(table, series_columns, path, "data.source.series_columns")
+        require_columns(table, series_columns, path, "data.source.series_columns")
     overlap = sorted(set(series_columns) & set(extra_columns))
     if overlap:
         raise UserError(f"column(s) {overlap} are both series and extra columns; list each once")
+    return series_columns
+
+
+def _wide_timestamps(table: pd.DataFrame, timestamp_column: str, path: str) -> pd.DatetimeIndex:
+    """The timestamp column, refusing unparseable, unsorted or repeated timestamps."""
     timestamps = pd.to_datetime(table[timestamp_column], errors="coerce")
     if timestamps.isna().any():
         row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
@@ -211,14 +215,15 @@ def wide_file_frame(
         raise UserError(
             f"timestamps in {path} are not strictly increasing; sort the file and drop duplicates"
         )
-    series = _numeric(table, series_columns, path, fill_method).set_axis(index)
-    extras = _numeric(table, extra_columns, path, fill_method).set_axis(index)
-    return SourceFrame(timestamps=index, series=series, extras=extras)
+    return index
 
 
-def load_source(kind: str, **options: object) -> SourceFrame:
-    """Build the frame of source ``kind`` (``synthetic`` or ``wide_file``) from config options."""
-    builders = {"synthetic": synthetic_frame, "wide_file": wide_file_frame}
+def load_source(kind: str, **options: object) -> SeriesFrame:
+    """Build the frame of source ``kind`` (``synthetic``, ``wide_file`` or ``long_file``) from config
+    options."""
+    from lstm_forecast.data.long_source import long_file_frame
+
+    builders = {"synthetic": synthetic_frame, "wide_file": wide_file_frame, "long_file": long_file_frame}
     if kind not in builders:
         raise UserError(f"unknown data.source.kind {kind!r}; choose one of {sorted(builders)}")
     builder = builders[kind]

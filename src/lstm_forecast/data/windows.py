@@ -1,9 +1,9 @@
 """Sliding windows as index arithmetic over the scaled arrays.
 
-A window is never materialised ahead of time: a window set knows which target rows and series it
-covers, and :meth:`WideWindows.gather` cuts a whole batch of windows out of the shared, zero-padded
-arrays with two gathers on strided window views (no per-window Python). Memory is O(rows x columns)
-however many windows there are.
+A window is never materialised ahead of time: a window set (:class:`Windows`, the one window contract
+of wide and long data alike) is an index of target rows, and :meth:`Windows.gather` cuts a whole batch
+out of the shared, zero-padded arrays with gathers on strided window views (no per-window Python).
+Memory is O(rows) however many windows there are.
 
 Layout of one window (the method's, minus the series id, which travels separately):
 ``x[b, k] = [extra features at step k..., (padding mask), value at step k]`` for the ``window_size``
@@ -43,108 +43,119 @@ def single_cpu_thread(device: torch.device) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class PaddedArrays:
-    """Scaled arrays with ``window_size`` zero rows in front, shared by every window set.
+class SeriesArrays:
+    """Scaled rows of every series, each series preceded by ``window_size`` zero rows.
+
+    Every series gets its own zero rows in front of its rows in one padded, concatenated array, so a
+    window never reaches into another series and the method's zero-padded warm-up windows come for
+    free. A wide table is the case in which every series has the same rows.
 
     Attributes
     ----------
     values : Tensor
-        ``[window_size + T, S]`` series values, stored series-major (``values.t()`` is contiguous):
-        a window of one series is then one contiguous run of memory, whatever the number of series.
+        ``[P]`` series values, ``P = N + S * W``.
     extras : Tensor
-        ``[window_size + T, E]`` extra features (row-major: a window is a contiguous block).
+        ``[P, E]`` extra features (row-major: a window is a contiguous block).
+    block_start : Tensor
+        ``[S]`` long: padded row of series ``s``'s first zero row; its data row ``i`` (from 0) is
+        padded row ``block_start[s] + W + i``.
     window_size : int
-        Number of zero rows in front; row ``t`` of the data is row ``t + window_size`` here.
+        Zero rows in front of each series (``W``).
     """
 
     values: torch.Tensor
     extras: torch.Tensor
+    block_start: torch.Tensor
     window_size: int
 
-    def __post_init__(self) -> None:
-        if not self.values.t().is_contiguous():
-            object.__setattr__(self, "values", self.values.t().contiguous().t())
-        if not self.extras.is_contiguous():
-            object.__setattr__(self, "extras", self.extras.contiguous())
-
     @classmethod
-    def from_arrays(cls, values: torch.Tensor, extras: torch.Tensor, window_size: int) -> PaddedArrays:
-        """Pad ``values [T, S]`` and ``extras [T, E]`` with ``window_size`` zero rows in front."""
-        pad = window_size
-        series_major = values.new_zeros(values.shape[1], pad + values.shape[0])  # [S, W + T]
-        series_major[:, pad:] = values.t()
-        padded_extras = extras.new_zeros(pad + extras.shape[0], extras.shape[1])  # [W + T, E]
-        padded_extras[pad:] = extras
-        return cls(values=series_major.t(), extras=padded_extras, window_size=window_size)
-
-    @property
-    def num_rows(self) -> int:
-        return self.values.shape[0] - self.window_size
+    def from_rows(
+        cls, values: np.ndarray, extras: np.ndarray, offsets: np.ndarray, window_size: int
+    ) -> SeriesArrays:
+        """Pad ``values [N]`` and ``extras [N, E]``, rows of series ``s`` at ``offsets[s]:offsets[s+1]``."""
+        num_series = len(offsets) - 1
+        row_series = np.repeat(np.arange(num_series), np.diff(offsets))
+        padded_row = torch.from_numpy(np.arange(len(values)) + (row_series + 1) * window_size)  # [N]
+        total = len(values) + num_series * window_size
+        padded_values = torch.zeros(total, dtype=torch.float32)
+        padded_values[padded_row] = torch.from_numpy(np.asarray(values, dtype=np.float32))
+        padded_extras = torch.zeros(total, extras.shape[1], dtype=torch.float32)
+        padded_extras[padded_row] = torch.from_numpy(np.asarray(extras, dtype=np.float32))
+        block_start = torch.from_numpy(np.asarray(offsets[:-1]) + np.arange(num_series) * window_size)
+        return cls(padded_values, padded_extras, block_start.long(), window_size)
 
     @property
     def num_series(self) -> int:
-        return self.values.shape[1]
+        return len(self.block_start)
 
-    def to(self, device: torch.device | str) -> PaddedArrays:
-        return PaddedArrays(self.values.to(device), self.extras.to(device), self.window_size)
+    def padded_rows(self, series: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """Padded row of step ``local`` (from 0) of series ``series`` (both ``[M]``)."""
+        return self.block_start.cpu().numpy()[series] + self.window_size + local
+
+    def to(self, device: torch.device | str) -> SeriesArrays:
+        return SeriesArrays(
+            self.values.to(device), self.extras.to(device), self.block_start.to(device), self.window_size
+        )
 
 
-class WideWindows:
-    """Windows for target rows ``first_target <= t < first_target + num_targets`` of every series.
+class Windows:
+    """The window contract: a set of windows over scaled series, whatever the data's layout.
 
-    Window ``i`` is target row ``first_target + i // S`` of series ``i % S`` (time-major, then series,
-    the method's sample order). Its context is the ``window_size`` rows before the target row, zero
-    where those rows lie before the data (the warm-up windows). Its targets are rows ``t .. t+H-1``.
+    Window ``i`` forecasts padded rows ``targets[i] .. targets[i] + H - 1`` from the ``W`` rows before
+    ``targets[i]``; those lie in the target's own series block (its rows or its zero padding), so a
+    window never sees another series. Memory is one int64 per window; a batch is cut out of strided
+    window views of the shared arrays in two ``index_select`` calls (no per-window Python).
 
     Parameters
     ----------
-    arrays : PaddedArrays
-        The scaled data.
-    first_target, num_targets : int
-        The target rows covered.
+    arrays : SeriesArrays
+        The scaled, padded rows.
+    targets : Tensor
+        ``[M]`` long padded row of each window's first target.
     horizon : int
-        Steps predicted per window (``H``); every target row must exist when ``with_target``.
+        Steps predicted per window (``H``).
     padding_mask : bool
         Add a feature that is 1 on real steps and 0 on padded ones (0 is a real scaled value).
     with_target : bool
-        Return ``y``; prediction windows past the end of the data have none.
+        Return ``y``; forecast windows past the end of a series have none.
+    static : Tensor or None
+        ``[S, K]`` long category codes per series (0: unknown), returned as ``static [B, K]``.
     """
 
     def __init__(
         self,
-        arrays: PaddedArrays,
-        first_target: int,
-        num_targets: int,
+        arrays: SeriesArrays,
+        targets: torch.Tensor,
         horizon: int = 1,
         padding_mask: bool = False,
         with_target: bool = True,
+        static: torch.Tensor | None = None,
     ) -> None:
-        if num_targets < 0 or first_target < 0:
-            raise ValueError(f"invalid target rows: first={first_target}, count={num_targets}")
-        if with_target and first_target + num_targets + horizon - 1 > arrays.num_rows:
-            raise ValueError("targets run past the end of the data")
-        self.arrays = arrays
-        self.first_target = first_target
-        self.num_targets = num_targets
         self.horizon = horizon
         self.padding_mask = padding_mask
         self.with_target = with_target
-        self._set_offsets(arrays.values.device)
+        self.targets = targets
+        self.static = static
+        self.share(arrays)
 
-    def _set_offsets(self, device: torch.device) -> None:
-        window_size = self.arrays.window_size
+    def share(self, arrays: SeriesArrays) -> Windows:
+        """Use ``arrays`` (the same data, perhaps on another device) and move the index to their device."""
+        device = arrays.values.device
+        self.arrays = arrays
+        self.targets = self.targets.to(device)
+        self.static = self.static.to(device) if self.static is not None else None
+        window_size = arrays.window_size
         self._context_offsets = torch.arange(window_size, device=device)
-        # Every window as a strided view (no copy): window of padded start row r is [r, r + W).
-        self._value_windows = self.arrays.values.t().unfold(1, window_size, 1)  # [S, T + 1, W]
-        self._extra_windows = self.arrays.extras.unfold(0, window_size, 1).transpose(1, 2)  # [T + 1, W, E]
+        # Every window as a strided view (no copy): the context of padded target t is view row t - W.
+        self._value_windows = arrays.values.unfold(0, window_size, 1)  # [P - W + 1, W]
+        self._extra_windows = arrays.extras.unfold(0, window_size, 1).transpose(1, 2)  # [P - W + 1, W, E]
         if self.with_target:
-            self._target_windows = self.arrays.values.t().unfold(1, self.horizon, 1)  # [S, W+T-H+1, H]
-
-    def to(self, device: torch.device | str) -> WideWindows:
-        """Move the arrays (and so every gathered batch) to ``device``."""
-        self.arrays = self.arrays.to(device)
-        self._set_offsets(self.arrays.values.device)
+            self._target_windows = arrays.values.unfold(0, self.horizon, 1)  # [P - H + 1, H]
         return self
+
+    def to(self, device: torch.device | str) -> Windows:
+        """Move the arrays (and so every gathered batch) to ``device``."""
+        return self.share(self.arrays.to(device))
 
     @property
     def window_size(self) -> int:
@@ -160,47 +171,66 @@ class WideWindows:
         return self.arrays.extras.shape[1] + int(self.padding_mask) + 1
 
     def __len__(self) -> int:
-        return self.num_targets * self.num_series
+        return len(self.targets)
 
-    def full_context_index(self) -> torch.Tensor:
-        """Indices of the windows whose context lies wholly inside the data (no warm-up padding)."""
-        first_full = max(0, self.window_size - self.first_target)
-        return torch.arange(min(first_full * self.num_series, len(self)), len(self))
+    def _padded_targets(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded target rows ``[B]`` and series (from 0) ``[B]`` of windows ``index [B]``."""
+        targets = self.targets[index.to(self.targets.device)]
+        # The step before the target is always in the target's block, also for forecast windows
+        # whose target is one past the series' last row (the next block's first row).
+        series = torch.searchsorted(self.arrays.block_start, targets - 1, right=True) - 1
+        return targets, series
 
     def locate(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Map window indices ``[B]`` to ``(target_row [B], series [B])`` (series from 0)."""
-        num_series = self.num_series
-        return self.first_target + index // num_series, index % num_series
+        """``(target_row [B], series [B])`` of windows ``index [B]``: the row of the frame (sorted by
+        series then time) of each window's first target, and its series from 0. A forecast window past
+        a series' end has the row one past the series' last row."""
+        targets, series = self._padded_targets(index)
+        return targets - (series + 1) * self.window_size, series
+
+    def series_index(self) -> np.ndarray:
+        """``[M]`` series (from 0) of every window, in window order."""
+        return self._padded_targets(torch.arange(len(self)))[1].cpu().numpy()
+
+    def full_context_index(self) -> torch.Tensor:
+        """Indices of the windows whose context lies wholly inside their series (no warm-up padding)."""
+        targets, series = self._padded_targets(torch.arange(len(self)))
+        first_data_row = self.arrays.block_start[series] + self.window_size
+        return torch.nonzero(targets - self.window_size >= first_data_row).flatten().cpu()
 
     def gather(self, index: torch.Tensor) -> Batch:
-        """Cut the windows ``index [B]`` out of the arrays: two gathers on strided views, no loop.
+        """Cut the windows ``index [B]`` out of the arrays.
 
         Returns
         -------
         dict
-            ``x [B, W, F]`` float, ``series_id [B]`` long (from 1), ``target_row [B]`` long and,
-            with targets, ``y [B, H]``.
+            ``x [B, W, F]`` float, ``series_id [B]`` long (from 1), ``target_row [B]`` long (see
+            :meth:`locate`), ``static [B, K]`` long when the data has static columns and, with
+            targets, ``y [B, H]``.
         """
-        device = self.arrays.values.device
-        with single_cpu_thread(device):
-            return self._gather(index.to(device))
+        with single_cpu_thread(self.arrays.values.device):
+            return self._gather(index)
 
     def _gather(self, index: torch.Tensor) -> Batch:
-        target_row, series = self.locate(index)
-        # The context of target row t is padded rows [t, t + W): window view number t.
-        # index_select on the contiguous-block view beats indexing with a [B, W] row grid 3-6x on CPU.
-        parts = [torch.index_select(self._extra_windows, 0, target_row)]  # [B, W, E]
+        targets, series = self._padded_targets(index)
+        window = self.window_size
+        first = targets - window  # [B] view row of each window's context
+        # index_select on the contiguous-block views beats indexing a [B, W] row grid 3-6x on CPU.
+        parts = [torch.index_select(self._extra_windows, 0, first)]  # [B, W, E]
         if self.padding_mask:
-            real = (target_row[:, None] + self._context_offsets) >= self.window_size  # [B, W]
+            first_real = self.arrays.block_start[series] + window  # [B] padded row of the series' step 0
+            real = (first[:, None] + self._context_offsets) >= first_real[:, None]  # [B, W]
             parts.append(real.to(self.arrays.values.dtype).unsqueeze(-1))  # [B, W, 1]
-        parts.append(self._value_windows[series, target_row].unsqueeze(-1))  # [B, W, 1]
+        parts.append(torch.index_select(self._value_windows, 0, first).unsqueeze(-1))  # [B, W, 1]
         batch = {
             "x": torch.cat(parts, dim=-1),  # [B, W, F]
             "series_id": series + 1,  # [B]; 0 stays reserved
-            "target_row": target_row,  # [B]
+            "target_row": targets - (series + 1) * window,  # [B]
         }
+        if self.static is not None:
+            batch["static"] = self.static[series]  # [B, K]
         if self.with_target:
-            batch["y"] = self._target_windows[series, target_row + self.window_size]  # [B, H]
+            batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
         return batch
 
 
@@ -211,7 +241,7 @@ class WindowDataset(Dataset):
     per-sample ``__getitem__``, no collate and no worker process on the batch path.
     """
 
-    def __init__(self, windows: WideWindows) -> None:
+    def __init__(self, windows: Windows) -> None:
         self.windows = windows
 
     def __len__(self) -> int:
@@ -298,63 +328,8 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
         return -(-count // self.batch_size)
 
 
-def _source_arrays(source: np.ndarray, num_series: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a blog-layout source ``[rows, series + extras]`` into value and extra tensors."""
-    source = np.asarray(source, dtype=np.float32)
-    if source.ndim != 2 or not 1 <= num_series <= source.shape[1]:
-        raise ValueError(f"source must be [rows, >= num_series] 2-D, got {source.shape} for {num_series}")
-    tensor = torch.from_numpy(source)
-    return tensor[:, :num_series], tensor[:, num_series:]
-
-
-def _blog_layout(windows: WideWindows) -> tuple[np.ndarray, np.ndarray | None]:
-    """All windows of a set in the blog's ``[samples, W, id + extras + value]`` layout."""
-    batch = windows.gather(torch.arange(len(windows)))
-    x = batch["x"]
-    if windows.num_series > 1:  # univariate data carries no id
-        ids = batch["series_id"].to(x.dtype)[:, None, None].expand(-1, x.shape[1], 1)
-        x = torch.cat([ids, x], dim=-1)
-    y = batch["y"].numpy() if windows.with_target else None
-    return x.numpy(), y
-
-
-def seed_arrays(
-    source: np.ndarray, window_size: int, num_series: int, split_ratio: float = 0.95
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The method's training and test arrays, for code written against the blog's layout.
-
-    ``source`` is ``[rows, series + extras]`` (series first, already scaled). Feature 0 is the series
-    id (from 1; absent for univariate data), then the extra features, last the value; samples are
-    ordered time-major, then series. Training starts with the zero-padded warm-up windows
-    (``(n_train - 1) * S`` samples); test windows take context from the rows before them, so every
-    test row is a target exactly once (``n_test * S`` samples).
-
-    Returns
-    -------
-    tuple
-        ``(X_train, Y_train, X_test, Y_test)`` as float32 arrays; ``Y`` is ``[samples, 1]``.
-    """
-    values, extras = _source_arrays(source, num_series)
-    num_rows = values.shape[0]
-    num_train = int(num_rows * split_ratio)
-    if not 2 <= num_train < num_rows:
-        raise ValueError(f"split_ratio {split_ratio} leaves no training or test rows of {num_rows}")
-    arrays = PaddedArrays.from_arrays(values, extras, window_size)
-    x_train, y_train = _blog_layout(WideWindows(arrays, 1, num_train - 1))
-    x_test, y_test = _blog_layout(WideWindows(arrays, num_train, num_rows - num_train))
-    return x_train, y_train, x_test, y_test
-
-
-def seed_prediction_arrays(source: np.ndarray, window_size: int, num_series: int) -> np.ndarray:
-    """The method's prediction array: every window full of real rows, ``rows - W + 1`` per series.
-
-    Window ``j`` holds rows ``j .. j+W-1`` and forecasts row ``j + W`` (the last one the step after
-    the data). Layout as in :func:`seed_arrays`.
-    """
-    values, extras = _source_arrays(source, num_series)
-    num_rows = values.shape[0]
-    if num_rows < window_size:
-        raise ValueError(f"{num_rows} rows are fewer than one window of {window_size}")
-    arrays = PaddedArrays.from_arrays(values, extras, window_size)
-    windows = WideWindows(arrays, window_size, num_rows - window_size + 1, with_target=False)
-    return _blog_layout(windows)[0]
+def index_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(start[i], start[i] + count[i])`` over ``i`` (negative counts: none)."""
+    count = np.maximum(count, 0)
+    within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    return np.repeat(start, count) + within

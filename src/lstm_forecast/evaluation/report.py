@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import WideWindows
+from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.baselines import (
     DEFAULT_RIDGE_ALPHAS,
@@ -33,8 +33,8 @@ from lstm_forecast.evaluation.baselines import (
     persistence,
     seasonal_naive,
 )
-from lstm_forecast.evaluation.inference import WindowForecasts, predict_windows
 from lstm_forecast.evaluation.metrics import METRIC_NAMES, PER_STEP_KEYS, ForecastErrors
+from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.files import write_atomic
 
 BASELINES = ("persistence", "seasonal_naive", "ridge")
@@ -136,7 +136,7 @@ def seasonal_period_of(datamodule: ForecastDataModule, options: EvaluationOption
 def baseline_forecasts(
     forecasts: WindowForecasts,
     datamodule: ForecastDataModule,
-    windows: WideWindows,
+    windows: Windows,
     index: torch.Tensor | None = None,
     options: EvaluationOptions | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -214,18 +214,8 @@ def score_models(
     )
 
 
-def score_forecasts(
-    forecasts: WindowForecasts,
-    datamodule: ForecastDataModule,
-    prefix: str,
-    baselines: Mapping[str, np.ndarray] | None = None,
-) -> dict[str, float]:
-    """The ``metrics.json`` keys of :func:`score_models` (persistence only when ``baselines`` is None)."""
-    return score_models(forecasts, datamodule, prefix, baselines).metrics
-
-
 def observed_windows(
-    windows: WideWindows, index: torch.Tensor | None = None, batch_size: int = 4096
+    windows: Windows, index: torch.Tensor | None = None, batch_size: int = 4096
 ) -> WindowForecasts:
     """What the baselines need of windows ``index`` (default all) without a model: targets, last
     values, series and rows; ``prediction`` is NaN (score with ``include_model=False``)."""
@@ -258,7 +248,7 @@ def evaluate_baselines(
 def evaluate_windows(
     net: nn.Module,
     datamodule: ForecastDataModule,
-    windows: WideWindows,
+    windows: Windows,
     prefix: str,
     index: torch.Tensor | None = None,
     device: torch.device | str | None = None,
@@ -279,22 +269,14 @@ def evaluate_windows(
     return scores, forecasts, baselines
 
 
-def evaluate_split(
-    net: nn.Module,
-    datamodule: ForecastDataModule,
-    split: str = "test",
-    device: torch.device | str | None = None,
-    evaluation: Mapping[str, Any] | None = None,
-    output_dir: str | Path | None = None,
-) -> dict[str, float]:
-    """Forecast every window of ``split`` once, on one device, and score it beside the baselines.
-
-    ``evaluation`` is the ``evaluation`` config node (defaults when None); with ``output_dir`` and
-    ``evaluation.tables`` the per-step and per-series CSV tables are written there.
-    """
-    options = EvaluationOptions.from_config(evaluation)
-    datamodule.setup("test")
-    scores, _, _ = evaluate_windows(net, datamodule, datamodule.windows[split], split, None, device, options)
-    if output_dir is not None and options.tables:
-        scores.write_tables(output_dir)
-    return scores.metrics
+def print_summary(metrics: dict[str, Any], path: Path) -> None:
+    """The headline numbers on the console (per-step keys stay in ``path``): one line per model."""
+    groups: dict[str, list[str]] = {}
+    for key, value in sorted(metrics.items()):
+        if "@" in key or not isinstance(value, int | float) or "/" not in key:
+            continue
+        model, metric = key.rsplit("/", 1)
+        groups.setdefault(model, []).append(f"{metric} {value:.4g}")
+    for model, values in groups.items():
+        print(f"{model}: {', '.join(values)}")
+    print(f"all metrics: {path}")

@@ -10,8 +10,8 @@ from torch import nn
 from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
 
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.baselines import RidgeBaseline
 from lstm_forecast.models.net import EmbeddingBiLSTM
+from lstm_forecast.models.ridge import RidgeBaseline
 
 Batch = dict[str, torch.Tensor]
 

@@ -6,8 +6,8 @@ need a TensorBoard logger and are skipped without one. Figures are drawn on matp
 directly: no pyplot state, no display, nothing global changed for the user's own plots.
 
 Two kinds of hooks: Lightning's, during the fit, and :meth:`RunEndCallback.on_run_end`, which
-:func:`lstm_forecast.loggers.log_run_end` calls once the run has scored its best checkpoint on the test
-split (after ``fit`` returns, so Lightning's hooks cannot see it).
+:func:`lstm_forecast.training.loggers.log_run_end` calls once the run has scored its best checkpoint on
+the test split (after ``fit`` returns, so Lightning's hooks cannot see it).
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import grad_norm
 
-from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import WideWindows
+from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.baselines import persistence
-from lstm_forecast.evaluation.inference import WindowForecasts, predict_windows
 from lstm_forecast.evaluation.metrics import forecast_metrics
+from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch.utils.tensorboard import SummaryWriter
 
+    from lstm_forecast.data.datamodule import ForecastDataModule
     from lstm_forecast.models.module import ForecastModule
 
 SPLIT_TITLES = {"val": "validation", "test": "test"}
@@ -105,10 +105,10 @@ def select_windows(forecasts: WindowForecasts, index: np.ndarray) -> WindowForec
 
 
 class WindowSubset:
-    """Some windows of a :class:`WideWindows`, in a given order, for :func:`predict_windows` (which uses
+    """Some windows of a :class:`Windows`, in a given order, for :func:`predict_windows` (which uses
     only ``len`` and ``gather``): the figures forecast a few series, not the whole split."""
 
-    def __init__(self, windows: WideWindows, index: torch.Tensor) -> None:
+    def __init__(self, windows: Windows, index: torch.Tensor) -> None:
         self.windows = windows
         self.index = index
 
@@ -352,19 +352,15 @@ class ForecastFigures(RunEndCallback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
-        if isinstance(datamodule, ForecastDataModule):
+        if datamodule is not None:
             self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
         if trainer.is_global_zero:
             import_matplotlib()
 
-    def _window_index(self, windows: WideWindows | WindowForecasts, series: int) -> np.ndarray:
-        """Positions of series ``series``' first ``max_points`` windows (windows are time-major)."""
-        if isinstance(windows, WideWindows):
-            count = (
-                windows.num_targets if self.max_points is None else min(windows.num_targets, self.max_points)
-            )
-            return np.arange(count) * windows.num_series + series
-        return np.flatnonzero(windows.series_index == series)[: self.max_points]
+    def _window_index(self, series_index: np.ndarray, series: int) -> np.ndarray:
+        """Positions of series ``series``' first ``max_points`` windows (windows are in time order
+        within a series)."""
+        return np.flatnonzero(series_index == series)[: self.max_points]
 
     def _log_figures(
         self,
@@ -391,10 +387,11 @@ class ForecastFigures(RunEndCallback):
             return
         writer = tensorboard_writer(trainer)
         datamodule = trainer.datamodule
-        if writer is None or not isinstance(datamodule, ForecastDataModule) or not self._indices:
+        if writer is None or datamodule is None or not self._indices:
             return
         windows = datamodule.windows["val"]
-        index = np.concatenate([self._window_index(windows, series) for series in self._indices])
+        series_index = windows.series_index()
+        index = np.concatenate([self._window_index(series_index, series) for series in self._indices])
         forecasts = predict_windows(
             pl_module.net, WindowSubset(windows, torch.from_numpy(index)), datamodule.eval_batch_size
         )
@@ -414,7 +411,9 @@ class ForecastFigures(RunEndCallback):
             return
         if not self._indices:
             self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
-        index = np.concatenate([self._window_index(test_forecasts, series) for series in self._indices])
+        index = np.concatenate(
+            [self._window_index(test_forecasts.series_index, series) for series in self._indices]
+        )
         selected = select_windows(test_forecasts, index)
         self._log_figures(writer, selected, datamodule, "test", "best checkpoint", trainer.global_step)
 

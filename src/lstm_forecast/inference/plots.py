@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lstm_forecast.data.sources import SourceFrame
+from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.files import write_atomic
 
 
 def plot_forecasts(
     path: str | Path,
-    frame: SourceFrame,
+    frame: SeriesFrame,
     predictions: pd.DataFrame,
     forecast: pd.DataFrame | None = None,
     max_series: int = 4,
@@ -25,10 +26,10 @@ def plot_forecasts(
     ----------
     path : path
         The PNG to write.
-    frame : SourceFrame
+    frame : SeriesFrame
         The observed data (history, original units).
     predictions : DataFrame
-        Window predictions (``timestamp, series, prediction[, step]``); the first step is drawn.
+        Window predictions (the forecast table); the first step is drawn.
     forecast : DataFrame, optional
         Forecast past the data (``timestamp, series, prediction[, actual]``).
     max_series : int
@@ -36,14 +37,15 @@ def plot_forecasts(
     history : int
         Observed rows drawn before the end of the data.
     """
-    names = [str(c) for c in frame.series.columns][: max(max_series, 1)]
-    if "step" in predictions:
-        predictions = predictions[predictions["step"] == 1]
+    drawn = list(np.flatnonzero(frame.lengths > 0)[: max(max_series, 1)])
+    observed_values = frame.wide_values(drawn)
+    names = list(observed_values.columns)
+    predictions = predictions[predictions["step"] == 1]
     figure = Figure(figsize=(10, 2.6 * len(names)), layout="constrained")
     axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
     for ax, name in zip(axes, names, strict=True):
-        # Series of a long panel have their own spans (NaN elsewhere in the wide view).
-        known = frame.series[name].dropna()
+        # Series have their own spans (NaN elsewhere in the wide view).
+        known = observed_values[name].dropna()
         start, end = known.index[max(len(known) - history, 0)], known.index[-1]
         observed = known[known.index >= start]
         ax.plot(observed.index, observed.to_numpy(), color="black", linewidth=1.0, label="actual")

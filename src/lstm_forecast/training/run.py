@@ -12,17 +12,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from lstm_forecast.checkpoints import read_checkpoint
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.inference import predict_windows
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, score_models
+from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_json
-from lstm_forecast.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
-from lstm_forecast.loggers import log_run_end, overridden_hparams
+from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
-from lstm_forecast.run_folder import resolve_ckpt_path, run_info
-from lstm_forecast.sweeps import DEFAULT_OBJECTIVE
+from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
+from lstm_forecast.training.loggers import log_run_end, overridden_hparams
+from lstm_forecast.training.run_folder import resolve_ckpt_path, run_info
+from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,12 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
     """The datamodule, the model sized from its data, and the trainer with callbacks and loggers."""
     datamodule: ForecastDataModule = instantiate(cfg.data)
     datamodule.load_frame()  # fail on bad data before anything else starts
-    # Long panels with static category columns size the network's extra embeddings.
-    static = (
-        {"static_cardinalities": datamodule.static_cardinalities}
-        if hasattr(datamodule, "static_cardinalities")
-        else {}
-    )
+    # Static category columns (long files) size the network's extra embeddings.
     model: ForecastModule = instantiate(
-        cfg.model, num_series=datamodule.num_series, num_features=datamodule.num_features, **static
+        cfg.model,
+        num_series=datamodule.num_series,
+        num_features=datamodule.num_features,
+        static_cardinalities=datamodule.static_cardinalities,
     )
     if model.net.highway_window > datamodule.window_size:
         raise UserError(

@@ -1,4 +1,4 @@
-"""Loading checkpoints safely: ``torch.load(weights_only=True)`` only, never arbitrary pickles."""
+"""Reading checkpoints safely: ``torch.load(weights_only=True)`` only, never arbitrary pickles."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from typing import Any
 
 import torch
 
-from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.module import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY, ForecastModule
 
-DATAMODULE_STATE_KEY = ForecastDataModule.__qualname__
-# Lightning stores a datamodule's state under its class name: that key records which class to rebuild.
-DATAMODULE_CLASSES = {cls.__qualname__: cls for cls in (ForecastDataModule, PanelDataModule)}
+# Lightning stores a datamodule's state under its class name. Checkpoints written before wide and long
+# data shared one datamodule hold a long panel's under the name of the class it had then.
+DATAMODULE_STATE_KEYS = ("ForecastDataModule", "PanelDataModule")
 
 
 def _load_failure(error: BaseException) -> str:
@@ -45,7 +43,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if (
         not isinstance(checkpoint, dict)
         or any(key not in checkpoint for key in required)
-        or not any(key in checkpoint for key in DATAMODULE_CLASSES)
+        or not any(key in checkpoint for key in DATAMODULE_STATE_KEYS)
     ):
         raise UserError(
             f"{path} is not an lstm-forecast checkpoint (missing model or data state); "
@@ -70,29 +68,3 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> ForecastModule:
             f"the checkpoint's weights do not fit its model ({str(error).splitlines()[0]})"
         ) from error
     return module.eval()
-
-
-def datamodule_state_key(checkpoint: dict[str, Any]) -> str:
-    """The key of the checkpoint's datamodule state: the name of the datamodule class that wrote it."""
-    return next(key for key in DATAMODULE_CLASSES if key in checkpoint)
-
-
-def datamodule_from_checkpoint(
-    checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None
-) -> ForecastDataModule:
-    """The training data config with ``overrides`` applied, holding the fitted scaler.
-
-    A ``source`` override of the same kind updates the training source; one of another kind
-    replaces it.
-    """
-    hparams = dict(checkpoint["datamodule_hyper_parameters"])
-    for key, value in (overrides or {}).items():
-        if key == "source" and value.get("kind", hparams["source"]["kind"]) == hparams["source"]["kind"]:
-            hparams["source"] = {**hparams["source"], **value}
-        else:
-            hparams[key] = value
-    name = datamodule_state_key(checkpoint)
-    datamodule = DATAMODULE_CLASSES[name](**hparams)
-    datamodule.load_frame()
-    datamodule.load_state_dict(checkpoint[name])
-    return datamodule

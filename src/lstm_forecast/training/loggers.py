@@ -14,12 +14,12 @@ from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from lstm_forecast.callbacks import RunEndCallback
 from lstm_forecast.files import write_atomic
+from lstm_forecast.training.callbacks import RunEndCallback
 
 if TYPE_CHECKING:
     from lstm_forecast.data.datamodule import ForecastDataModule
-    from lstm_forecast.evaluation.inference import WindowForecasts
+    from lstm_forecast.evaluation.window_forecasts import WindowForecasts
     from lstm_forecast.models.module import ForecastModule
 
 # The HParams tab's metric columns: what a sweep is compared on.
@@ -86,7 +86,7 @@ def log_run_end(
 
     The test and baseline metrics go in as scalars at the final step; the hyperparameters once, with
     :data:`HPARAM_METRICS` (their values are those scalars' last points, so the HParams tab and the
-    Scalars tab agree); then each :class:`~lstm_forecast.callbacks.RunEndCallback` logs its figures.
+    Scalars tab agree); then each :class:`~lstm_forecast.training.callbacks.RunEndCallback` logs its figures.
     """
     step = trainer.global_step
     final = {k: metrics[k] for k in HPARAM_METRICS if isinstance(metrics.get(k), float | int)}

@@ -1,7 +1,7 @@
 """Training safeguards: finite losses, per-batch seeding, atomic checkpoints, run metadata in checkpoints.
 
 :func:`reliability_callbacks` and :class:`AtomicCheckpointIO` are added to every trainer by
-:func:`lstm_forecast.run.build`, whatever the ``callbacks`` group holds.
+:func:`lstm_forecast.training.run.build`, whatever the ``callbacks`` group holds.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class RunInfoInCheckpoint(pl.Callback):
     Parameters
     ----------
     run_info : dict
-        Plain data only (see :func:`lstm_forecast.run_folder.run_info`), so the checkpoint still
+        Plain data only (see :func:`lstm_forecast.training.run_folder.run_info`), so the checkpoint still
         loads with ``torch.load(weights_only=True)``.
     """
 

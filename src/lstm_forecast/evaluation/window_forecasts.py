@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lstm_forecast.data.windows import WideWindows
+from lstm_forecast.data.windows import Windows
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class WindowForecasts:
 @torch.no_grad()
 def predict_windows(
     net: nn.Module,
-    windows: WideWindows,
+    windows: Windows,
     batch_size: int = 1024,
     device: torch.device | str | None = None,
     index: torch.Tensor | None = None,

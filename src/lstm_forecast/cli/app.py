@@ -19,19 +19,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lstm_forecast.distributed import is_rank_zero
 from lstm_forecast.errors import UserError, find_user_error
 from lstm_forecast.files import write_atomic
-from lstm_forecast.run_folder import (
+from lstm_forecast.training.distributed import is_rank_zero
+from lstm_forecast.training.run_folder import (
     DEFAULT_MIN_FREE_MB,
     check_output_dir,
     override_key,
     resume_overrides,
     write_run_info,
 )
-from lstm_forecast.sweeps import DEFAULT_OBJECTIVE, JobRecord, innermost_cause, one_line_reason
+from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE, JobRecord, innermost_cause, one_line_reason
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 EXIT_USER_ERROR = 2
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
@@ -185,7 +185,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None
     In a multirun, any exception fails only its job: one ``error:`` line, ``FAILED`` and ``job.json``
     in the job's folder say why, and the task returns None, which the basic sweeper keeps and the
     Optuna sweeper records as a failed trial, so the other jobs run. Every job writes ``job.json``
-    (see :mod:`lstm_forecast.sweeps`) for the sweep summary.
+    (see :mod:`lstm_forecast.training.sweeps`) for the sweep summary.
     """
 
     def decorate(task: Callable[[DictConfig], float | None]) -> Callable[[], None]:

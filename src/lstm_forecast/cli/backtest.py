@@ -1,0 +1,24 @@
+"""``lstm-backtest``: rolling-origin backtest of a checkpoint, without retraining.
+
+Examples
+--------
+    lstm-backtest run=outputs/runs/train/<time>
+    lstm-backtest run=outputs/runs/train/<time> split=val stride=24
+    lstm-backtest run=outputs/runs/train/<time> split=all start=2018-01-01 end="2018-02-28 23:00"
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from lstm_forecast.cli.app import hydra_app
+from lstm_forecast.inference.backtest import backtest
+
+
+@hydra_app("backtest")
+def main(cfg: DictConfig) -> None:
+    backtest(cfg)
+
+
+if __name__ == "__main__":
+    main()

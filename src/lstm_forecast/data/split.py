@@ -1,0 +1,101 @@
+"""Chronological splits of every series into train, validation and test rows."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.errors import UserError
+
+SPLITS = ("train", "val", "test")
+DATE_SPLIT_KEYS = ("val_start", "test_start")
+SPLIT_KEYS = (*SPLITS, *DATE_SPLIT_KEYS, "test_end")
+
+Bounds = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def split_bounds(split: dict[str, Any], frame: SeriesFrame) -> Bounds:
+    """Rows ``[lo, hi)`` (within each series, ``[S]`` each) of train, validation and test.
+
+    ``split`` holds one of:
+
+    - fractions ``{train, val, test}`` in (0, 1): each series split by its own length;
+    - row counts ``{train, val, test}`` (ints) from each series' first row, as in ETTh1's published
+      8640 / 2880 / 2880 protocol;
+    - cut-off dates ``{val_start, test_start}`` with an optional exclusive ``test_end`` (train: every
+      row before ``val_start``); dates, when set (not null), take precedence.
+
+    Rows after the test part are unused. A series may have no rows in a split; it is then absent
+    from it.
+    """
+    unknown = sorted(set(split) - set(SPLIT_KEYS))
+    if unknown:
+        raise UserError(
+            f"unknown data.split key(s) {unknown}; use train/val/test fractions or row counts, "
+            "or val_start/test_start dates"
+        )
+    dates = {key: split[key] for key in (*DATE_SPLIT_KEYS, "test_end") if split.get(key) is not None}
+    if dates:
+        cuts = _date_cuts(dates, frame)
+    elif all(split.get(name) is not None for name in SPLITS):
+        cuts = _size_cuts([split[name] for name in SPLITS], split, frame.lengths)
+    else:
+        raise UserError(
+            "data.split is fractions or row counts {train, val, test}, or cut-off dates "
+            f"{{val_start, test_start[, test_end]}}; got keys {sorted(split)}"
+        )
+    return {name: (cuts[i], cuts[i + 1]) for i, name in enumerate(SPLITS)}
+
+
+def _timestamp(value: Any, key: str, tz: Any) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"data.split.{key}={value!r} is not a date (e.g. 2024-03-01)") from error
+    if tz is not None and stamp.tz is None:
+        stamp = stamp.tz_localize(tz)
+    return stamp
+
+
+def _date_cuts(dates: dict[str, Any], frame: SeriesFrame) -> list[np.ndarray]:
+    if not set(DATE_SPLIT_KEYS) <= set(dates):
+        raise UserError(f"data.split by date needs both val_start and test_start; got {dates}")
+    tz = frame.timestamps.tz
+    cut_offs = [_timestamp(value, key, tz) for key, value in dates.items()]
+    if any(later <= earlier for earlier, later in itertools.pairwise(cut_offs)):
+        raise UserError(f"data.split dates must increase (val_start < test_start < test_end); got {dates}")
+    row_series, lengths = frame.row_series, frame.lengths
+    counts = [np.bincount(row_series[frame.timestamps < date], minlength=len(lengths)) for date in cut_offs]
+    if len(counts) == 2:
+        counts.append(lengths)
+    return [np.zeros_like(lengths), *counts]
+
+
+def _size_cuts(sizes: list[Any], split: dict[str, Any], lengths: np.ndarray) -> list[np.ndarray]:
+    """Cuts from fractions of each series' length, or from row counts."""
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
+        if any(v < 1 for v in sizes):
+            raise UserError(f"data.split {split} leaves an empty split; give every split rows")
+        longest = int(lengths.max(initial=0))
+        if sum(sizes) > longest:
+            raise UserError(
+                f"data.split asks for {sum(sizes)} rows but the data has {longest}; reduce the split"
+            )
+        n_train, n_val, n_test = (np.full_like(lengths, v) for v in sizes)
+    elif all(isinstance(v, float) and 0 < v < 1 for v in sizes):
+        if sum(sizes) > 1 + 1e-9:
+            raise UserError(
+                f"data.split fractions sum to {sum(sizes):.3f} > 1; make them add up to at most 1"
+            )
+        n_val, n_test = (np.rint(f * lengths).astype(np.int64) for f in sizes[1:])
+        n_train = np.maximum(
+            np.minimum(np.rint(sizes[0] * lengths).astype(np.int64), lengths - n_val - n_test), 0
+        )
+    else:
+        raise UserError(f"data.split must be all row counts (ints) or all fractions in (0, 1); got {split}")
+    ends = np.cumsum([n_train, n_val, n_test], axis=0)
+    return [np.zeros_like(lengths), *np.minimum(ends, lengths)]

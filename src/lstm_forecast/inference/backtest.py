@@ -1,0 +1,115 @@
+"""``lstm-backtest``: rolling-origin backtest of a checkpoint, without retraining.
+
+From every forecast origin in a split (every ``stride`` steps of each series), every series is
+forecast ``H`` steps ahead from its true history and scored with the baselines on exactly the same
+targets. The origins are a strided set of windows, forecast in whole batches.
+
+An origin is the first forecast step ``t``: the model sees steps ``t - W .. t - 1`` and forecasts
+``t .. t + H - 1``. Only origins whose ``H`` targets all lie inside the period are used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.split import SPLITS
+from lstm_forecast.data.windows import Windows, index_ranges
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, print_summary
+from lstm_forecast.evaluation.tables import forecast_table
+from lstm_forecast.files import write_json, write_table
+from lstm_forecast.inference.checkpoints import load_model
+
+PERIODS = (*SPLITS, "all")
+
+
+def _moment(name: str, value: Any, tz: Any) -> pd.Timestamp:
+    try:
+        moment = pd.Timestamp(value)
+    except (ValueError, TypeError) as error:
+        raise UserError(
+            f"{name}={value!r} is not a timestamp; write it like 2018-01-31 or '2018-01-31 12:00'"
+        ) from error
+    return moment.tz_localize(tz) if tz is not None and moment.tz is None else moment
+
+
+def period_bounds(
+    datamodule: ForecastDataModule, split: str, start: Any = None, end: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps ``[lo, hi)`` of each series (``[S]`` each) whose values may be forecast targets.
+
+    ``split`` names a split (or ``all`` rows); ``start`` / ``end`` timestamps (inclusive), when given,
+    narrow it. Targets start at step 1 (step 0 has no history at all).
+    """
+    if split not in PERIODS:
+        raise UserError(f"split must be one of {list(PERIODS)}, got {split!r}")
+    datamodule.setup("test")
+    frame = datamodule.load_frame()
+    lo, hi = (np.zeros_like(frame.lengths), frame.lengths) if split == "all" else datamodule.bounds[split]
+    lo = np.maximum(lo, 1)
+    tz = frame.timestamps.tz
+    row_series = frame.row_series
+    if start is not None:
+        before = frame.timestamps < _moment("start", start, tz)
+        lo = np.maximum(lo, np.bincount(row_series[before], minlength=frame.num_series))
+    if end is not None:
+        through = frame.timestamps <= _moment("end", end, tz)
+        hi = np.minimum(hi, np.bincount(row_series[through], minlength=frame.num_series))
+    return lo, hi
+
+
+def origin_windows(datamodule: ForecastDataModule, lo: np.ndarray, hi: np.ndarray, stride: int) -> Windows:
+    """Windows of every origin ``lo, lo + stride, ...`` of each series whose targets end before ``hi``."""
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise UserError(f"stride must be a positive integer (steps between origins), got {stride!r}")
+    horizon = datamodule.horizon
+    usable = np.where(datamodule.series_train_rows > 0, hi - horizon + 1 - lo, 0)  # origins t: t + H <= hi
+    count = -(-np.maximum(usable, 0) // stride)
+    if count.sum() == 0:
+        raise UserError(
+            f"the period holds {int(np.maximum(hi - lo, 0).max(initial=0))} steps, fewer than the horizon "
+            f"{horizon}; choose a longer period (split=..., start=..., end=...)"
+        )
+    series = np.repeat(np.arange(len(lo)), count)
+    local = lo[series] + index_ranges(np.zeros_like(count), count) * stride
+    arrays = datamodule.arrays
+    targets = torch.from_numpy(arrays.padded_rows(series, local))
+    return Windows(arrays, targets, horizon, datamodule.padding_mask, True, datamodule.static_codes())
+
+
+def backtest(cfg: DictConfig) -> dict[str, Any]:
+    """Backtest the checkpoint over ``cfg.split``; write metrics, tables and forecasts to the run."""
+    options = EvaluationOptions.from_config(cfg.get("evaluation"))
+    loaded = load_model(cfg)
+    datamodule = loaded.datamodule
+    lo, hi = period_bounds(datamodule, cfg.split, cfg.get("start"), cfg.get("end"))
+    windows = origin_windows(datamodule, lo, hi, cfg.stride)
+    scores, forecasts, baselines = evaluate_windows(
+        loaded.module.net, datamodule, windows, "backtest", device=loaded.device, options=options
+    )
+    table = forecast_table(forecasts, datamodule, extra=baselines)
+    origins = table.loc[table["step"] == 1, "timestamp"]
+    metrics: dict[str, Any] = {
+        **scores.metrics,
+        "backtest/num_origins": int(origins.nunique()),
+        "backtest/stride": cfg.stride,
+        "backtest/first_origin": str(origins.min()),
+        "backtest/last_origin": str(origins.max()),
+        "checkpoint": str(loaded.path.resolve()),
+    }
+    output_dir = Path(cfg.paths.output_dir)
+    if options.tables:
+        scores.write_tables(output_dir)
+    if cfg.get("forecasts_file"):
+        table.insert(0, "origin", np.repeat(origins.to_numpy(), forecasts.prediction.shape[1]))
+        write_table(output_dir / cfg.forecasts_file, table)
+    write_json(output_dir / "metrics.json", metrics)
+    print_summary(metrics, output_dir / "metrics.json")
+    return metrics

@@ -1,0 +1,134 @@
+"""The one checkpoint loader of ``lstm-evaluate``, ``lstm-predict`` and ``lstm-backtest``.
+
+Checkpoints are read safely (``torch.load(weights_only=True)`` only, never arbitrary pickles); the
+model, the data config and the fitted scaler all come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_forecast.data.datamodule import ForecastDataModule, check_same_names
+from lstm_forecast.errors import UserError
+from lstm_forecast.models.checkpoint import DATAMODULE_STATE_KEYS, module_from_checkpoint, read_checkpoint
+from lstm_forecast.models.module import ForecastModule
+
+
+def datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's datamodule state (scalers, series and feature names)."""
+    return next(checkpoint[key] for key in DATAMODULE_STATE_KEYS if key in checkpoint)
+
+
+def datamodule_from_checkpoint(
+    checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> ForecastDataModule:
+    """The training data config with ``overrides`` applied, holding the fitted scaler.
+
+    A ``source`` override of the same kind updates the training source; one of another kind
+    replaces it.
+    """
+    hparams = dict(checkpoint["datamodule_hyper_parameters"])
+    for key, value in (overrides or {}).items():
+        if key == "source" and value.get("kind", hparams["source"]["kind"]) == hparams["source"]["kind"]:
+            hparams["source"] = {**hparams["source"], **value}
+        else:
+            hparams[key] = value
+    datamodule = ForecastDataModule(**hparams)
+    state = datamodule_state(checkpoint)
+    datamodule.load_state_dict(state)
+    check_same_names(
+        "extra feature", datamodule.feature_names, list(state["feature_names"]), datamodule.source.get("path")
+    )
+    return datamodule
+
+
+def best_checkpoint_of(run: str | Path) -> Path:
+    """The best checkpoint of a training run folder (``best_checkpoint`` in its ``metrics.json``)."""
+    run = Path(run)
+    metrics_file = run / "metrics.json"
+    if not metrics_file.is_file():
+        raise UserError(
+            f"{run} is not a finished lstm-train run (no metrics.json); pass run=outputs/runs/train/<time> "
+            "or ckpt_path=<file>.ckpt"
+        )
+    best = json.loads(metrics_file.read_text()).get("best_checkpoint")
+    if not best:
+        raise UserError(f"the run {run} recorded no best checkpoint; pass ckpt_path=<file>.ckpt")
+    path = Path(best)
+    # A moved run folder: its own checkpoints folder holds the file.
+    return path if path.is_file() else run / "checkpoints" / path.name
+
+
+def checkpoint_path(cfg: DictConfig) -> Path:
+    """``ckpt_path``, or the best checkpoint of ``run``; exactly one of them."""
+    ckpt_path, run = cfg.get("ckpt_path"), cfg.get("run")
+    if (ckpt_path is None) == (run is None):
+        raise UserError(
+            "name the model with one of run=<training run folder> (its best checkpoint) "
+            "or ckpt_path=<file>.ckpt"
+        )
+    return Path(ckpt_path) if ckpt_path is not None else best_checkpoint_of(run)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no GPU is available; use device=cpu")
+    return device
+
+
+def data_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The ``data.*`` keys set on the command line (nulls mean: keep the checkpoint's)."""
+    data = OmegaConf.to_container(cfg.get("data") or {}, resolve=True)
+    source = {k: v for k, v in (data.pop("source", None) or {}).items() if v is not None}
+    overrides = {k: v for k, v in data.items() if v is not None}
+    if source:
+        overrides["source"] = source
+    return overrides
+
+
+@dataclass
+class LoadedModel:
+    """A trained model, ready to forecast: the network on its device, the data with its scaler."""
+
+    path: Path
+    module: ForecastModule
+    datamodule: ForecastDataModule
+    device: torch.device
+    trained_state: dict[str, Any]  # the datamodule state at training time (series, features, freq)
+
+
+def load_model(
+    cfg: DictConfig, source_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> LoadedModel:
+    """Everything a checkpoint app needs, from its config: ``ckpt_path`` or ``run``, ``device``,
+    ``num_threads`` and the ``data.*`` overrides.
+
+    ``source_for(trained_source)`` may rewrite the ``data.source`` override (predict reads a file
+    even for a model trained on the synthetic source).
+    """
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    device = resolve_device(str(cfg.get("device") or "auto"))
+    path = checkpoint_path(cfg)
+    checkpoint = read_checkpoint(path)
+    overrides = data_overrides(cfg)
+    if source_for is not None and "source" in overrides:
+        overrides["source"] = source_for(
+            checkpoint["datamodule_hyper_parameters"]["source"], overrides["source"]
+        )
+    module = module_from_checkpoint(checkpoint).to(device)
+    datamodule = datamodule_from_checkpoint(checkpoint, overrides)
+    return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint))

@@ -1,0 +1,191 @@
+"""Forecasts from a trained network: every full window of the data, and recursive forecasts of the
+steps after each series' last row.
+
+Everything here works on a datamodule whose scalers were restored from a checkpoint (never refitted)
+and on the plain network, so the training run, the ``lstm-predict`` app and notebooks share one
+implementation, whatever the layout of the data.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from pandas.tseries.frequencies import to_offset
+from torch import nn
+
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.windows import SeriesArrays, Windows, index_ranges
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
+
+log = logging.getLogger(__name__)
+
+
+def check_frequency(datamodule: ForecastDataModule, expected: str, source: str) -> None:
+    """Refuse data whose frequency differs from the training data's ``expected`` alias."""
+    freq = datamodule.freq
+    if expected and freq and to_offset(expected) != to_offset(freq):
+        raise UserError(
+            f"{source} has timestamps every {freq!r} but the model was trained on {expected!r} data; "
+            f"resample the file to {expected!r} (long files: or set data.source.freq={expected})"
+        )
+
+
+def fed_back_steps(horizon: int, model_horizon: int) -> int:
+    """Forecast steps that become context of a later step when forecasting ``horizon`` steps with a
+    model that emits ``model_horizon`` at once (their extra features must be known)."""
+    return ((horizon - 1) // model_horizon) * model_horizon
+
+
+def forecastable_series(datamodule: ForecastDataModule, min_rows: int = 1) -> np.ndarray:
+    """``[M]`` series (from 0) with at least ``min_rows`` rows and a scale from training."""
+    lengths = datamodule.load_frame().lengths
+    return np.flatnonzero((lengths >= max(min_rows, 1)) & (datamodule.series_train_rows > 0))
+
+
+# ----------------------------------------------------------------------------- scaled rows
+def future_user_extras(
+    datamodule: ForecastDataModule,
+    timestamps: pd.DatetimeIndex,
+    future_extras: pd.DataFrame | None,
+    needed: bool,
+) -> np.ndarray:
+    """``[M, E_user]`` values of the user's (non-calendar) extra columns at ``timestamps``.
+
+    They come from ``future_extras`` (timestamp index) and are needed only for steps fed back as
+    context (``needed``); elsewhere they are NaN, which scales to nothing the network sees.
+    """
+    names = [str(c) for c in datamodule.load_frame().extras.columns]
+    if not names or not len(timestamps):
+        return np.zeros((len(timestamps), len(names)))
+    if not needed:
+        return np.full((len(timestamps), len(names)), np.nan)
+    span = f"{timestamps.min()} .. {timestamps.max()}"
+    if future_extras is None:
+        raise UserError(
+            f"the model uses extra column(s) {names} that are not calendar features, so forecasting past "
+            f"the data needs their future values for {span}; pass future.path=FILE with the timestamp "
+            "column and those columns"
+        )
+    missing = [name for name in names if name not in future_extras.columns]
+    if missing:
+        raise UserError(
+            f"the future file lacks the extra column(s) {missing} the model uses; add them for {span}"
+        )
+    absent = timestamps.unique().difference(future_extras.index)
+    if len(absent):
+        raise UserError(
+            f"the future file has no row for {absent[0]} ({len(absent)} forecast timestamps missing); "
+            f"give the extra columns for every timestamp in {span}"
+        )
+    return future_extras.loc[timestamps, names].to_numpy(dtype=np.float64)
+
+
+def scaled_arrays(
+    datamodule: ForecastDataModule,
+    future_rows: int = 0,
+    future_extras: pd.DataFrame | None = None,
+    model_horizon: int = 1,
+) -> SeriesArrays:
+    """Every row of every series scaled with the checkpoint's scalers (no split), each series with
+    data followed by ``future_rows`` rows to forecast into (value 0, the calendar features of the
+    series' own next timestamps, the user's extra columns from ``future_extras``)."""
+    frame = datamodule.load_frame()
+    values = datamodule.scaled_values(frame.values, frame.row_series)  # [N]
+    extras = datamodule.scaled_extras(datamodule.feature_table())  # [N, E]
+    offsets = frame.offsets
+    if future_rows:
+        num_series = frame.num_series
+        grown = offsets + np.arange(num_series + 1) * future_rows  # [S + 1]
+        observed = np.arange(frame.num_rows) + frame.row_series * future_rows  # [N] rows after growing
+        known = np.flatnonzero(frame.lengths > 0)
+        ahead = index_ranges(grown[known + 1] - future_rows, np.full(len(known), future_rows))  # [M * F]
+        stamps = frame.future_timestamps(known, future_rows)  # [M * F]
+        fed_back = np.tile(np.arange(future_rows) < fed_back_steps(future_rows, model_horizon), len(known))
+        user = future_user_extras(datamodule, stamps, future_extras, bool(fed_back.any()))
+        user[~fed_back] = np.nan
+        future = np.nan_to_num(datamodule.scaled_extras(datamodule.feature_table(stamps, user)))
+        grown_values = np.zeros(len(values) + num_series * future_rows)
+        grown_extras = np.zeros((len(grown_values), extras.shape[1]))
+        grown_values[observed], grown_extras[observed] = values, extras
+        grown_extras[ahead] = future
+        values, extras, offsets = grown_values, grown_extras, grown
+    return SeriesArrays.from_rows(values, extras, offsets, datamodule.window_size)
+
+
+# ----------------------------------------------------------------------------- windows of the data
+def prediction_windows(datamodule: ForecastDataModule, horizon: int) -> Windows:
+    """Every window full of real rows (the method's prediction layout, no warm-up padding): targets
+    ``W .. L`` of each series of ``L`` rows (``L``: the step after its last row). Series shorter than
+    one window, or unscaled in training, are left out."""
+    window_size, lengths = datamodule.window_size, datamodule.load_frame().lengths
+    series = forecastable_series(datamodule, window_size)
+    if not len(series):
+        raise UserError(
+            f"the data has {int(lengths.max(initial=0))} rows, fewer than one window of {window_size} "
+            f"(the model's data.window_size); give at least {window_size} rows per series"
+        )
+    short = len(forecastable_series(datamodule)) - len(series)
+    if short:
+        log.warning("%d series shorter than one window (%d rows) are not predicted", short, window_size)
+    count = lengths[series] - window_size + 1
+    arrays = scaled_arrays(datamodule)
+    local = index_ranges(np.full(len(series), window_size), count)
+    targets = torch.from_numpy(arrays.padded_rows(np.repeat(series, count), local))
+    return Windows(arrays, targets, horizon, datamodule.padding_mask, False, datamodule.static_codes())
+
+
+# ----------------------------------------------------------------------------- past the end
+@torch.no_grad()
+def forecast_future(
+    net: nn.Module,
+    datamodule: ForecastDataModule,
+    horizon: int,
+    model_horizon: int = 1,
+    future_extras: pd.DataFrame | None = None,
+    device: torch.device | str | None = None,
+) -> WindowForecasts:
+    """Forecast the ``horizon`` steps after each series' own last row, feeding forecasts back.
+
+    Each pass forecasts every series at once from the last ``window_size`` rows of observed and
+    already forecast values (the training window layout); a model emitting ``model_horizon`` steps
+    per pass advances by that many. Calendar features of the future timestamps are computed; the
+    user's own extra columns come from ``future_extras`` (timestamp index), needed only for the steps
+    fed back as context.
+
+    Returns
+    -------
+    WindowForecasts
+        One window per series: ``[M, horizon]`` scaled forecasts, ``target_row`` one past the series'
+        last row (see :func:`~lstm_forecast.evaluation.tables.forecast_table`).
+    """
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+        raise UserError(f"horizon must be a positive integer (steps after the data), got {horizon!r}")
+    frame = datamodule.load_frame()
+    series = forecastable_series(datamodule)
+    arrays = scaled_arrays(datamodule, horizon, future_extras, model_horizon)
+    # Each series now ends with ``horizon`` rows to fill; its first one is padded row ``start``.
+    start = arrays.padded_rows(series, frame.lengths[series])  # [M]
+    forecast = np.empty((len(series), horizon), dtype=np.float32)
+    static = datamodule.static_codes()
+    for step in range(0, horizon, model_horizon):
+        windows = Windows(
+            arrays, torch.from_numpy(start + step), model_horizon, datamodule.padding_mask, False, static
+        )
+        predicted = predict_windows(net, windows, datamodule.eval_batch_size, device).prediction
+        take = min(model_horizon, horizon - step)
+        forecast[:, step : step + take] = predicted[:, :take]
+        # The forecasts become context of the next pass.
+        arrays.values[torch.from_numpy(start[:, None] + step + np.arange(take))] = torch.from_numpy(
+            predicted[:, :take]
+        ).to(arrays.values.device)
+    return WindowForecasts(
+        prediction=forecast,
+        target=None,
+        last_value=np.zeros(len(series), dtype=np.float32),
+        series_index=series,
+        target_row=frame.offsets[series + 1],
+    )

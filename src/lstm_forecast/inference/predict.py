@@ -1,0 +1,124 @@
+"""``lstm-predict``: forecasts in the data's units from a checkpoint alone.
+
+The model, the fitted scaler and the data config all come from the checkpoint; the scaler is never
+refitted on the new file. Writes into the run folder, in the one forecast-table layout
+(:mod:`lstm_forecast.evaluation.tables`):
+
+- ``predictions.csv``: every full window of each series; the last one forecasts the step(s) after
+  its data;
+- ``forecast.csv`` with ``horizon=H``: the H steps after each series' last row (``actual`` where
+  ``future.path`` holds the series);
+- ``predictions.png``: history, predictions, forecast and known actuals of a few series.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_forecast.data.sources import numeric_column, read_table
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.tables import forecast_table
+from lstm_forecast.evaluation.window_forecasts import predict_windows
+from lstm_forecast.files import write_table
+from lstm_forecast.inference.checkpoints import load_model
+from lstm_forecast.inference.forecasting import check_frequency, forecast_future, prediction_windows
+from lstm_forecast.inference.plots import plot_forecasts
+
+log = logging.getLogger(__name__)
+
+FILE_SOURCES = ("wide_file", "long_file")
+DEFAULT_TIMESTAMP_COLUMN = "date"
+
+
+def file_source(trained: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A model trained on the synthetic source reads a file to predict on as a wide file whose series
+    columns carry the training series' names."""
+    if trained.get("kind") in FILE_SOURCES or "kind" in given:
+        return given
+    if "path" not in given:
+        raise UserError("give the file to predict on: data.source.path=FILE.csv")
+    return {"kind": "wide_file", "timestamp_column": DEFAULT_TIMESTAMP_COLUMN, **given}
+
+
+def read_future(
+    path: str, timestamp_column: str, series_names: list[str], extra_names: list[str]
+) -> pd.DataFrame:
+    """The future file: a timestamp column, the model's extra columns and, optionally, series columns
+    (actuals), as numbers indexed by timestamp."""
+    table = read_table(path)
+    if timestamp_column not in table.columns:
+        raise UserError(
+            f"future file {path} has no timestamp column {timestamp_column!r} "
+            f"(it has {list(table.columns)}); name it as in the data"
+        )
+    columns = [c for c in [*series_names, *extra_names] if c in table.columns]
+    index = pd.DatetimeIndex(pd.to_datetime(table[timestamp_column], errors="coerce"))
+    if index.isna().any():
+        raise UserError(f"unparseable timestamp in future file {path}; fix column {timestamp_column!r}")
+    return pd.DataFrame({c: numeric_column(table[c], c, path) for c in columns}, index=index, columns=columns)
+
+
+def future_actuals(forecast: pd.DataFrame, future: pd.DataFrame) -> np.ndarray:
+    """``actual`` of each forecast row from the future file's series columns (NaN where absent)."""
+    actual = np.full(len(forecast), np.nan)
+    for name in forecast["series"].unique():
+        if name in future.columns:
+            rows = (forecast["series"] == name).to_numpy()
+            actual[rows] = future[name].reindex(forecast.loc[rows, "timestamp"]).to_numpy()
+    return actual
+
+
+def predict(cfg: DictConfig) -> dict[str, Path]:
+    """Predict every full window of the data and, with ``cfg.horizon``, forecast past its end.
+
+    Returns
+    -------
+    dict
+        Paths written: ``predictions`` (CSV), ``forecast`` (CSV, with a horizon) and ``plot`` (PNG).
+    """
+    horizon = cfg.get("horizon")
+    if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
+        raise UserError(f"horizon must be a positive integer (steps after the data), got {horizon!r}")
+    future_path = OmegaConf.select(cfg, "future.path")
+    if horizon is None and future_path is not None:
+        raise UserError("future.path is only read when forecasting past the data; add horizon=H")
+    loaded = load_model(cfg, source_for=file_source)
+    datamodule, net, device = loaded.datamodule, loaded.module.net, loaded.device
+    data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
+    check_frequency(datamodule, str(loaded.trained_state.get("freq") or ""), data_name)
+
+    windows = prediction_windows(datamodule, net.horizon)
+    predictions = forecast_table(
+        predict_windows(net, windows, datamodule.eval_batch_size, device), datamodule
+    )
+    output_dir = Path(cfg.paths.output_dir)
+    written = {"predictions": write_table(output_dir / "predictions.csv", predictions)}
+    forecast = None
+    if horizon is not None:
+        future = None
+        if future_path is not None:
+            timestamp_column = str(datamodule.source.get("timestamp_column", DEFAULT_TIMESTAMP_COLUMN))
+            extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
+            future = read_future(str(future_path), timestamp_column, datamodule.series_names, extra_names)
+        forecasts = forecast_future(net, datamodule, horizon, net.horizon, future, device)
+        forecast = forecast_table(forecasts, datamodule)
+        if future is not None:
+            forecast["actual"] = future_actuals(forecast, future)
+        written["forecast"] = write_table(output_dir / "forecast.csv", forecast)
+    written["plot"] = plot_forecasts(
+        output_dir / "predictions.png",
+        datamodule.load_frame(),
+        predictions,
+        forecast,
+        max_series=int(cfg.plot.max_series),
+        history=int(cfg.plot.history),
+    )
+    for name, path in written.items():
+        log.info("%s: %s", name, path)
+    return written
