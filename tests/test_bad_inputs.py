@@ -213,6 +213,12 @@ TRAIN_CASES = [
     ),
     pytest.param(
         "train",
+        lambda i: i.synthetic("model.net.num_units=0"),
+        ["model.net.num_units must be a positive integer", "got 0"],
+        id="config-num-units-zero",
+    ),
+    pytest.param(
+        "train",
         lambda i: i.synthetic("model.lr=-0.1"),
         ["model.lr must be a positive number", "-0.1"],
         id="config-negative-lr",
