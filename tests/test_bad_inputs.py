@@ -8,6 +8,8 @@ so another entry point's cases are more rows with its module name.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
+from lstm_forecast.checkpoints import read_checkpoint
+from lstm_forecast.errors import UserError
 
 NUM_ROWS = 240
 # Tiny model and trainer settings, without the synthetic source's own keys.
@@ -94,6 +98,28 @@ def set_cell(column: str, row: int, value: object) -> Callable[[pd.DataFrame], p
         return table
 
     return change
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """A zip archive holding ``files`` (torch.save writes zips; these hold junk)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+# Files that are no checkpoint: each makes torch.load raise a different exception type.
+JUNK_CHECKPOINTS = {
+    "text": b"hello\n",  # KeyError from the legacy unpickler
+    "empty": b"",  # EOFError
+    "json": b'{"state_dict": {}, "hyper_parameters": {}}\n',
+    "random-bytes": bytes(range(256)),
+    "bad-utf8-pickle": b"\x80\x02X\xff\xfe\x00\x00\xff\xff",  # UnicodeDecodeError
+    "zip-junk-pickle": zip_bytes({"archive/data.pkl": b"junk junk", "archive/version": b"3\n"}),
+    "zip-flat": zip_bytes({"junk.txt": b"junk"}),
+    "zip-empty": zip_bytes({}),
+}
 
 
 def foreign_checkpoint(inputs: Inputs) -> Path:
@@ -213,6 +239,12 @@ TRAIN_CASES = [
     ),
     pytest.param(
         "train",
+        lambda i: i.synthetic("model.net.num_units=0"),
+        ["model.net.num_units must be a positive integer", "got 0"],
+        id="config-num-units-zero",
+    ),
+    pytest.param(
+        "train",
         lambda i: i.synthetic("model.lr=-0.1"),
         ["model.lr must be a positive number", "-0.1"],
         id="config-negative-lr",
@@ -327,6 +359,24 @@ EVALUATE_CASES = [
     ),
     pytest.param(
         "evaluate",
+        lambda i: [
+            f"ckpt_path={i.file('text.ckpt', JUNK_CHECKPOINTS['text'])}",
+            f"hydra.run.dir={i.run_dir}",
+        ],
+        ["text.ckpt is not a readable lstm-forecast checkpoint", "corrupt file"],
+        id="eval-ckpt-text",
+    ),
+    pytest.param(
+        "evaluate",
+        lambda i: [
+            f"ckpt_path={i.file('zip.ckpt', JUNK_CHECKPOINTS['zip-junk-pickle'])}",
+            f"hydra.run.dir={i.run_dir}",
+        ],
+        ["zip.ckpt is not a readable lstm-forecast checkpoint"],
+        id="eval-ckpt-zip-junk",
+    ),
+    pytest.param(
+        "evaluate",
         lambda i: [f"ckpt_path={foreign_checkpoint(i)}", f"hydra.run.dir={i.run_dir}"],
         ["not an lstm-forecast checkpoint"],
         id="eval-ckpt-foreign",
@@ -429,3 +479,16 @@ def test_bad_input_is_refused_in_one_line_leaving_nothing(tmp_path, request, app
 def test_catalogue_is_large_and_distinct():
     ids = [case.id for case in [*TRAIN_CASES, *EVALUATE_CASES, *PREDICT_CASES]]
     assert len(ids) == len(set(ids)) and len(ids) >= 20
+
+
+@pytest.mark.parametrize("kind", JUNK_CHECKPOINTS)
+def test_any_junk_checkpoint_is_one_user_error(tmp_path, kind):
+    """Whatever torch.load raises on a junk file (KeyError, EOFError, UnicodeDecodeError, ...) is the
+    same one-line UserError."""
+    path = tmp_path / f"{kind}.ckpt"
+    path.write_bytes(JUNK_CHECKPOINTS[kind])
+    with pytest.raises(UserError) as raised:
+        read_checkpoint(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path} is not a readable lstm-forecast checkpoint (")
+    assert message.endswith("pass a .ckpt file written by lstm-train") and "\n" not in message

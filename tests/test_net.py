@@ -19,21 +19,38 @@ def test_output_shape_is_batch_by_horizon(horizon):
 def test_summary_uses_the_backward_direction_over_the_whole_window():
     """Keras' return_sequences=False: the backward half has read the window down to its first step.
 
-    The output at the last step alone would leave the backward half having seen one step; then
-    the first step could only reach the forecast through the forward half. Cut the forward half
-    off by zeroing its weights in the last layer: the first step must still change the forecast.
+    In a one-layer net, the LSTM output at the last step (``out[:, -1]``, the usual bug) has a
+    backward half that has seen the last step only; then the first step could reach the forecast
+    only through the forward half. Cut the forward half off by zeroing its weights: the first step
+    must still change the forecast. (With two layers this passes even with the bug: the last
+    layer's backward output at the last step already saw step 0 through the first layer.)
     """
     torch.manual_seed(0)
-    net = small_net()
+    net = small_net(num_lstm_layers=1)
     with torch.no_grad():
         for name, param in net.lstm.named_parameters():
-            if name.endswith("_l1"):  # last layer, forward direction
+            if not name.endswith("_reverse"):  # the forward direction
                 param.zero_()
     x = torch.randn(2, 9, 3)
     ids = torch.tensor([1, 2])
     changed = x.clone()
     changed[:, 0] += 5.0
     assert not torch.allclose(net(x, ids), net(changed, ids))
+
+
+@pytest.mark.parametrize("num_lstm_layers", [1, 2])
+def test_summary_is_the_forward_output_at_the_last_step_and_the_backward_at_the_first(num_lstm_layers):
+    """The dense layer gets ``[out[:, -1, :U], out[:, 0, U:]]`` of the last BiLSTM's outputs ``out``."""
+    torch.manual_seed(0)
+    net = small_net(num_lstm_layers=num_lstm_layers)
+    seen = {}
+    net.lstm.register_forward_hook(lambda module, inputs, output: seen.update(out=output[0]))
+    net.dense.register_forward_hook(lambda module, inputs, output: seen.update(dense_in=inputs[0]))
+    with torch.no_grad():
+        net(torch.randn(2, 9, 3), torch.tensor([1, 2]))
+    out, units = seen["out"], net.lstm.hidden_size  # out: [B, W, 2U]
+    expected = torch.cat([out[:, -1, :units], out[:, 0, units:]], dim=-1)
+    torch.testing.assert_close(seen["dense_in"][:, : 2 * units], expected)
 
 
 def test_embedding_distinguishes_series_and_univariate_has_none():

@@ -117,3 +117,45 @@ def test_highway_options_are_validated():
         make_net(highway_window=-1)
     with pytest.raises(ValueError, match="highway_window"):
         make_net(highway_window=WINDOW + 1)(*batch())
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "bad"),
+    [
+        (dict(num_series=0), "num_series", 0),
+        (dict(num_features=0), "num_features", 0),
+        (dict(num_features=2.5), "num_features", 2.5),
+        (dict(embedding_dim=0), "model.net.embedding_dim", 0),
+        (dict(embedding_dim=-3), "model.net.embedding_dim", -3),
+        (dict(num_units=0), "model.net.num_units", 0),
+        (dict(num_units=8.0), "model.net.num_units", 8.0),
+        (dict(num_units="64"), "model.net.num_units", "64"),
+        (dict(num_units=True), "model.net.num_units", True),
+        (dict(num_lstm_layers=0), "model.net.num_lstm_layers", 0),
+        (dict(dense_size=0), "model.net.dense_size", 0),
+        (dict(horizon=0), "model.horizon", 0),
+        (dict(static_embedding_dim=0, static_cardinalities=[3]), "model.net.static_embedding_dim", 0),
+        (dict(static_cardinalities=[3, 0]), "static_cardinalities", 0),
+        (dict(dropout=1.0), "model.net.dropout", 1.0),
+        (dict(dropout=-0.1), "model.net.dropout", -0.1),
+        (dict(dropout="0.2"), "model.net.dropout", "0.2"),
+        (dict(window_norm="minmax"), "model.net.window_norm", "minmax"),
+        (dict(window_norm=None), "model.net.window_norm", None),
+        (dict(last_value_skip="yes"), "model.net.last_value_skip", "yes"),
+        (dict(highway_window=-1), "model.net.highway_window", -1),
+        (dict(highway_window=2.0), "model.net.highway_window", 2.0),
+        (dict(highway_per_series=1), "model.net.highway_per_series", 1),
+    ],
+)
+def test_every_bad_size_or_option_is_a_one_line_user_error(options, key, bad):
+    kwargs = dict(num_series=NUM_SERIES, num_features=NUM_FEATURES, num_units=6, dense_size=5) | options
+    with pytest.raises(UserError) as raised:
+        EmbeddingBiLSTM(**kwargs)
+    message = str(raised.value)
+    assert message.startswith(key) and "\n" not in message
+    assert message.endswith(f"got {bad!r}")
+
+
+def test_good_sizes_build_a_net():
+    net = EmbeddingBiLSTM(1, 1, embedding_dim=1, num_units=1, num_lstm_layers=1, dense_size=1, dropout=0)
+    assert net.embedding is None and net.lstm.hidden_size == 1

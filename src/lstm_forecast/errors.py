@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """Bad input from the user (file, column, config value, checkpoint).
@@ -10,13 +12,34 @@ class UserError(Exception):
     """
 
 
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """``error`` and the exceptions behind it, outermost first: each one's ``__cause__`` or, if
+    none, its ``__context__``. Each exception is yielded once, so a cyclic chain ends."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def find_user_error(error: BaseException) -> UserError | None:
     """The :class:`UserError` behind ``error``, also when a library re-raised it (Hydra's
     ``instantiate`` wraps what a constructor raises)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, UserError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    return next((cause for cause in causes(error) if isinstance(cause, UserError)), None)
+
+
+def innermost_cause(error: BaseException) -> BaseException:
+    """The exception at the bottom of ``error``'s chain: libraries (Hydra's ``instantiate``,
+    Lightning) wrap the one that says what went wrong."""
+    for cause in causes(error):
+        error = cause
+    return error
+
+
+def one_line_reason(error: BaseException) -> str:
+    """The innermost cause of ``error`` in one line: ``Type: first line of its message``."""
+    error = innermost_cause(error)
+    message = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    if isinstance(error, UserError):
+        return message
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lstm_forecast.errors import UserError, find_user_error
+from lstm_forecast.errors import UserError, causes, find_user_error, innermost_cause, one_line_reason
 from lstm_forecast.files import write_atomic
 from lstm_forecast.training.distributed import is_rank_zero
 from lstm_forecast.training.run_folder import (
@@ -29,7 +29,7 @@ from lstm_forecast.training.run_folder import (
     resume_overrides,
     write_run_info,
 )
-from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE, JobRecord, innermost_cause, one_line_reason
+from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE, JobRecord
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 EXIT_USER_ERROR = 2
@@ -38,34 +38,28 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 def _config_error(error: BaseException) -> UserError | None:
     """A user-facing message for config errors (unknown key, missing value) anywhere in ``error``'s chain."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, MissingMandatoryValue):
-            key = getattr(error, "full_key", None) or "a mandatory value"
+    for cause in causes(error):
+        if isinstance(cause, MissingMandatoryValue):
+            key = getattr(cause, "full_key", None) or "a mandatory value"
             return UserError(f"missing value for {key}; set it on the command line ({key}=...)")
-        if isinstance(error, HydraException | OmegaConfBaseException):
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        if isinstance(cause, HydraException | OmegaConfBaseException):
+            lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
             return UserError(" ".join(lines[:3]) + "; see --help for the config groups and keys")
-        error = error.__cause__ or error.__context__
     return None
 
 
 def _disk_error(error: BaseException) -> UserError | None:
     """A full disk or an unwritable folder met mid-run, anywhere in ``error``'s chain."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
-            where = f" {error.filename}" if error.filename else ""
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    for cause in causes(error):
+        if isinstance(cause, OSError) and cause.errno in DISK_ERRNOS:
+            where = f" {cause.filename}" if cause.filename else ""
+            if cause.errno in (errno.ENOSPC, errno.EDQUOT):
                 return UserError(
-                    f"cannot write output{where}: {error.strerror}; free disk space, then resume=<run folder>"
+                    f"cannot write output{where}: {cause.strerror}; free disk space, then resume=<run folder>"
                 )
             return UserError(
-                f"cannot access{where}: {error.strerror}; fix its permissions or choose another path"
+                f"cannot access{where}: {cause.strerror}; fix its permissions or choose another path"
             )
-        error = error.__cause__ or error.__context__
     return None
 
 

@@ -24,7 +24,10 @@ def _load_failure(error: BaseException) -> str:
         return "corrupt, or holds objects other than tensors and plain data"
     if isinstance(error, OSError | EOFError | zipfile.BadZipFile) or not lines:
         return "truncated or corrupt file"
-    return lines[0][:120]
+    if isinstance(error, RuntimeError | ValueError) and not isinstance(error, UnicodeDecodeError):
+        return lines[0][:120]
+    # Junk that the unpickler trips over: KeyError, AttributeError, IndexError, UnicodeDecodeError...
+    return f"corrupt file: {type(error).__name__} {lines[0][:100]}"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -34,7 +37,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
+    except MemoryError:
+        raise
+    except Exception as error:  # whatever junk makes the unpickler raise, the user gets one line
         raise UserError(
             f"{path} is not a readable lstm-forecast checkpoint ({_load_failure(error)}); "
             "pass a .ckpt file written by lstm-train"

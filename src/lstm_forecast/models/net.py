@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import torch
 from torch import nn
 
 from lstm_forecast.errors import UserError
 
 WINDOW_NORMS = ("none", "last", "standard")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_positive_int(key: str, value: Any) -> None:
+    if not (_is_int(value) and value >= 1):
+        raise UserError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise UserError(f"{key} must be true or false, got {value!r}")
 
 
 class Highway(nn.Module):
@@ -97,18 +114,33 @@ class EmbeddingBiLSTM(nn.Module):
         static_embedding_dim: int = 4,
     ) -> None:
         super().__init__()
-        if min(num_series, num_features, num_units, num_lstm_layers, dense_size, horizon) < 1:
-            raise ValueError("sizes must be positive")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if window_norm not in WINDOW_NORMS:
+        # Each size named as its config key (num_series, num_features and static_cardinalities come
+        # from the data), so a bad value is one line, not a traceback from inside torch.
+        for key, value in (
+            ("num_series (series in the data)", num_series),
+            ("num_features (features per step in the data)", num_features),
+            ("model.net.embedding_dim", embedding_dim),
+            ("model.net.num_units", num_units),
+            ("model.net.num_lstm_layers", num_lstm_layers),
+            ("model.net.dense_size", dense_size),
+            ("model.horizon", horizon),
+            ("model.net.static_embedding_dim", static_embedding_dim),
+        ):
+            _check_positive_int(key, value)
+        if not (isinstance(dropout, numbers.Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
+            raise UserError(f"model.net.dropout must be a number in [0, 1), got {dropout!r}")
+        _check_bool("model.net.last_value_skip", last_value_skip)
+        _check_bool("model.net.highway_per_series", highway_per_series)
+        for cardinality in static_cardinalities or []:
+            _check_positive_int("static_cardinalities (codes per static column in the data)", cardinality)
+        if not isinstance(window_norm, str) or window_norm not in WINDOW_NORMS:
             raise UserError(f"model.net.window_norm must be one of {list(WINDOW_NORMS)}, got {window_norm!r}")
         if last_value_skip and window_norm != "none":
             raise UserError(
                 "model.net.last_value_skip adds the last value that window_norm already adds back; "
                 "use one of them (last_value_skip=false or window_norm=none)"
             )
-        if not isinstance(highway_window, int) or highway_window < 0:
+        if not _is_int(highway_window) or highway_window < 0:
             raise UserError(
                 "model.net.highway_window must be 0 (off) or a positive number of steps, "
                 f"got {highway_window!r}"

@@ -35,25 +35,6 @@ DEFAULT_OBJECTIVE = "val/mse_z"
 SUMMARY_METRICS = ("epochs", "val/loss_best")
 
 
-def innermost_cause(error: BaseException) -> BaseException:
-    """The exception at the bottom of ``error``'s chain: libraries (Hydra's ``instantiate``,
-    Lightning) wrap the one that says what went wrong."""
-    seen = set()
-    while id(error) not in seen and (error.__cause__ or error.__context__) is not None:
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return error
-
-
-def one_line_reason(error: BaseException) -> str:
-    """The innermost cause of ``error`` in one line: ``Type: first line of its message``."""
-    error = innermost_cause(error)
-    message = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    if isinstance(error, UserError):
-        return message
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
 class JobRecord:
     """``job.json`` of one run or sweep job, written when the job starts and again when it ends.
 
