@@ -31,7 +31,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from torch.utils.data import DataLoader, TensorDataset
 
-from lstm_forecast.run import build
+from lstm_forecast.training.run import build
 
 # The training benchmark's helpers: the same config composition, clock and net.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

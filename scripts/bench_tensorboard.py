@@ -32,9 +32,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from lstm_forecast.apps import CONFIG_DIR
+from lstm_forecast.cli.app import CONFIG_DIR
 from lstm_forecast.files import write_json
-from lstm_forecast.run import torch_threads, train
+from lstm_forecast.training.run import torch_threads, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {"baseline": "callbacks=training_only", "inspection": "callbacks=default"}

@@ -8,7 +8,7 @@ batch 256 and thread count:
   ceiling any loop can reach;
 * ``blog loop``: a plain PyTorch loop over a ``TensorDataset`` of materialised windows and a
   shuffling per-sample ``DataLoader`` (the method's way);
-* ``ours``: ``lstm_forecast.run.build`` from the real Hydra config and ``Trainer.fit`` for one
+* ``ours``: ``lstm_forecast.training.run.build`` from the real Hydra config and ``Trainer.fit`` for one
   epoch (progress bar on, no validation, no checkpoints), timed by a callback;
 * ``data path``: our training ``DataLoader`` alone for the same batches, as a share of our step time.
 
@@ -38,9 +38,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from lstm_forecast.apps import CONFIG_DIR
+from lstm_forecast.cli.app import CONFIG_DIR
 from lstm_forecast.models.net import EmbeddingBiLSTM
-from lstm_forecast.run import build
+from lstm_forecast.training.run import build
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA_OVERRIDES = [

@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from lstm_forecast.apps import CONFIG_DIR
+from lstm_forecast.cli.app import CONFIG_DIR
 from lstm_forecast.evaluation.report import BASELINES, evaluate_baselines
 from lstm_forecast.files import write_json
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from lstm_forecast.errors import UserError
-from lstm_forecast.sweeps import SUMMARY_CSV, SUMMARY_MD, markdown_table, write_summary
+from lstm_forecast.training.sweeps import SUMMARY_CSV, SUMMARY_MD, markdown_table, write_summary
 
 
 def main(argv: list[str] | None = None) -> int:

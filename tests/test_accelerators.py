@@ -9,8 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import assert_one_line_error, run_app, tiny_cli_args
-from lstm_forecast.distributed import _cpu_supports_bf16, is_rank_zero, relaunches_command_line
-from lstm_forecast.sweeps import JOB_FILE, SUMMARY_CSV, SweepSummaryCallback, summarize_sweep
+from lstm_forecast.training.distributed import _cpu_supports_bf16, is_rank_zero, relaunches_command_line
+from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SweepSummaryCallback, summarize_sweep
 
 
 @pytest.mark.parametrize(

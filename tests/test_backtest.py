@@ -12,7 +12,7 @@ from tests.conftest import assert_one_line_error, run_app
 from lstm_forecast.backtest import origin_windows, period_rows
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 
 def synthetic_datamodule(horizon: int = 3) -> ForecastDataModule:

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
-from lstm_forecast.checkpoints import read_checkpoint
+from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.errors import UserError
 
 NUM_ROWS = 240

@@ -10,10 +10,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_OVERRIDES, run_app
-from lstm_forecast.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
-from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
+from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.evaluation.report import evaluate_split
-from lstm_forecast.sweeps import JOB_FILE
+from lstm_forecast.training.sweeps import JOB_FILE
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import pytest
 
 from lstm_forecast.data.sources import synthetic_frame
 from lstm_forecast.evaluate import evaluate
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import ETTH1
 
 from lstm_forecast.evaluation.report import evaluate_baselines
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 MODELS = ["model", "persistence", "seasonal_naive", "ridge"]
 

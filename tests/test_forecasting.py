@@ -10,8 +10,8 @@ import torch
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.windows import seed_prediction_arrays
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.inference import predict_windows
-from lstm_forecast.forecasting import (
+from lstm_forecast.evaluation.window_forecasts import predict_windows
+from lstm_forecast.inference.forecasting import (
     check_frequency,
     fed_back_steps,
     forecast_future,

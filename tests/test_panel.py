@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_app
-from lstm_forecast.checkpoints import datamodule_from_checkpoint, read_checkpoint
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, read_checkpoint
 from lstm_forecast.data.long_source import resolve_freq, synthetic_long_table
 from lstm_forecast.data.panel import PanelDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.evaluation.outputs import future_forecasts_frame
 from lstm_forecast.models.net import EmbeddingBiLSTM
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 WINDOW = 12
 # Three series on their own timelines and scales: "b" is shorter than the window.

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_app
-from lstm_forecast.checkpoints import DATAMODULE_STATE_KEY, module_from_checkpoint, read_checkpoint
+from lstm_forecast.inference.checkpoints import DATAMODULE_STATE_KEY, module_from_checkpoint, read_checkpoint
 from lstm_forecast.data.calendar import calendar_features
 from lstm_forecast.data.scaling import MinMaxScaler
 from lstm_forecast.data.sources import synthetic_frame
@@ -23,7 +23,7 @@ from lstm_forecast.data.windows import seed_prediction_arrays
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.module import CHECKPOINT_FORMAT_KEY
 from lstm_forecast.predict import predict
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 pytestmark = pytest.mark.slow  # every test needs a trained model (seconds each)
 

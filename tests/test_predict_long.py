@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_app
-from lstm_forecast.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
 from lstm_forecast.data.calendar import calendar_features
 from lstm_forecast.predict import predict
 

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import REPO_ROOT, assert_one_line_error, run_app, tiny_cli_args
 from lstm_forecast.errors import UserError
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 # Deterministic CPU mode, several epochs, no early stop inside them.
 RESUMABLE = ("trainer.max_epochs=3", "trainer.deterministic=true", "callbacks.early_stopping.patience=10")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lstm_forecast.errors import UserError
-from lstm_forecast.run_folder import check_output_dir, resume_overrides
+from lstm_forecast.training.run_folder import check_output_dir, resume_overrides
 
 
 def saved_run(tmp_path, *overrides: str):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, TINY_OVERRIDES, assert_one_line_error, run_app
-from lstm_forecast.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
+from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
 
 pytestmark = pytest.mark.slow
 

@@ -18,20 +18,20 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app, tiny_cli_args
-from lstm_forecast.callbacks import (
+from lstm_forecast.training.callbacks import (
     figure_to_rgb,
     forecast_figure,
     per_series_mse_z,
     select_windows,
     series_error_figure,
 )
-from lstm_forecast.checkpoints import read_checkpoint
+from lstm_forecast.inference.checkpoints import read_checkpoint
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.inference import predict_windows
+from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.evaluation.report import score_forecasts
 from lstm_forecast.models.net import EmbeddingBiLSTM
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 SERIES = ["series_1", "series_2", "series_3"]
 EPOCHS = 2

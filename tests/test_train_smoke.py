@@ -7,7 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import assert_one_line_error, run_app, tiny_cli_args
-from lstm_forecast.run import train
+from lstm_forecast.training.run import train
 
 
 def test_train_writes_metrics(compose_train_cfg, tmp_path):
