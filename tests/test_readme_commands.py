@@ -1,0 +1,79 @@
+"""Every app command in README.md composes: its config group choices and keys exist.
+
+Each command in the README's code blocks (``lstm-<app> ...``, ``.venv/bin/lstm-<app> ...``,
+``python -m lstm_forecast.<app> ...``) is composed as ``--cfg job`` would compose it, with Hydra's
+compose API and the Hydra config included (launchers, sweepers); a multirun is composed with its
+first job's overrides. Placeholders such as ``<time>`` stand for a run folder's name.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from lstm_forecast.cli.app import CONFIG_DIR, _first_job_overrides
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+APP = re.compile(
+    r"(?:^|/)lstm-(train|evaluate|predict|backtest)$|^lstm_forecast\.(train|evaluate|predict|backtest)$"
+)
+PLACEHOLDERS = {"<time>": "2026-01-01_00-00-00", "<run>": "train/2026-01-01_00-00-00"}
+
+
+def readme_commands() -> list[tuple[str, list[str]]]:
+    """``(app, arguments)`` of every app command in the README's fenced code blocks."""
+    commands = []
+    in_block = False
+    lines: list[str] = []
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_block = not in_block
+            continue
+        if in_block:
+            lines.append(line)
+    joined = "\n".join(lines).replace("\\\n", " ")
+    for line in joined.splitlines():
+        for placeholder, value in PLACEHOLDERS.items():
+            line = line.replace(placeholder, value)
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        for position, token in enumerate(tokens):
+            match = APP.search(token)
+            if match and (match.group(1) or (position > 0 and tokens[position - 1] == "-m")):
+                commands.append((match.group(1) or match.group(2), tokens[position + 1 :]))
+                break
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_shows_every_app() -> None:
+    assert {app for app, _ in COMMANDS} == {"train", "evaluate", "predict", "backtest"}
+    assert len(COMMANDS) >= 30
+
+
+@pytest.mark.parametrize(
+    ("app", "arguments"), COMMANDS, ids=[" ".join([a, *args])[:90] for a, args in COMMANDS]
+)
+def test_readme_command_composes(app: str, arguments: list[str]) -> None:
+    overrides = [argument for argument in arguments if not argument.startswith("-")]
+    if "-m" in arguments or "--multirun" in arguments:
+        overrides = _first_job_overrides(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name=app, overrides=overrides, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    if app == "train":
+        assert cfg.data.source.kind in {"synthetic", "wide_file", "long_file"}
+    else:  # the checkpoint apps name their model one way or the other
+        assert (cfg.get("run") is None) != (cfg.get("ckpt_path") is None), arguments
