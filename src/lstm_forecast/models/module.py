@@ -153,9 +153,6 @@ class ForecastModule(pl.LightningModule):
         self.val_loss_best(self.val_loss.compute())
         self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self(batch["x"], batch["series_id"], batch.get("static"))
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT
         # TorchMetrics states are not in the state_dict; a resumed run needs the best loss so far.
