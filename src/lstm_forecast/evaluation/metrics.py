@@ -134,24 +134,6 @@ def forecast_metrics(
     to_z: ToOriginal,
     mase_scale: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Average errors over every window and horizon step.
-
-    Parameters
-    ----------
-    prediction, target : ndarray
-        ``[N, H]`` scaled values.
-    series_index : ndarray
-        ``[N]`` series of each window, from 0.
-    to_original : callable
-        ``(scaled [N, H], series [N, 1]) -> original units``.
-    to_z : callable
-        ``(original [N, H], series [N, 1]) -> z-normalised with training mean and std``.
-    mase_scale : ndarray, optional
-        ``[S]`` MASE denominators (``report.training_naive_scale``).
-
-    Returns
-    -------
-    dict
-        ``mse``, ``mae`` (scaled), ``mse_z``, ``mae_z``, ``mae_orig``, ``rmse_orig``, ``smape``, ``mase``.
-    """
+    """Average errors over every window and horizon step (arguments as :meth:`ForecastErrors.compute`):
+    ``mse``, ``mae`` (scaled), ``mse_z``, ``mae_z``, ``mae_orig``, ``rmse_orig``, ``smape``, ``mase``."""
     return ForecastErrors.compute(prediction, target, series_index, to_original, to_z, mase_scale).overall()
