@@ -123,9 +123,12 @@ def _mostly_numeric(column: pd.Series) -> bool:
     return parsed.notna().sum() >= 0.5 * column.notna().sum()
 
 
+WIDE_TIMESTAMP_COLUMN = "date"
+
+
 def wide_file_frame(
     path: str,
-    timestamp_column: str = "date",
+    timestamp_column: str = WIDE_TIMESTAMP_COLUMN,
     series_columns: list[str] | None = None,
     extra_columns: list[str] | None = None,
     fill_method: str | None = None,
@@ -216,6 +219,19 @@ def _wide_timestamps(table: pd.DataFrame, timestamp_column: str, path: str) -> p
             f"timestamps in {path} are not strictly increasing; sort the file and drop duplicates"
         )
     return index
+
+
+def source_of_file(trained: dict[str, object], given: dict[str, object]) -> dict[str, object]:
+    """The ``data.source`` to read ``given["path"]`` with, for a model trained on source ``trained``.
+
+    A model trained on a file reads another file the same way; one trained on the synthetic source
+    reads a wide file whose series columns carry the training series' names.
+    """
+    if trained.get("kind") != "synthetic" or "kind" in given:
+        return given
+    if "path" not in given:
+        raise UserError("give the file to predict on: data.source.path=FILE.csv")
+    return {"kind": "wide_file", "timestamp_column": WIDE_TIMESTAMP_COLUMN, **given}
 
 
 def load_source(kind: str, **options: object) -> SeriesFrame:

@@ -117,7 +117,7 @@ def load_model(
     ``num_threads`` and the ``data.*`` overrides.
 
     ``source_for(trained_source)`` may rewrite the ``data.source`` override (predict reads a file
-    even for a model trained on the synthetic source).
+    even for a model trained on data it did not read from a file).
     """
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))

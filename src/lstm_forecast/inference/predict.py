@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_forecast.data.sources import numeric_column, read_table
+from lstm_forecast.data.sources import WIDE_TIMESTAMP_COLUMN, numeric_column, read_table, source_of_file
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
@@ -31,19 +30,6 @@ from lstm_forecast.inference.forecasting import check_frequency, forecast_future
 from lstm_forecast.inference.plots import plot_forecasts
 
 log = logging.getLogger(__name__)
-
-FILE_SOURCES = ("wide_file", "long_file")
-DEFAULT_TIMESTAMP_COLUMN = "date"
-
-
-def file_source(trained: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """A model trained on the synthetic source reads a file to predict on as a wide file whose series
-    columns carry the training series' names."""
-    if trained.get("kind") in FILE_SOURCES or "kind" in given:
-        return given
-    if "path" not in given:
-        raise UserError("give the file to predict on: data.source.path=FILE.csv")
-    return {"kind": "wide_file", "timestamp_column": DEFAULT_TIMESTAMP_COLUMN, **given}
 
 
 def read_future(
@@ -88,7 +74,7 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     future_path = OmegaConf.select(cfg, "future.path")
     if horizon is None and future_path is not None:
         raise UserError("future.path is only read when forecasting past the data; add horizon=H")
-    loaded = load_model(cfg, source_for=file_source)
+    loaded = load_model(cfg, source_for=source_of_file)
     datamodule, net, device = loaded.datamodule, loaded.module.net, loaded.device
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
     check_frequency(datamodule, str(loaded.trained_state.get("freq") or ""), data_name)
@@ -103,7 +89,7 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     if horizon is not None:
         future = None
         if future_path is not None:
-            timestamp_column = str(datamodule.source.get("timestamp_column", DEFAULT_TIMESTAMP_COLUMN))
+            timestamp_column = str(datamodule.source.get("timestamp_column", WIDE_TIMESTAMP_COLUMN))
             extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
             future = read_future(str(future_path), timestamp_column, datamodule.series_names, extra_names)
         forecasts = forecast_future(net, datamodule, horizon, net.horizon, future, device)
