@@ -270,13 +270,13 @@ def _fill_or_refuse(
             raise UserError(
                 f"series {vocabulary[codes[row]]!r} has missing {freq.freqstr} steps between "
                 f"{stamps[row - 1]} and {stamps[row]} in {path} ({affected} series with gaps); "
-                "set data.source.fill_method=ffill|interpolate|zero to fill them"
+                "set data.source.fill_method=ffill|bfill|interpolate|zero to fill them"
             )
         if missing_value.any():
             row = int(np.flatnonzero(missing_value)[0])
             raise UserError(
                 f"missing value in {path} for series {vocabulary[codes[row]]!r} at {stamps[row]}; "
-                "set data.source.fill_method=ffill|interpolate|zero or drop those rows"
+                "set data.source.fill_method=ffill|bfill|interpolate|zero or drop those rows"
             )
         return stamps, numeric, offsets
     if not (gap.any() or missing_value.any()):
