@@ -10,15 +10,10 @@ import pytest
 import torch
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import PaddedArrays
+from lstm_forecast.data.windows import SeriesArrays
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.baselines import (
-    RidgeBaseline,
-    default_seasonal_period,
-    full_context_index,
-    seasonal_naive,
-)
-from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_split
+from lstm_forecast.evaluation.baselines import RidgeBaseline, default_seasonal_period, seasonal_naive
+from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows
 from lstm_forecast.models.net import EmbeddingBiLSTM
 
 
@@ -46,7 +41,9 @@ def evaluate(datamodule: ForecastDataModule, **evaluation) -> dict[str, float]:
     net = EmbeddingBiLSTM(
         datamodule.num_series, datamodule.num_features, num_units=4, horizon=datamodule.horizon
     )
-    return evaluate_split(net, datamodule, "test", evaluation=evaluation)
+    options = EvaluationOptions.from_config(evaluation)
+    scores, _, _ = evaluate_windows(net, datamodule, datamodule.windows["test"], "test", options=options)
+    return scores.metrics
 
 
 def test_persistence_is_exact_on_a_constant_series(tmp_path):
@@ -90,9 +87,12 @@ def test_ridge_chooses_regularisation_on_validation_and_skips_warm_up_windows(tm
     noise = rng.standard_normal((400, 2))
     datamodule = file_datamodule(tmp_path, {"a": noise[:, 0], "b": noise[:, 1]}, window_size=10, horizon=2)
     train = datamodule.windows["train"]
-    index = full_context_index(train)
-    rows, _ = train.locate(index)
-    assert int(rows.min()) == train.window_size  # the first window whose context is all real rows
+    index = train.full_context_index()
+    rows, series = train.locate(index)
+    steps = datamodule.load_frame().local_index[rows.numpy()]
+    for s in (0, 1):  # per series, the first window whose context is all real rows, then every later one
+        mine = steps[series.numpy() == s]
+        assert mine.tolist() == list(range(train.window_size, mine.max() + 1))
     ridge = RidgeBaseline.fit(train, datamodule.windows["val"], alphas=[0.0, 1.0, 100.0])
     assert ridge.alpha == min(ridge.validation_mse, key=ridge.validation_mse.get)
     # On white noise the best linear forecast is the mean: heavy shrinkage wins.
@@ -101,10 +101,20 @@ def test_ridge_chooses_regularisation_on_validation_and_skips_warm_up_windows(tm
 
 
 def test_seasonal_naive_reads_the_row_one_season_back_per_step():
-    values = torch.arange(30.0)[:, None]  # row r holds r
-    arrays = PaddedArrays.from_arrays(values, values[:, :0], window_size=4)
-    forecast = seasonal_naive(arrays, np.array([10, 20]), np.array([0, 0]), horizon=5, period=3)
-    np.testing.assert_array_equal(forecast, [[7, 8, 9, 7, 8], [17, 18, 19, 17, 18]])
+    # Two series of 30 rows: series 0 holds r at its row r, series 1 holds 100 + r.
+    values = np.concatenate([np.arange(30.0), 100 + np.arange(30.0)])
+    arrays = SeriesArrays.from_rows(values, np.empty((60, 0)), np.array([0, 30, 60]), window_size=4)
+    # target_row is the row of the frame: row t of series 1 is 30 + t.
+    forecast = seasonal_naive(arrays, np.array([10, 20, 30 + 10]), np.array([0, 0, 1]), horizon=5, period=3)
+    np.testing.assert_array_equal(
+        forecast, [[7, 8, 9, 7, 8], [17, 18, 19, 17, 18], [107, 108, 109, 107, 108]]
+    )
+    # Before a series' first row it reads zeros (the warm-up padding), never the series before it,
+    # however far back the season reaches.
+    near_start = seasonal_naive(arrays, np.array([30 + 1]), np.array([1]), horizon=5, period=3)
+    np.testing.assert_array_equal(near_start, [[0, 0, 100, 0, 0]])
+    far = seasonal_naive(arrays, np.array([30 + 1]), np.array([1]), horizon=2, period=10)
+    np.testing.assert_array_equal(far, [[0, 0]])
     with pytest.raises(UserError, match="seasonal_period"):
         seasonal_naive(arrays, np.array([10]), np.array([0]), horizon=1, period=0)
 

@@ -1,9 +1,14 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from lstm_forecast.data.datamodule import ForecastDataModule, resolve_split
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.sources import synthetic_frame
+from lstm_forecast.data.split import split_bounds
 from lstm_forecast.errors import UserError
 
 SYNTHETIC = {"kind": "synthetic", "num_series": 3, "num_rows": 200, "seed": 0}
@@ -16,9 +21,41 @@ def make_datamodule(**overrides) -> ForecastDataModule:
     return datamodule
 
 
+def split_sizes(split: dict, frame: SeriesFrame) -> dict[str, list[int]]:
+    """Rows per split of each series."""
+    return {name: (hi - lo).tolist() for name, (lo, hi) in split_bounds(split, frame).items()}
+
+
+def ragged_frame(lengths: list[int]) -> SeriesFrame:
+    """Series of ``lengths`` rows each (a ragged panel), hourly, values 0, 1, 2, ... per series."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    stamps = [pd.date_range("2024-01-01", periods=n, freq="h") for n in lengths]
+    return SeriesFrame(
+        series_names=[f"s{i}" for i in range(len(lengths))],
+        offsets=offsets,
+        timestamps=pd.DatetimeIndex(np.concatenate([t.to_numpy() for t in stamps])),
+        values=np.concatenate([np.arange(float(n)) for n in lengths]),
+        extras=pd.DataFrame(index=range(offsets[-1])),
+        static=pd.DataFrame(index=pd.Index([f"s{i}" for i in range(len(lengths))], name="series")),
+        freq=pd.tseries.frequencies.to_offset("h"),
+    )
+
+
 def test_split_by_fractions_and_by_row_counts():
-    assert resolve_split({"train": 0.7, "val": 0.15, "test": 0.15}, 1000) == (700, 150, 150)
-    assert resolve_split({"train": 8640, "val": 2880, "test": 2880}, 17420) == (8640, 2880, 2880)
+    frame = synthetic_frame(num_series=2, num_rows=1000)
+    assert split_sizes({"train": 0.7, "val": 0.15, "test": 0.15}, frame) == {
+        "train": [700, 700],
+        "val": [150, 150],
+        "test": [150, 150],
+    }
+    etth1 = synthetic_frame(num_series=1, num_rows=17420)
+    assert split_sizes({"train": 8640, "val": 2880, "test": 2880}, etth1) == {
+        "train": [8640],
+        "val": [2880],
+        "test": [2880],
+    }
+    lo, hi = split_bounds({"train": 8640, "val": 2880, "test": 2880}, etth1)["test"]
+    assert (lo.tolist(), hi.tolist()) == ([8640 + 2880], [8640 + 2 * 2880])  # rows after it unused
     for bad in (
         {"train": 0.9, "val": 0.1, "test": 0.1},
         {"train": 10, "val": 0.5, "test": 5},
@@ -26,7 +63,21 @@ def test_split_by_fractions_and_by_row_counts():
         {"train": 10, "val": 0, "test": 5},
     ):
         with pytest.raises(UserError):
-            resolve_split(bad, 1000)
+            split_bounds(bad, frame)
+
+
+def test_row_count_split_counts_from_each_series_first_row():
+    # Long data: row counts from each series' own start; a series too short for all of them keeps
+    # what it has (the longest series bounds the total).
+    frame = ragged_frame([100, 60, 25])
+    bounds = split_bounds({"train": 50, "val": 20, "test": 20}, frame)
+    assert {name: (lo.tolist(), hi.tolist()) for name, (lo, hi) in bounds.items()} == {
+        "train": ([0, 0, 0], [50, 50, 25]),
+        "val": ([50, 50, 25], [70, 60, 25]),
+        "test": ([70, 60, 25], [90, 60, 25]),
+    }
+    with pytest.raises(UserError, match="asks for 101 rows but the data has 100"):
+        split_bounds({"train": 61, "val": 20, "test": 20}, frame)
 
 
 def test_window_counts_and_split_boundaries():
@@ -35,25 +86,41 @@ def test_window_counts_and_split_boundaries():
     assert len(train) == (100 - 2) * 3  # warm-up from target row 1; targets t, t+1 stay in train
     assert len(val) == (50 - 2 + 1) * 3
     assert len(test) == (50 - 2 + 1) * 3
+    local_index = dm.load_frame().local_index
     for windows, (first, last) in ((train, (1, 99)), (val, (100, 149)), (test, (150, 199))):
-        rows = windows.gather(torch.arange(len(windows)))["target_row"]
-        assert rows.min().item() == first
-        assert rows.max().item() + 1 == last  # the horizon's last step is the split's last row
+        batch = windows.gather(torch.arange(len(windows)))
+        for series in range(3):
+            rows = batch["target_row"][batch["series_id"] == series + 1].numpy()
+            assert (rows // 200 == series).all()  # row s * T + t of the frame: inside its series
+            steps = local_index[rows]
+            assert steps.min() == first
+            assert steps.max() + 1 == last  # the horizon's last step is the split's last row
 
 
 def test_scaler_is_fitted_on_training_rows_only():
-    dm = make_datamodule()
-    table = dm.feature_table()
-    np.testing.assert_allclose(dm.scaler.data_min, table[:100].min(axis=0))
-    np.testing.assert_allclose(dm.series_mean, table[:100, :3].mean(axis=0))
+    dm = make_datamodule(calendar_features=["hour"])
+    values = dm.load_frame().values.reshape(3, 200)  # series by series
+    np.testing.assert_allclose(dm.scaler.data_min, values[:, :100].min(axis=1))
+    np.testing.assert_allclose(dm.scaler.data_range, np.ptp(values[:, :100], axis=1))
+    np.testing.assert_allclose(dm.series_mean, values[:, :100].mean(axis=1))
+    np.testing.assert_allclose(dm.extra_scaler.data_min, [0.0])  # hours of the training rows
+    np.testing.assert_allclose(dm.extra_scaler.data_range, [23.0])
     # Changing validation and test rows must not change the fitted scaler.
     frame = dm.load_frame()
-    frame.series.iloc[100:] *= 1000
-    leaked = ForecastDataModule(source=SYNTHETIC, window_size=10, split={"train": 100, "val": 50, "test": 50})
-    leaked._frame = frame
+    changed = values.copy()
+    changed[:, 100:] *= 1000
+    leaked = ForecastDataModule(
+        source=SYNTHETIC,
+        window_size=10,
+        split={"train": 100, "val": 50, "test": 50},
+        calendar_features=["hour"],
+    )
+    leaked._frame = dataclasses.replace(frame, values=changed.ravel())
     leaked.setup("fit")
     np.testing.assert_array_equal(leaked.scaler.data_min, dm.scaler.data_min)
     np.testing.assert_array_equal(leaked.scaler.data_range, dm.scaler.data_range)
+    np.testing.assert_array_equal(leaked.series_mean, dm.series_mean)
+    assert leaked.windows["test"].arrays.values.abs().max() > 100  # the change did reach the data
 
 
 def test_scaled_training_data_lies_in_minus_one_to_one():
@@ -70,7 +137,7 @@ def test_standard_scaler_makes_scaled_targets_the_z_normalised_values():
     original = dm.inverse_values(batch["y"].numpy(), series[:, None])
     # So the training loss is the metric the ETTh1 tables publish (MSE on z-normalised values).
     np.testing.assert_allclose(batch["y"].numpy(), dm.z_normalise(original, series[:, None]), atol=1e-5)
-    expected = dm.load_frame().series.to_numpy()[batch["target_row"].numpy(), series]
+    expected = dm.load_frame().values[batch["target_row"].numpy()]
     np.testing.assert_allclose(original[:, 0], expected, rtol=1e-5)
 
 
@@ -84,7 +151,7 @@ def test_inverse_values_recover_original_units():
     batch = dm.windows["test"].gather(torch.arange(6))
     series = (batch["series_id"] - 1).numpy()
     original = dm.inverse_values(batch["y"].numpy(), series[:, None])
-    expected = dm.load_frame().series.to_numpy()[batch["target_row"].numpy(), series]
+    expected = dm.load_frame().values[batch["target_row"].numpy()]
     np.testing.assert_allclose(original[:, 0], expected, rtol=1e-5)
 
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_app
-from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, read_checkpoint
+from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.long_source import resolve_freq, synthetic_long_table
-from lstm_forecast.data.panel import PanelDataModule
+from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.window_forecasts import predict_windows
-from lstm_forecast.evaluation.outputs import future_forecasts_frame
+from lstm_forecast.evaluation.tables import forecast_table
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, read_checkpoint
+from lstm_forecast.inference.forecasting import forecast_future, scaled_arrays
 from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.training.run import train
 
@@ -71,9 +72,9 @@ def source(path: Path, **options) -> dict:
     }
 
 
-def datamodule(path: Path, split: dict | None = None, **kwargs) -> PanelDataModule:
+def datamodule(path: Path, split: dict | None = None, **kwargs) -> ForecastDataModule:
     options = kwargs.pop("options", {})
-    dm = PanelDataModule(
+    dm = ForecastDataModule(
         source=source(path, **options),
         window_size=WINDOW,
         split=split or {"train": 0.5, "val": 0.25, "test": 0.25},
@@ -84,7 +85,7 @@ def datamodule(path: Path, split: dict | None = None, **kwargs) -> PanelDataModu
     return dm
 
 
-def all_windows(dm: PanelDataModule, split: str) -> dict[str, torch.Tensor]:
+def all_windows(dm: ForecastDataModule, split: str) -> dict[str, torch.Tensor]:
     return dm.windows[split].gather(torch.arange(len(dm.windows[split])))
 
 
@@ -165,6 +166,26 @@ def test_per_series_fraction_split_membership(panel_csv):
             assert got == list(steps), (name, split)
 
 
+def test_row_count_split_counts_from_each_series_first_row(panel_csv):
+    # 14 / 5 / 5 rows from each series' own start: a leaves rows 24.. unused, b (8 rows) only
+    # trains, c (20 rows) keeps the one test row it has.
+    dm = datamodule(panel_csv, split={"train": 14, "val": 5, "test": 5})
+    expected = {
+        "train": {"a": range(1, 14), "b": range(1, 8), "c": range(1, 14)},
+        "val": {"a": range(14, 19), "c": range(14, 19)},
+        "test": {"a": range(19, 24), "c": range(19, 20)},
+    }
+    for split, per_series in expected.items():
+        batch = all_windows(dm, split)
+        got = {}
+        for index, name in enumerate(dm.series_names):
+            stamps = dm.timestamps[batch["target_row"][batch["series_id"] == index + 1].numpy()]
+            steps = ((stamps - pd.Timestamp(SERIES[name][0])) / pd.Timedelta("1h")).astype(int).tolist()
+            if steps:
+                got[name] = steps
+        assert got == {name: list(steps) for name, steps in per_series.items()}, split
+
+
 def test_date_split_leaves_series_out_of_splits_they_have_no_rows_in(tmp_path, caplog):
     table = ragged_table()
     late = pd.DataFrame(
@@ -195,7 +216,7 @@ def test_bad_split_is_a_user_error(panel_csv):
         datamodule(panel_csv, split={"train": 0.5, "val": 0.25, "test": 0.25, "val_start": "2024-01-01"})
     with pytest.raises(UserError, match="must increase"):
         datamodule(panel_csv, split={"val_start": "2024-01-02", "test_start": "2024-01-01"})
-    with pytest.raises(UserError, match="no test windows"):
+    with pytest.raises(UserError, match=r"too few rows: validation/test splits have \d+/0 rows"):
         datamodule(panel_csv, split={"val_start": "2024-01-01 12:00", "test_start": "2024-03-01"})
 
 
@@ -235,7 +256,7 @@ def test_state_round_trips_through_a_weights_only_checkpoint(panel_csv, tmp_path
     dm = datamodule(panel_csv)
     torch.save(dm.state_dict(), tmp_path / "state.pt")
     state = torch.load(tmp_path / "state.pt", weights_only=True)
-    restored = PanelDataModule(source=source(panel_csv), window_size=WINDOW, split=dict(dm.split))
+    restored = ForecastDataModule(source=source(panel_csv), window_size=WINDOW, split=dict(dm.split))
     restored.load_state_dict(state)
     restored.setup()
     index = torch.arange(len(dm.windows["val"]))
@@ -247,20 +268,23 @@ def test_checkpoint_series_order_wins_and_unknown_series_are_refused(panel_csv, 
     dm = datamodule(panel_csv)
     state = dm.state_dict()
     only_c = write(tmp_path, ragged_table().query("shop == 'c'"), "c.csv")
-    restored = PanelDataModule(source=source(only_c), window_size=WINDOW, split=dict(dm.split))
+    # setup refuses data in which no series has a full training window (the ridge baseline needs
+    # one), restored scalers or not: c's 20 rows need a 60% training part to hold one of 12.
+    split = {"train": 0.6, "val": 0.2, "test": 0.2}
+    restored = ForecastDataModule(source=source(only_c), window_size=WINDOW, split=split)
     restored.load_frame()
     restored.load_state_dict(state)
     restored.setup()
     assert restored.series_names == ["a", "b", "c"]
     assert set(all_windows(restored, "test")["series_id"].tolist()) == {3}
     only_a = write(tmp_path, ragged_table().query("shop == 'a'"), "a.csv")  # trailing series absent
-    restored = PanelDataModule(source=source(only_a), window_size=WINDOW, split=dict(dm.split))
+    restored = ForecastDataModule(source=source(only_a), window_size=WINDOW, split=split)
     restored.load_state_dict(state)
     restored.setup()
     assert restored.load_frame().lengths.tolist() == [30, 0, 0]
     assert set(all_windows(restored, "test")["series_id"].tolist()) == {1}
     other = write(tmp_path, ragged_table().replace({"shop": {"a": "zz"}}), "other.csv")
-    stranger = PanelDataModule(source=source(other), window_size=WINDOW)
+    stranger = ForecastDataModule(source=source(other), window_size=WINDOW)
     stranger.load_frame()
     with pytest.raises(UserError, match="not in the training data"):
         stranger.load_state_dict(state)
@@ -279,7 +303,8 @@ def test_missing_step_is_reported_with_series_and_gap(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("method", "expected"), [("ffill", "before"), ("interpolate", "mean"), ("zero", 0.0)]
+    ("method", "expected"),
+    [("ffill", "before"), ("bfill", "after"), ("interpolate", "mean"), ("zero", 0.0)],
 )
 def test_fill_methods_fill_gaps_and_missing_values_within_the_series(tmp_path, method, expected):
     table = ragged_table()
@@ -291,11 +316,11 @@ def test_fill_methods_fill_gaps_and_missing_values_within_the_series(tmp_path, m
     table = table.drop(row.index)
     table.loc[is_c & (table.when == pd.Timestamp("2024-01-01 23:00")), "sales"] = np.nan
     path = write(tmp_path, table)
-    dm = PanelDataModule(source=source(path, fill_method=method), window_size=WINDOW)
+    dm = ForecastDataModule(source=source(path, fill_method=method), window_size=WINDOW)
     frame = dm.load_frame()
     assert frame.lengths.tolist() == [30, 8, 20]
     values = pd.Series(frame.values, index=frame.timestamps)[frame.offsets[2] : frame.offsets[3]]
-    want = {"before": before, "mean": (before + after) / 2}.get(expected, expected)
+    want = {"before": before, "after": after, "mean": (before + after) / 2}.get(expected, expected)
     assert values[stamp] == pytest.approx(want)
     assert np.isfinite(frame.values).all() and np.isfinite(frame.extras.to_numpy()).all()
 
@@ -305,9 +330,15 @@ def test_leading_missing_value_cannot_be_forward_filled(tmp_path):
     table.loc[(table.shop == "b") & (table.when == pd.Timestamp("2024-01-01 10:00")), "sales"] = np.nan
     path = write(tmp_path, table)
     with pytest.raises(UserError, match="'b' starts or ends with a missing value"):
-        PanelDataModule(source=source(path, fill_method="ffill"), window_size=WINDOW).load_frame()
+        ForecastDataModule(source=source(path, fill_method="ffill"), window_size=WINDOW).load_frame()
     with pytest.raises(UserError, match=r"missing value .* series 'b'"):
-        PanelDataModule(source=source(path), window_size=WINDOW).load_frame()
+        ForecastDataModule(source=source(path), window_size=WINDOW).load_frame()
+    # interpolate and bfill take the nearest value at a series' edge (one fill for every layout).
+    first_after = ragged_table().query("shop == 'b'").sort_values("when").sales.iloc[1]
+    for method in ("interpolate", "bfill"):
+        frame = ForecastDataModule(source=source(path, fill_method=method), window_size=WINDOW).load_frame()
+        b = frame.values[frame.offsets[1] : frame.offsets[2]]
+        assert len(b) == 8 and b[0] == pytest.approx(first_after)
 
 
 def test_duplicates_off_grid_and_varying_static_are_refused(tmp_path):
@@ -320,20 +351,22 @@ def test_duplicates_off_grid_and_varying_static_are_refused(tmp_path):
     for fragment, bad in cases.items():
         path = write(tmp_path, bad)
         with pytest.raises(UserError, match=fragment):
-            PanelDataModule(source=source(path, fill_method="zero"), window_size=WINDOW).load_frame()
+            ForecastDataModule(source=source(path, fill_method="zero"), window_size=WINDOW).load_frame()
 
 
 def test_calendar_frequency_is_inferred_and_its_gaps_found(tmp_path):
     months = pd.date_range("2020-01-01", periods=24, freq="MS")
     table = pd.DataFrame({"shop": "a", "when": months, "sales": np.arange(24.0), "promo": 0.0, "kind": "x"})
     path = write(tmp_path, table, "monthly.parquet")
-    frame = PanelDataModule(source=source(path), window_size=WINDOW).load_frame()
+    frame = ForecastDataModule(source=source(path), window_size=WINDOW).load_frame()
     assert frame.freq.freqstr == "MS"
     np.testing.assert_array_equal(frame.values, np.arange(24.0))
     gappy = write(tmp_path, table.drop(index=[5]), "gappy.parquet")
     with pytest.raises(UserError, match="missing MS steps between 2020-05-01 00:00:00 and 2020-07-01"):
-        PanelDataModule(source=source(gappy, freq="MS"), window_size=WINDOW).load_frame()
-    filled = PanelDataModule(source=source(gappy, freq="MS", fill_method="interpolate"), window_size=WINDOW)
+        ForecastDataModule(source=source(gappy, freq="MS"), window_size=WINDOW).load_frame()
+    filled = ForecastDataModule(
+        source=source(gappy, freq="MS", fill_method="interpolate"), window_size=WINDOW
+    )
     np.testing.assert_allclose(filled.load_frame().values, np.arange(24.0))
     assert (filled.load_frame().timestamps == months).all()
 
@@ -343,7 +376,9 @@ def test_time_zones_are_kept_and_gaps_filled_across_a_clock_change(tmp_path):
     when = pd.date_range("2024-03-30 22:00", periods=10, freq="h", tz="UTC").tz_convert("Europe/Berlin")
     table = pd.DataFrame({"shop": "a", "when": when, "sales": np.arange(10.0), "promo": 0.0, "kind": "x"})
     path = write(tmp_path, table.drop(index=[4]), "berlin.parquet")
-    frame = PanelDataModule(source=source(path, fill_method="interpolate"), window_size=WINDOW).load_frame()
+    frame = ForecastDataModule(
+        source=source(path, fill_method="interpolate"), window_size=WINDOW
+    ).load_frame()
     assert (frame.timestamps == when).all() and str(frame.timestamps.tz) == "Europe/Berlin"
     np.testing.assert_allclose(frame.values, np.arange(10.0))
 
@@ -379,15 +414,28 @@ def test_static_columns_feed_embeddings_of_the_net(panel_csv):
 
 def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
     dm = datamodule(panel_csv, horizon=2)
-    windows = dm.forecast_windows()
+    lengths = dm.load_frame().lengths
+    # The window forecasting the step after each series' last row: its last W rows (b: all 8, after
+    # zero warm-up padding), scaled with the training rows' scale.
+    arrays = scaled_arrays(dm)
+    targets = torch.from_numpy(arrays.padded_rows(np.arange(3), lengths))
+    windows = Windows(arrays, targets, 2, with_target=False, static=dm.static_codes())
     batch = windows.gather(torch.arange(len(windows)))
     assert "y" not in batch and batch["series_id"].tolist() == [1, 2, 3]
+    assert batch["target_row"].tolist() == dm.load_frame().offsets[1:].tolist()  # one past each end
     for i, (name, (_, length, _)) in enumerate(SERIES.items()):
         scaled = expected_scaled(ragged_table(), name, rows_per_split(length)[0])
         padded = np.concatenate([np.zeros(WINDOW), scaled])
         np.testing.assert_allclose(batch["x"][i, :, -1].numpy(), padded[-WINDOW:], atol=1e-5)
     net = EmbeddingBiLSTM(3, dm.num_features, num_units=4, dense_size=4, horizon=2, static_cardinalities=[3])
-    frame = future_forecasts_frame(predict_windows(net, windows), dm)
+    net.eval()
+    forecasts = forecast_future(net, dm, horizon=2, model_horizon=2)
+    # Exactly what the network makes of those windows.
+    with torch.no_grad():
+        direct = net(batch["x"], batch["series_id"], batch["static"]).numpy()
+    np.testing.assert_allclose(forecasts.prediction, direct, rtol=1e-5, atol=1e-6)
+    frame = forecast_table(forecasts, dm)
+    assert list(frame.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     assert frame.series.tolist() == ["a", "a", "b", "b", "c", "c"] and frame.step.tolist() == [1, 2] * 3
     last = {
         name: pd.Timestamp(start) + (length - 1) * pd.Timedelta("1h")
@@ -397,7 +445,7 @@ def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
         last[name] + step * pd.Timedelta("1h") for name, step in zip(frame.series, frame.step, strict=True)
     ]
     assert frame.timestamp.tolist() == expected
-    assert np.isfinite(frame.prediction).all()
+    assert np.isfinite(frame.prediction).all() and frame.actual.isna().all()
 
 
 # ----------------------------------------------------------------------------------------- end to end
@@ -429,8 +477,8 @@ def test_train_and_evaluate_on_long_data_write_long_outputs(compose_train_cfg, p
     assert metrics["test/num_targets"] == sum(rows_per_split(n)[2] for _, n, _ in SERIES.values())
     assert objects["model"].hparams.static_cardinalities == [3]
     checkpoint = read_checkpoint(metrics["best_checkpoint"])  # weights_only=True inside
-    assert "PanelDataModule" in checkpoint
-    assert isinstance(datamodule_from_checkpoint(checkpoint), PanelDataModule)
+    assert "ForecastDataModule" in checkpoint
+    assert isinstance(datamodule_from_checkpoint(checkpoint), ForecastDataModule)
 
     run_dir = tmp_path / "evaluate"
     result = run_app("evaluate", f"ckpt_path={metrics['best_checkpoint']}", f"hydra.run.dir={run_dir}")
@@ -438,10 +486,10 @@ def test_train_and_evaluate_on_long_data_write_long_outputs(compose_train_cfg, p
     evaluated = json.loads((run_dir / "metrics.json").read_text())
     assert evaluated["test/mse_z"] == pytest.approx(metrics["test/mse_z"], rel=1e-5)
     forecasts = pd.read_csv(run_dir / "forecasts.csv", parse_dates=["timestamp"])
-    assert list(forecasts.columns) == ["series", "timestamp", "step", "prediction", "target"]
+    assert list(forecasts.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     actual = ragged_table().set_index(["shop", "when"]).sales
     np.testing.assert_allclose(
-        forecasts.target.to_numpy(),
+        forecasts.actual.to_numpy(),
         actual.loc[list(zip(forecasts.series, forecasts.timestamp, strict=True))].to_numpy(),
     )
     assert forecasts.groupby("series").size().to_dict() == {
@@ -467,7 +515,7 @@ def test_synthetic_long_table_is_ragged_and_multi_scale(tmp_path):
     levels = table.groupby("series", observed=True).value.mean()
     assert levels.max() / levels.min() > 100
     path = write(tmp_path, table, "synthetic.parquet")
-    dm = PanelDataModule(
+    dm = ForecastDataModule(
         source={"kind": "long_file", "path": str(path), "static_columns": ["category"]},
         window_size=24,
         calendar_features=["hour"],

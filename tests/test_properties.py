@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from lstm_forecast.data.blog_layout import seed_arrays
 from lstm_forecast.data.scaling import MinMaxScaler
-from lstm_forecast.data.windows import PaddedArrays, WideWindows, WindowBatchSampler, seed_arrays
+from lstm_forecast.data.windows import SeriesArrays, WindowBatchSampler, Windows
 
 FAST = settings(max_examples=40, deadline=None)
 
@@ -23,48 +24,78 @@ def recognisable(rows: int, series: int, extras: int) -> tuple[torch.Tensor, tor
     return values, extra
 
 
+def series_rows(lengths: list[int], extras: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of series of ``lengths`` (series by series): value ``100 * s + t + 1``, extras
+    ``-(10000 * e + 100 * s + t + 1)``, every cell unique and non-zero (a zero can only be padding)."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    series = np.repeat(np.arange(len(lengths)), lengths)
+    step = np.arange(offsets[-1]) - offsets[series]
+    values = (100 * series + step + 1).astype(np.float64)
+    extra = -(10000 * np.arange(extras)[None, :] + (100 * series + step + 1)[:, None]).astype(np.float64)
+    return values, extra, offsets
+
+
 @st.composite
 def window_sets(draw):
-    rows = draw(st.integers(1, 40))
-    series = draw(st.integers(1, 5))
+    num_series = draw(st.integers(1, 5))
+    wide = draw(st.booleans())  # every series on one timeline, or ragged (some possibly empty)
+    if wide:
+        lengths = [draw(st.integers(1, 40))] * num_series
+    else:
+        lengths = draw(st.lists(st.integers(0, 40), min_size=num_series, max_size=num_series))
     extras = draw(st.integers(0, 3))
     window = draw(st.integers(1, 12))
-    horizon = draw(st.integers(1, rows))
-    first = draw(st.integers(0, rows - horizon))
-    count = draw(st.integers(0, rows - horizon + 1 - first))
+    horizon = draw(st.integers(1, max(max(lengths), 1)))
     mask = draw(st.booleans())
-    values, extra = recognisable(rows, series, extras)
-    windows = WideWindows(PaddedArrays.from_arrays(values, extra, window), first, count, horizon, mask)
-    return windows, values, extra
+    values, extra, offsets = series_rows(lengths, extras)
+    arrays = SeriesArrays.from_rows(values, extra, offsets, window)
+    pairs = []  # (series, step), series-major: a run of targets per series whose horizon fits
+    for s, length in enumerate(lengths):
+        if length < horizon:
+            continue
+        first = draw(st.integers(0, length - horizon))
+        count = draw(st.integers(0, length - horizon + 1 - first))
+        pairs += [(s, step) for step in range(first, first + count)]
+    series = np.array([p[0] for p in pairs], dtype=np.int64)
+    steps = np.array([p[1] for p in pairs], dtype=np.int64)
+    targets = torch.from_numpy(arrays.padded_rows(series, steps))
+    windows = Windows(arrays, targets, horizon, mask)
+    return windows, pairs, values, extra, offsets
 
 
 @FAST
 @given(window_sets(), st.data())
 def test_window_gather_matches_the_rows_it_names(case, data):
-    windows, values, extra = case
+    windows, pairs, values, extra, offsets = case
     num_windows = len(windows)
-    assert num_windows == windows.num_targets * values.shape[1]
+    assert num_windows == len(pairs)
     if num_windows == 0:
         return
     index = torch.tensor(data.draw(st.lists(st.integers(0, num_windows - 1), min_size=1, max_size=16)))
     batch = windows.gather(index)
     size, window, horizon = len(index), windows.window_size, windows.horizon
+    num_series = len(offsets) - 1
     assert batch["x"].shape == (size, window, windows.num_features)
     assert batch["y"].shape == (size, horizon)
-    assert batch["series_id"].min() >= 1 and batch["series_id"].max() <= values.shape[1]
+    assert batch["series_id"].min() >= 1 and batch["series_id"].max() <= num_series
+    np.testing.assert_array_equal(windows.series_index(), [s for s, _ in pairs])
     for b, i in enumerate(index.tolist()):
-        t, s = windows.first_target + i // values.shape[1], i % values.shape[1]
-        assert batch["target_row"][b] == t and batch["series_id"][b] == s + 1
+        s, t = pairs[i]
+        assert batch["target_row"][b] == offsets[s] + t and batch["series_id"][b] == s + 1
         for k in range(window):
-            row = t - window + k
-            real = row >= 0
-            assert batch["x"][b, k, -1] == (values[row, s] if real else 0)
-            torch.testing.assert_close(
-                batch["x"][b, k, : extra.shape[1]], extra[row] if real else extra[0] * 0
-            )
+            step = t - window + k
+            real = step >= 0
+            row = offsets[s] + step
+            assert batch["x"][b, k, -1] == (values[row] if real else 0)
+            expected = extra[row] if real else np.zeros(extra.shape[1])
+            np.testing.assert_array_equal(batch["x"][b, k, : extra.shape[1]].numpy(), expected)
             if windows.padding_mask:
                 assert batch["x"][b, k, -2] == float(real)
-        torch.testing.assert_close(batch["y"][b], values[t : t + horizon, s])
+        first = offsets[s] + t
+        np.testing.assert_array_equal(batch["y"][b].numpy(), values[first : first + horizon])
+    # Full-context windows are exactly those whose whole window lies in their series' rows.
+    full = {i for i, (_, t) in enumerate(pairs) if t >= window}
+    assert set(windows.full_context_index().tolist()) == full
 
 
 @FAST

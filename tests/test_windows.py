@@ -2,13 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lstm_forecast.data.windows import (
-    PaddedArrays,
-    WideWindows,
-    WindowBatchSampler,
-    seed_arrays,
-    seed_prediction_arrays,
-)
+from lstm_forecast.data.blog_layout import seed_arrays, seed_prediction_arrays
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.windows import SeriesArrays, WindowBatchSampler, Windows
 
 
 def make_source(rows: int, series: int, extras: int) -> np.ndarray:
@@ -17,6 +13,18 @@ def make_source(rows: int, series: int, extras: int) -> np.ndarray:
     values = 100 * np.arange(series)[None, :] + t
     extra = 1000 + 10 * np.arange(extras)[None, :] + t
     return np.concatenate([values, extra], axis=1).astype(np.float32)
+
+
+def wide_arrays(values: np.ndarray, extras: np.ndarray, window_size: int) -> SeriesArrays:
+    """A wide table (``values [T, S]``, ``extras [T, E]``) as series rows, series by series."""
+    num_rows, num_series = values.shape
+    return SeriesArrays.from_rows(
+        values.T.ravel(), np.tile(extras, (num_series, 1)), np.arange(num_series + 1) * num_rows, window_size
+    )
+
+
+def targets(arrays: SeriesArrays, series: list[int], local: list[int]) -> torch.Tensor:
+    return torch.from_numpy(arrays.padded_rows(np.array(series), np.array(local)))
 
 
 def test_training_windows_start_with_the_method_warm_up_padding():
@@ -61,20 +69,55 @@ def test_prediction_windows_are_always_full():
 
 
 def test_direct_horizon_targets_stay_inside_the_data():
-    values = torch.arange(10, dtype=torch.float32)[:, None]
-    arrays = PaddedArrays.from_arrays(values, torch.empty(10, 0), window_size=3)
-    windows = WideWindows(arrays, first_target=5, num_targets=3, horizon=3)
+    values = np.arange(10, dtype=np.float32)[:, None]
+    arrays = wide_arrays(values, np.empty((10, 0)), window_size=3)
+    windows = Windows(arrays, targets(arrays, [0, 0, 0], [5, 6, 7]), horizon=3)
     batch = windows.gather(torch.arange(3))
     np.testing.assert_array_equal(batch["y"].numpy(), [[5, 6, 7], [6, 7, 8], [7, 8, 9]])
-    with pytest.raises(ValueError):
-        WideWindows(arrays, first_target=5, num_targets=4, horizon=3)
+    # The datamodule cuts a split's windows so that every horizon ends inside it: rows [5, 10) with
+    # horizon 3 give exactly the targets 5, 6, 7 (8 and 9 would run past the end).
+    datamodule = ForecastDataModule(
+        source={"kind": "synthetic", "num_series": 1, "num_rows": 60},
+        window_size=3,
+        horizon=3,
+        split={"train": 30, "val": 15, "test": 15},
+    )
+    datamodule.setup()
+    cut = datamodule.split_windows(arrays, "test", lo=np.array([5]), hi=np.array([10]))
+    assert len(cut) == 3
+    np.testing.assert_array_equal(cut.locate(torch.arange(3))[0].numpy(), [5, 6, 7])
+    np.testing.assert_array_equal(cut.gather(torch.arange(3))["y"].numpy(), batch["y"].numpy())
+
+
+def test_horizon_windows_of_a_series_never_read_the_next_series():
+    source = make_source(rows=8, series=3, extras=1)
+    arrays = wide_arrays(source[:, :3], source[:, 3:], window_size=4)
+    # The last window of every series whose horizon ends on its last row, and its first window.
+    windows = Windows(arrays, targets(arrays, [0, 1, 2, 1], [6, 6, 6, 0]), horizon=2, padding_mask=True)
+    batch = windows.gather(torch.arange(4))
+    np.testing.assert_array_equal(batch["y"].numpy(), [[6, 7], [106, 107], [206, 207], [100, 101]])
+    contexts = [[2, 3, 4, 5], [102, 103, 104, 105], [202, 203, 204, 205]]
+    np.testing.assert_array_equal(batch["x"][:3, :, -1].numpy(), contexts)
+    np.testing.assert_array_equal(batch["x"][3].numpy(), np.zeros((4, 3)))  # only warm-up padding
+    np.testing.assert_array_equal(batch["series_id"].numpy(), [1, 2, 3, 2])
+    np.testing.assert_array_equal(batch["target_row"].numpy(), [6, 8 + 6, 16 + 6, 8])  # row s * T + t
 
 
 def test_padding_mask_marks_padded_steps():
-    values = torch.ones(6, 1)
-    arrays = PaddedArrays.from_arrays(values, torch.empty(6, 0), window_size=4)
-    batch = WideWindows(arrays, 1, 5, padding_mask=True).gather(torch.tensor([0, 4]))
+    values = np.ones((6, 1), dtype=np.float32)
+    arrays = wide_arrays(values, np.empty((6, 0)), window_size=4)
+    windows = Windows(arrays, targets(arrays, [0] * 5, [1, 2, 3, 4, 5]), padding_mask=True)
+    batch = windows.gather(torch.tensor([0, 4]))
     np.testing.assert_array_equal(batch["x"][:, :, 0].numpy(), [[0, 0, 0, 1], [1, 1, 1, 1]])
+
+
+def test_padding_mask_restarts_with_every_series():
+    values = np.ones((6, 2), dtype=np.float32)  # 0 on padding only where the mask says so
+    arrays = wide_arrays(values, np.empty((6, 0)), window_size=4)
+    windows = Windows(arrays, targets(arrays, [1, 1], [1, 5]), padding_mask=True)
+    batch = windows.gather(torch.arange(2))
+    np.testing.assert_array_equal(batch["x"][:, :, 0].numpy(), [[0, 0, 0, 1], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(batch["x"][:, :, 1].numpy(), [[0, 0, 0, 1], [1, 1, 1, 1]])
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])

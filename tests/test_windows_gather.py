@@ -1,7 +1,8 @@
 """The batched gather against straightforward per-sample references, and the rank shards.
 
 The references below are written the slow, obvious way (one window at a time, explicit row
-arithmetic), so they share no code with :meth:`WideWindows.gather`.
+arithmetic within each series, zeros before a series' first row), so they share no code with
+:meth:`Windows.gather`.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lstm_forecast.data.blog_layout import seed_arrays
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.windows import (
-    PaddedArrays,
-    WideWindows,
+    SeriesArrays,
     WindowBatchSampler,
     WindowDataset,
-    seed_arrays,
+    Windows,
 )
 from lstm_forecast.models.module import ForecastModule
+
+# One series: (values [T], extras [T, E]).
+Series = tuple[np.ndarray, np.ndarray]
 
 
 def random_arrays(num_rows: int, num_series: int, num_extras: int, seed: int = 0) -> np.ndarray:
@@ -28,55 +32,111 @@ def random_arrays(num_rows: int, num_series: int, num_extras: int, seed: int = 0
     return rng.uniform(-1, 1, (num_rows, num_series + num_extras)).astype(np.float32)
 
 
-def reference_window(
-    source: np.ndarray, num_series: int, target_row: int, series: int, window_size: int, padding_mask: bool
-) -> np.ndarray:
-    """One window ``[W, F]`` built step by step: extras, (mask), value; zeros before row 0."""
-    num_extras = source.shape[1] - num_series
+def wide_series(source: np.ndarray, num_series: int) -> list[Series]:
+    """The series of a wide table: each column with the shared extra columns."""
+    return [(source[:, s], source[:, num_series:]) for s in range(num_series)]
+
+
+def ragged_series(lengths: list[int], num_extras: int, seed: int = 0) -> list[Series]:
+    """Series of their own lengths (possibly none), each with its own extras, float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            rng.uniform(-1, 1, length).astype(np.float32),
+            rng.uniform(-1, 1, (length, num_extras)).astype(np.float32),
+        )
+        for length in lengths
+    ]
+
+
+def offsets_of(series: list[Series]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([len(values) for values, _ in series])])
+
+
+def reference_window(series: Series, target_row: int, window_size: int, padding_mask: bool) -> np.ndarray:
+    """One window ``[W, F]`` built step by step: extras, (mask), value; zeros before the series' row 0."""
+    values, extras = series
+    num_extras = extras.shape[1]
     window = np.zeros((window_size, num_extras + int(padding_mask) + 1), dtype=np.float32)
     for step in range(window_size):
         row = target_row - window_size + step
         if row < 0:
             continue
-        window[step, :num_extras] = source[row, num_series:]
+        window[step, :num_extras] = extras[row]
         if padding_mask:
             window[step, num_extras] = 1.0
-        window[step, -1] = source[row, series]
+        window[step, -1] = values[row]
     return window
 
 
 def reference_batch(
-    source: np.ndarray,
-    num_series: int,
-    first_target: int,
-    index: np.ndarray,
+    series: list[Series],
+    pairs: list[tuple[int, int]],
     window_size: int,
     horizon: int,
     padding_mask: bool,
+    with_target: bool = True,
 ) -> dict[str, np.ndarray]:
-    """The windows ``index`` one at a time, the way a per-sample ``__getitem__`` would."""
+    """The windows ``(series, step)`` one at a time, the way a per-sample ``__getitem__`` would."""
+    offsets = offsets_of(series)
     xs, ys, series_ids, target_rows = [], [], [], []
-    for i in index:
-        target_row, series = first_target + int(i) // num_series, int(i) % num_series
-        xs.append(reference_window(source, num_series, target_row, series, window_size, padding_mask))
-        ys.append(source[target_row : target_row + horizon, series])
-        series_ids.append(series + 1)
-        target_rows.append(target_row)
-    return {
-        "x": np.stack(xs),
-        "y": np.stack(ys),
-        "series_id": np.array(series_ids),
-        "target_row": np.array(target_rows),
-    }
+    for s, step in pairs:
+        xs.append(reference_window(series[s], step, window_size, padding_mask))
+        if with_target:
+            target = series[s][0][step : step + horizon]
+            assert len(target) == horizon, "the reference never reads past a series' end"
+            ys.append(target)
+        series_ids.append(s + 1)
+        target_rows.append(offsets[s] + step)  # the row of the frame, sorted by series then time
+    batch = {"x": np.stack(xs), "series_id": np.array(series_ids), "target_row": np.array(target_rows)}
+    if with_target:
+        batch["y"] = np.stack(ys)
+    return batch
 
 
 def make_windows(
-    source: np.ndarray, num_series: int, window_size: int, first_target: int, horizon: int, padding_mask: bool
-) -> WideWindows:
-    tensor = torch.from_numpy(source)
-    arrays = PaddedArrays.from_arrays(tensor[:, :num_series], tensor[:, num_series:], window_size)
-    num_targets = source.shape[0] - first_target - horizon + 1
-    return WideWindows(arrays, first_target, num_targets, horizon, padding_mask)
+    series: list[Series],
+    window_size: int,
+    pairs: list[tuple[int, int]],
+    horizon: int,
+    padding_mask: bool,
+    with_target: bool = True,
+) -> Windows:
+    values = np.concatenate([v for v, _ in series])
+    extras = np.concatenate([e for _, e in series])
+    arrays = SeriesArrays.from_rows(values, extras, offsets_of(series), window_size)
+    s, step = (np.array([p[i] for p in pairs], dtype=np.int64) for i in (0, 1))
+    targets = torch.from_numpy(arrays.padded_rows(s, step))
+    return Windows(arrays, targets, horizon, padding_mask, with_target)
+
+
+def split_pairs(series: list[Series], first_target: int, horizon: int) -> list[tuple[int, int]]:
+    """Series-major: every target step ``first_target ..`` of each series whose horizon fits in it."""
+    return [
+        (s, step)
+        for s, (values, _) in enumerate(series)
+        for step in range(first_target, len(values) - horizon + 1)
+    ]
+
+
+def check_gather(windows: Windows, series, pairs, window_size, horizon, padding_mask, with_target=True):
+    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(1))
+    for index in (torch.arange(len(windows)), order[:17], order[-1:]):
+        batch = windows.gather(index)
+        expected = reference_batch(
+            series, [pairs[i] for i in index.tolist()], window_size, horizon, padding_mask, with_target
+        )
+        assert batch["x"].shape == (len(index), window_size, windows.num_features)
+        np.testing.assert_array_equal(batch["x"].numpy(), expected["x"])
+        np.testing.assert_array_equal(batch["series_id"].numpy(), expected["series_id"])
+        np.testing.assert_array_equal(batch["target_row"].numpy(), expected["target_row"])
+        target_row, located_series = windows.locate(index)
+        np.testing.assert_array_equal(target_row.numpy(), expected["target_row"])
+        np.testing.assert_array_equal(located_series.numpy() + 1, expected["series_id"])
+        if with_target:
+            np.testing.assert_array_equal(batch["y"].numpy(), expected["y"])
+        else:
+            assert "y" not in batch
 
 
 @pytest.mark.parametrize(
@@ -92,18 +152,31 @@ def test_gather_matches_per_sample_reference(
     num_series, num_extras, window_size, first_target, horizon, padding_mask
 ):
     source = random_arrays(30, num_series, num_extras, seed=num_series + window_size)
-    windows = make_windows(source, num_series, window_size, first_target, horizon, padding_mask)
-    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(1))
-    for index in (torch.arange(len(windows)), order[:17], order[-1:]):
-        batch = windows.gather(index)
-        expected = reference_batch(
-            source, num_series, first_target, index.numpy(), window_size, horizon, padding_mask
-        )
-        assert batch["x"].shape == (len(index), window_size, windows.num_features)
-        np.testing.assert_array_equal(batch["x"].numpy(), expected["x"])
-        np.testing.assert_array_equal(batch["y"].numpy(), expected["y"])
-        np.testing.assert_array_equal(batch["series_id"].numpy(), expected["series_id"])
-        np.testing.assert_array_equal(batch["target_row"].numpy(), expected["target_row"])
+    series = wide_series(source, num_series)
+    pairs = split_pairs(series, first_target, horizon)
+    windows = make_windows(series, window_size, pairs, horizon, padding_mask)
+    check_gather(windows, series, pairs, window_size, horizon, padding_mask)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "num_extras", "window_size", "first_target", "horizon", "padding_mask"),
+    [
+        ([30, 5, 17], 2, 8, 1, 1, True),  # a series shorter than the window
+        ([12, 0, 25, 3], 1, 6, 0, 2, False),  # an empty series between others; step 0 targets
+        ([40, 9], 0, 4, 2, 3, True),  # no extras, windows mostly inside the data
+    ],
+)
+def test_gather_matches_per_sample_reference_on_ragged_series(
+    lengths, num_extras, window_size, first_target, horizon, padding_mask
+):
+    series = ragged_series(lengths, num_extras, seed=sum(lengths))
+    pairs = split_pairs(series, first_target, horizon)
+    windows = make_windows(series, window_size, pairs, horizon, padding_mask)
+    check_gather(windows, series, pairs, window_size, horizon, padding_mask)
+    # Forecast windows: the step after each non-empty series' last row, no target.
+    future = [(s, len(values)) for s, (values, _) in enumerate(series) if len(values)]
+    forecast = make_windows(series, window_size, future, horizon, padding_mask, with_target=False)
+    check_gather(forecast, series, future, window_size, horizon, padding_mask, with_target=False)
 
 
 def blog_training_arrays(source: np.ndarray, num_series: int, window_size: int, num_train: int):
@@ -131,17 +204,18 @@ def blog_training_arrays(source: np.ndarray, num_series: int, window_size: int, 
 def test_seed_arrays_match_the_blog_recipe():
     num_series, window_size = 3, 6
     source = random_arrays(40, num_series, 2, seed=3)
+    series = wide_series(source, num_series)
     x_train, y_train, x_test, y_test = seed_arrays(source, window_size, num_series, split_ratio=0.75)
     expected_x, expected_y = blog_training_arrays(source, num_series, window_size, num_train=30)
     np.testing.assert_array_equal(x_train, expected_x)
     np.testing.assert_array_equal(y_train, expected_y)
-    # Test samples forecast rows 30..39 with full windows of the rows just before them.
+    # Test samples forecast rows 30..39 with full windows of the rows just before them (time-major).
     for sample in range(len(x_test)):
-        target_row, series = 30 + sample // num_series, sample % num_series
-        window = reference_window(source, num_series, target_row, series, window_size, padding_mask=False)
+        target_row, s = 30 + sample // num_series, sample % num_series
+        window = reference_window(series[s], target_row, window_size, padding_mask=False)
         np.testing.assert_array_equal(x_test[sample, :, 1:], window)
-        assert (x_test[sample, :, 0] == series + 1).all()
-        assert y_test[sample, 0] == source[target_row, series]
+        assert (x_test[sample, :, 0] == s + 1).all()
+        assert y_test[sample, 0] == source[target_row, s]
     assert len(x_test) == 10 * num_series
 
 
@@ -206,25 +280,36 @@ def test_datamodule_epoch_yields_every_training_window_once_with_reference_value
     )
     datamodule.setup("fit")
     windows = datamodule.windows["train"]
-    num_series = datamodule.num_series
-    scaled = datamodule.scaler.transform(datamodule.feature_table()).astype(np.float32)
+    frame = datamodule.load_frame()
+    # Each series scaled onto [-1, 1] by its own first 120 (training) rows, computed here.
+    values = frame.values.reshape(3, 200)
+    low, high = values[:, :120].min(axis=1, keepdims=True), values[:, :120].max(axis=1, keepdims=True)
+    scaled = (-1 + 2 * (values - low) / (high - low)).astype(np.float32)
+    extras = datamodule.extra_scaler.transform(datamodule.feature_table()).astype(np.float32)
+    series = [(scaled[s], extras[frame.offsets[s] : frame.offsets[s + 1]]) for s in range(3)]
     loader = datamodule.train_dataloader()
     seen = []
     for batch in loader:
         assert isinstance(batch, dict) and batch["x"].shape[0] <= 32
-        keys = (batch["target_row"] - windows.first_target) * num_series + batch["series_id"] - 1
-        expected = reference_batch(scaled, num_series, windows.first_target, keys.numpy(), 10, 2, True)
+        series_index = (batch["series_id"] - 1).tolist()
+        steps = (batch["target_row"].numpy() - frame.offsets[series_index]).tolist()
+        expected = reference_batch(series, list(zip(series_index, steps, strict=True)), 10, 2, True)
         np.testing.assert_allclose(batch["x"].numpy(), expected["x"], rtol=0, atol=1e-6)
         np.testing.assert_allclose(batch["y"].numpy(), expected["y"], rtol=0, atol=1e-6)
-        seen.append(keys)
+        np.testing.assert_array_equal(batch["target_row"].numpy(), expected["target_row"])
+        seen.append(batch["target_row"])
     seen = torch.cat(seen)
-    assert sorted(seen.tolist()) == list(range(len(windows)))
-    assert seen.tolist() != list(range(len(windows))), "training batches are shuffled"
+    # Every training target row of every series exactly once: steps 1..118 (the horizon's second
+    # step, 119, is the last training row), rows s * 200 + step of the frame.
+    expected_rows = [s * 200 + step for s in range(3) for step in range(1, 119)]
+    assert len(windows) == len(expected_rows)
+    assert sorted(seen.tolist()) == expected_rows
+    assert seen.tolist() != expected_rows, "training batches are shuffled"
 
 
 def test_dataset_items_are_whole_batches():
-    source = random_arrays(20, 2, 1)
-    windows = make_windows(source, 2, 4, 1, 1, False)
+    series = wide_series(random_arrays(20, 2, 1), 2)
+    windows = make_windows(series, 4, split_pairs(series, 1, 1), 1, False)
     dataset = WindowDataset(windows)
     index = torch.tensor([3, 0, 7])
     batch = dataset[index]
@@ -240,9 +325,8 @@ class BatchRecorder(pl.Callback):
         self.seen: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
 
     def _record(self, split: str, trainer: pl.Trainer, batch: dict[str, torch.Tensor]) -> None:
-        windows = trainer.datamodule.windows[split]
-        keys = (batch["target_row"] - windows.first_target) * windows.num_series + batch["series_id"] - 1
-        self.seen[split].append(keys.cpu())
+        # A window's target row (a row of the frame) is unique within a split: its key.
+        self.seen[split].append(batch["target_row"].cpu())
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._record("train", trainer, batch)
@@ -288,12 +372,16 @@ def test_ddp_ranks_train_on_their_reshuffled_share_and_validate_every_window_onc
     )
     trainer.fit(model, datamodule=datamodule)
     num_train, num_val = 99 * 3, 30 * 3
+    # Target rows (series-major rows s * 160 + step of the frame) of the training and validation windows.
+    train_rows = [s * 160 + step for s in range(3) for step in range(1, 100)]
+    val_rows = [s * 160 + step for s in range(3) for step in range(100, 130)]
+    assert len(train_rows) == num_train and len(val_rows) == num_val
     epochs = []
     for epoch in range(2):
         train = [torch.load(tmp_path / f"train_epoch{epoch}_rank{rank}.pt") for rank in range(2)]
         val = [torch.load(tmp_path / f"val_epoch{epoch}_rank{rank}.pt") for rank in range(2)]
         assert len(train[0]) == len(train[1]) == -(-num_train // 2)
-        assert set(torch.cat(train).tolist()) == set(range(num_train))
-        assert sorted(torch.cat(val).tolist()) == list(range(num_val))
+        assert set(torch.cat(train).tolist()) == set(train_rows)
+        assert sorted(torch.cat(val).tolist()) == val_rows
         epochs.append(train[0].tolist())
     assert epochs[0] != epochs[1], "training shards are reshuffled every epoch"
