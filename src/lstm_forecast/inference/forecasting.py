@@ -81,7 +81,8 @@ def future_user_extras(
             f"the future file has no row for {absent[0]} ({len(absent)} forecast timestamps missing); "
             f"give the extra columns for every timestamp in {span}"
         )
-    return future_extras.loc[timestamps, names].to_numpy(dtype=np.float64)
+    # A copy: the caller blanks the steps not fed back (pandas' copy-on-write views are read-only).
+    return future_extras.loc[timestamps, names].to_numpy(dtype=np.float64, copy=True)
 
 
 def scaled_arrays(
