@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from lstm_forecast.data.blog_layout import seed_prediction_arrays
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import seed_prediction_arrays
 from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.inference.forecasting import (
     check_frequency,
     fed_back_steps,
     forecast_future,
-    future_timestamps,
     prediction_windows,
-    recursive_forecast,
-    window_predictions_table,
 )
 from lstm_forecast.models.net import EmbeddingBiLSTM
 
@@ -42,103 +42,117 @@ def fitted_datamodule(
         split={"train": 0.6, "val": 0.2, "test": 0.2},
         calendar_features=list(calendar),
     )
-    datamodule.setup("fit")  # fits the scaler, as training does
+    datamodule.setup("fit")  # fits the scalers, as training does
     return datamodule
 
 
-def hand_window(values: np.ndarray, extras: np.ndarray, end: int, series: int) -> torch.Tensor:
-    """``[1, W, E + 1]``: rows ``end - W .. end - 1``, extras then the value (the training layout)."""
-    rows = slice(end - WINDOW, end)
-    step = np.concatenate([extras[rows], values[rows, series, None]], axis=1)
-    return torch.tensor(step[None], dtype=torch.float32)
+def hand_forecast(
+    net: EmbeddingBiLSTM,
+    datamodule: ForecastDataModule,
+    horizon: int,
+    model_horizon: int = 1,
+    future_calendar: bool = True,
+) -> np.ndarray:
+    """``[S, horizon]`` scaled forecasts, the loop written out by hand for each hourly series: forecast
+    the next block from the last ``W`` scaled rows (extras then the value, the training layout),
+    append it, repeat. The appended rows get the calendar features of the series' next hours (or,
+    with ``future_calendar=False``, those of its last observed row)."""
+    frame = datamodule.load_frame()
+    values = datamodule.scaled_values(frame.values, frame.row_series)
+    extras = datamodule.scaled_extras(datamodule.feature_table())
+    forecasts = []
+    for s in range(frame.num_series):
+        rows = slice(frame.offsets[s], frame.offsets[s + 1])
+        last = frame.timestamps[rows][-1]
+        ahead = pd.DatetimeIndex([last + pd.Timedelta(hours=k) for k in range(1, horizon + 1)])
+        if future_calendar:
+            future = datamodule.scaled_extras(datamodule.feature_table(ahead, np.zeros((horizon, 0))))
+        else:
+            future = np.repeat(extras[rows][-1:], horizon, axis=0)
+        known_values, known_extras = list(values[rows]), np.vstack([extras[rows], future])
+        forecast: list[float] = []
+        while len(forecast) < horizon:
+            end = len(known_values)
+            step = np.column_stack([known_extras[end - WINDOW : end], known_values[end - WINDOW : end]])
+            with torch.no_grad():
+                block = net(torch.tensor(step[None], dtype=torch.float32), torch.tensor([s + 1]))[0]
+            block = block[: horizon - len(forecast)].tolist()
+            forecast += block
+            known_values += block
+        forecasts.append(forecast)
+    return np.array(forecasts)
 
 
 def test_recursive_forecast_feeds_each_forecast_back():
-    rng = np.random.default_rng(0)
-    num_series, horizon, observed = 3, 5, 9
-    values = rng.uniform(-1, 1, (observed, num_series))
-    extras = rng.uniform(-1, 1, (observed + horizon, 2))
-    net = make_net(num_series, num_features=3)
+    datamodule = fitted_datamodule()
+    net = make_net(datamodule.num_series, datamodule.num_features)
 
-    forecast = recursive_forecast(
-        net,
-        torch.tensor(values, dtype=torch.float32),
-        torch.tensor(extras, dtype=torch.float32),
-        horizon,
-        WINDOW,
-    )
+    forecast = forecast_future(net, datamodule, horizon=5)
 
-    assert forecast.shape == (horizon, num_series)
-    # The same loop written out by hand: forecast row t from rows t-W..t-1, append, repeat.
-    known = values.copy()
-    with torch.no_grad():
-        for _ in range(horizon):
-            end = known.shape[0]
-            step = [
-                net(hand_window(known, extras, end, s), torch.tensor([s + 1])).item()
-                for s in range(num_series)
-            ]
-            known = np.vstack([known, step])
-    np.testing.assert_allclose(forecast.numpy(), known[observed:], rtol=1e-5, atol=1e-6)
+    assert forecast.prediction.shape == (3, 5)
+    assert forecast.target is None
+    assert forecast.series_index.tolist() == [0, 1, 2]
+    assert forecast.target_row.tolist() == [40, 80, 120]  # one past each series' last row
+    # The same loop written out by hand, with the calendar features of the hours after the data.
+    expected = hand_forecast(net, datamodule, horizon=5)
+    np.testing.assert_allclose(forecast.prediction, expected, rtol=1e-5, atol=1e-6)
+    # The network reads those features: stale ones (the last observed row's) change every fed-back step.
+    stale = hand_forecast(net, datamodule, horizon=5, future_calendar=False)
+    np.testing.assert_allclose(stale[:, 0], expected[:, 0], rtol=1e-6)
+    assert not np.isclose(stale[:, 1:], expected[:, 1:], rtol=1e-5, atol=1e-6).any()
 
 
 def test_direct_multi_step_forecast_advances_by_blocks():
-    rng = np.random.default_rng(1)
-    num_series, observed = 2, 8
-    values = torch.tensor(rng.uniform(-1, 1, (observed, num_series)), dtype=torch.float32)
-    extras = torch.tensor(rng.uniform(-1, 1, (observed + 6, 1)), dtype=torch.float32)
-    net = make_net(num_series, num_features=2, horizon=3)
+    datamodule = fitted_datamodule()
+    net = make_net(datamodule.num_series, datamodule.num_features, horizon=3)
 
-    forecast = recursive_forecast(net, values, extras, horizon=7, window_size=WINDOW, model_horizon=3)
+    forecast = forecast_future(net, datamodule, horizon=7, model_horizon=3)
 
-    assert forecast.shape == (7, num_series)
-    with torch.no_grad():
-        first_block = torch.stack(
-            [
-                net(hand_window(values.numpy(), extras.numpy(), observed, s), torch.tensor([s + 1]))[0]
-                for s in range(2)
-            ]
-        )  # [S, 3]
-    np.testing.assert_allclose(forecast[:3].numpy(), first_block.T.numpy(), rtol=1e-5, atol=1e-6)
+    assert forecast.prediction.shape == (3, 7)
+    expected = hand_forecast(net, datamodule, horizon=7, model_horizon=3)
+    np.testing.assert_allclose(forecast.prediction, expected, rtol=1e-5, atol=1e-6)
+    # The first block is the direct forecast of each series' last full window.
+    windows = predict_windows(net, prediction_windows(datamodule, horizon=3))
+    last_window = np.flatnonzero(np.diff(np.append(windows.series_index, -1)) != 0)  # [S]
+    np.testing.assert_allclose(forecast.prediction[:, :3], windows.prediction[last_window], rtol=1e-6)
     # Only forecasts that become context need extras: steps 1..6 of 7 with blocks of 3.
     assert fed_back_steps(7, 3) == 6
-    with pytest.raises(ValueError, match="extras cover"):
-        recursive_forecast(
-            net, values, extras[: observed + 5], horizon=7, window_size=WINDOW, model_horizon=3
-        )
+    assert fed_back_steps(3, 3) == 0 and fed_back_steps(5, 1) == 4
 
 
-def test_forecast_future_timestamps_units_and_calendar():
+def test_forecast_table_of_the_future_timestamps_and_units():
     datamodule = fitted_datamodule()
     net = make_net(datamodule.num_series, datamodule.num_features)
-    last = datamodule.timestamps[-1]
+    last = datamodule.timestamps[-1]  # every synthetic series ends at the same hour
 
-    future = forecast_future(net, datamodule, horizon=4, freq="h")
+    table = forecast_table(forecast_future(net, datamodule, horizon=4), datamodule)
 
-    assert list(future.timestamps) == [last + pd.Timedelta(hours=k) for k in range(1, 5)]
-    assert future.values.shape == (4, 3)
-    table = future.table()
-    assert list(table.columns) == ["timestamp", "series", "step", "prediction"]
-    assert len(table) == 12 and table["step"].tolist()[:4] == [1, 2, 3, 4]
+    assert list(table.columns) == ["series", "timestamp", "step", "prediction", "actual"]
+    assert len(table) == 12
+    assert table["series"].tolist() == [f"series_{k}" for k in (1, 2, 3) for _ in range(4)]
+    assert table["step"].tolist() == [1, 2, 3, 4] * 3
+    assert table["timestamp"].tolist() == [last + pd.Timedelta(hours=k) for k in range(1, 5)] * 3
+    assert table["actual"].isna().all()  # past the data
     # Original units: the first step equals the network on the last full window, inverted by the scaler.
-    windows = prediction_windows(datamodule, horizon=1)
-    last_windows = predict_windows(net, windows).prediction[-3:, 0]  # row T, every series
+    windows = predict_windows(net, prediction_windows(datamodule, horizon=1))
+    last_windows = windows.prediction[np.isin(windows.target_row, [40, 80, 120]), 0]  # row T
+    assert last_windows.shape == (3,)
     expected = datamodule.inverse_values(last_windows, np.arange(3))
-    np.testing.assert_allclose(future.values[0], expected, rtol=1e-5)
-    # The calendar features of the fed-back steps are computed from the future timestamps: a model
-    # that reads them gives different second steps when the hour changes.
-    shifted = forecast_future(net, datamodule, horizon=4, freq="2h")
-    np.testing.assert_allclose(shifted.values[0], future.values[0], rtol=1e-6)
-    assert not np.allclose(shifted.values[1:], future.values[1:])
+    np.testing.assert_allclose(table.loc[table["step"] == 1, "prediction"], expected, rtol=1e-5)
+    # ... and they are not the scaled numbers.
+    assert not np.allclose(expected, last_windows)
+
+
+def wide_csv(path: Path, timestamps: pd.DatetimeIndex, **extra: np.ndarray) -> Path:
+    step = np.arange(len(timestamps), dtype=float)
+    table = pd.DataFrame({"date": timestamps, "a": np.sin(step), "b": np.cos(step), **extra})
+    table.to_csv(path, index=False)
+    return path
 
 
 def test_user_extras_need_future_values(tmp_path):
     timestamps = pd.date_range("2024-01-01", periods=40, freq="h")
-    step = np.arange(40.0)
-    path = tmp_path / "with_load.csv"
-    pd.DataFrame({"date": timestamps, "a": np.sin(step), "b": np.cos(step), "load": step}).to_csv(
-        path, index=False
-    )
+    path = wide_csv(tmp_path / "with_load.csv", timestamps, load=np.arange(40.0))
     datamodule = ForecastDataModule(
         source={"kind": "wide_file", "path": str(path), "extra_columns": ["load"]},
         window_size=WINDOW,
@@ -149,48 +163,76 @@ def test_user_extras_need_future_values(tmp_path):
     net = make_net(2, datamodule.num_features)
 
     with pytest.raises(UserError, match=r"extra column\(s\) \['load'\].*future.path"):
-        forecast_future(net, datamodule, horizon=3, freq="h")
-    one_step = forecast_future(net, datamodule, horizon=1, freq="h")  # nothing is fed back
-    assert one_step.values.shape == (1, 2)
+        forecast_future(net, datamodule, horizon=3)
+    one_step = forecast_future(net, datamodule, horizon=1)  # nothing is fed back
+    assert one_step.prediction.shape == (2, 1)
 
-    future_index = future_timestamps(timestamps[-1], "h", 3)
+    future_index = pd.date_range(timestamps[-1] + pd.Timedelta(hours=1), periods=3, freq="h")
     too_short = pd.DataFrame({"load": [40.0]}, index=future_index[:1])
     with pytest.raises(UserError, match="no row for"):
-        forecast_future(net, datamodule, 3, "h", future_extras=too_short)
+        forecast_future(net, datamodule, 3, future_extras=too_short)
+    with pytest.raises(UserError, match=r"lacks the extra column\(s\) \['load'\]"):
+        forecast_future(net, datamodule, 3, future_extras=pd.DataFrame({"x": [0.0] * 3}, index=future_index))
     given = pd.DataFrame({"load": [40.0, 41.0, 42.0]}, index=future_index)
     other = pd.DataFrame({"load": [0.0, 0.0, 0.0]}, index=future_index)
-    forecast = forecast_future(net, datamodule, 3, "h", future_extras=given).values
-    assert forecast.shape == (3, 2)
+    forecast = forecast_future(net, datamodule, 3, future_extras=given).prediction
+    assert forecast.shape == (2, 3)
+    np.testing.assert_allclose(forecast[:, 0], one_step.prediction[:, 0], rtol=1e-6)
     # The given values are used: other future loads change the fed-back steps only.
-    changed = forecast_future(net, datamodule, 3, "h", future_extras=other).values
-    np.testing.assert_allclose(changed[0], forecast[0], rtol=1e-6)
-    assert not np.allclose(changed[1:], forecast[1:])
+    changed = forecast_future(net, datamodule, 3, future_extras=other).prediction
+    np.testing.assert_allclose(changed[:, 0], forecast[:, 0], rtol=1e-6)
+    assert not np.allclose(changed[:, 1:], forecast[:, 1:])
 
 
 def test_prediction_windows_are_the_methods_prediction_layout():
     datamodule = fitted_datamodule(num_rows=30)
     windows = prediction_windows(datamodule, horizon=1)
     num_rows, num_series = 30, 3
+    per_series = num_rows - WINDOW + 1
 
-    assert len(windows) == (num_rows - WINDOW + 1) * num_series
+    assert len(windows) == per_series * num_series
     batch = windows.gather(torch.arange(len(windows)))
-    scaled = datamodule.scaler.transform(datamodule.feature_table())
-    reference = seed_prediction_arrays(scaled, WINDOW, num_series)  # [N, W, id + extras + value]
+    # The method's array of the same scaled data: [T, series + extras], time-major windows.
+    frame = datamodule.load_frame()
+    values = datamodule.scaled_values(frame.values, frame.row_series).reshape(num_series, num_rows).T
+    extras = datamodule.scaled_extras(datamodule.feature_table())[:num_rows]  # shared by every series
+    reference = seed_prediction_arrays(np.column_stack([values, extras]), WINDOW, num_series)
+    # Our windows are series-major: window s * per_series + j is the method's j * S + s.
+    order = (np.arange(per_series)[None, :] * num_series + np.arange(num_series)[:, None]).ravel()
+    reference = reference[order]  # [N, W, id + extras + value]
     np.testing.assert_allclose(batch["x"].numpy(), reference[:, :, 1:], rtol=1e-6)
     np.testing.assert_array_equal(batch["series_id"].numpy(), reference[:, 0, 0])
-
+    # The forecasts are the network's own forward pass on those hand-built windows.
     net = make_net(num_series, datamodule.num_features, horizon=2)
-    table = window_predictions_table(predict_windows(net, prediction_windows(datamodule, 2)), datamodule, "h")
-    assert list(table.columns) == ["timestamp", "series", "prediction", "actual", "step"]
+    forecasts = predict_windows(net, prediction_windows(datamodule, 2))
+    with torch.no_grad():
+        direct = net(torch.from_numpy(reference[:, :, 1:]), torch.from_numpy(reference[:, 0, 0]).long())
+    np.testing.assert_allclose(forecasts.prediction, direct.numpy(), rtol=1e-5, atol=1e-6)
+
+    table = forecast_table(forecasts, datamodule)
+    assert list(table.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     assert len(table) == len(windows) * 2
     timestamps = datamodule.timestamps
     first = table.iloc[0]
     assert (first["timestamp"], first["series"], first["step"]) == (timestamps[WINDOW], "series_1", 1)
-    assert first["actual"] == pytest.approx(datamodule.load_frame().series["series_1"].iloc[WINDOW])
+    assert first["actual"] == pytest.approx(frame.values[WINDOW])
+    series_2 = table[table["series"] == "series_2"].iloc[1]  # step 2 of its first window
+    assert series_2["timestamp"] == timestamps[WINDOW + 1]
+    assert series_2["actual"] == pytest.approx(frame.values[num_rows + WINDOW + 1])
+    window_series = np.repeat(np.arange(num_series), per_series)[:, None]  # [N, 1]
+    expected = datamodule.inverse_values(direct.numpy(), window_series).ravel()
+    np.testing.assert_allclose(table["prediction"], expected, rtol=1e-5)
     # The last window forecasts the two steps after the data: no actuals there.
-    tail = table[table["timestamp"] > timestamps[-1]]
-    assert sorted(set(tail["timestamp"])) == [timestamps[-1] + pd.Timedelta(hours=k) for k in (1, 2)]
+    last = timestamps[num_rows - 1]
+    tail = table[table["timestamp"] > last]
+    assert sorted(set(tail["timestamp"])) == [last + pd.Timedelta(hours=k) for k in (1, 2)]
+    assert len(tail) == 3 * num_series  # the last window's two steps, the one before's second
     assert tail["actual"].isna().all() and table["actual"].notna().sum() == len(table) - len(tail)
+
+
+def wide_datamodule(tmp_path: Path, timestamps: pd.DatetimeIndex) -> ForecastDataModule:
+    path = wide_csv(tmp_path / "new.csv", timestamps)
+    return ForecastDataModule(source={"kind": "wide_file", "path": str(path)}, window_size=WINDOW)
 
 
 @pytest.mark.parametrize(
@@ -198,14 +240,22 @@ def test_prediction_windows_are_the_methods_prediction_layout():
     [
         (pd.date_range("2024-01-01", periods=10, freq="30min"), "h", "every '30min'"),
         (pd.date_range("2024-01-01", periods=10, freq="h").delete(4), "h", "irregular: row 4"),
-        (pd.date_range("2024-01-01", periods=10, freq="h").delete([2, 5]), "", "cannot tell"),
+        (pd.date_range("2024-01-01", periods=10, freq="D").delete([2, 5]), "D", "irregular: row 2"),
     ],
 )
-def test_check_frequency_refuses_other_and_irregular_steps(timestamps, expected, message):
-    with pytest.raises(UserError, match=message):
-        check_frequency(timestamps, expected, "new.csv")
+def test_check_frequency_refuses_other_and_irregular_steps(tmp_path, timestamps, expected, message):
+    datamodule = wide_datamodule(tmp_path, timestamps)
+    with pytest.raises(UserError, match=message) as error:
+        check_frequency(datamodule, expected, "new.csv")
+    assert "new.csv" in str(error.value) and "\n" not in str(error.value)
 
 
-def test_check_frequency_accepts_the_training_frequency():
-    assert check_frequency(pd.date_range("2024-01-01", periods=2, freq="h"), "h", "x") == "h"
-    assert check_frequency(pd.date_range("2024-01-01", periods=5, freq="D"), "", "x") == "D"
+def test_check_frequency_accepts_the_training_frequency(tmp_path):
+    hourly = wide_datamodule(tmp_path, pd.date_range("2024-01-01", periods=5, freq="h"))
+    assert hourly.freq == "h"
+    assert check_frequency(hourly, "h", "x") is None
+    daily = wide_datamodule(tmp_path, pd.date_range("2024-01-01", periods=5, freq="D"))
+    assert daily.freq == "D"
+    assert check_frequency(daily, "", "x") is None  # trained on irregular rows: nothing to compare
+    with pytest.raises(UserError, match="trained on 'h'"):
+        check_frequency(daily, "h", "x")

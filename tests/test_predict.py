@@ -15,14 +15,15 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_app
-from lstm_forecast.inference.checkpoints import DATAMODULE_STATE_KEY, module_from_checkpoint, read_checkpoint
+from lstm_forecast.data.blog_layout import seed_prediction_arrays
 from lstm_forecast.data.calendar import calendar_features
 from lstm_forecast.data.scaling import MinMaxScaler
 from lstm_forecast.data.sources import synthetic_frame
-from lstm_forecast.data.windows import seed_prediction_arrays
 from lstm_forecast.errors import UserError
+from lstm_forecast.inference.checkpoints import datamodule_state
+from lstm_forecast.inference.predict import predict
+from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import CHECKPOINT_FORMAT_KEY
-from lstm_forecast.predict import predict
 from lstm_forecast.training.run import train
 
 pytestmark = pytest.mark.slow  # every test needs a trained model (seconds each)
@@ -89,16 +90,18 @@ def test_predictions_and_forecast_are_close_to_the_truth(sine_checkpoint, compos
     truth = sine_table(480, 24)
     future = write_csv(truth, tmp_path / "future.csv")
     cfg = compose_predict_cfg(
-        f"ckpt_path={sine_checkpoint}", f"data.path={new}", "horizon=24", f"future.path={future}"
+        f"ckpt_path={sine_checkpoint}", f"data.source.path={new}", "horizon=24", f"future.path={future}"
     )
 
     written = predict(cfg)
 
     predictions = pd.read_csv(tmp_path / "predictions.csv", parse_dates=["timestamp"])
     assert written["predictions"] == tmp_path / "predictions.csv"
-    assert list(predictions.columns) == ["timestamp", "series", "prediction", "actual"]
+    assert list(predictions.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     # Every full window: targets rows W..T of each series, the last one the step after the file.
     assert len(predictions) == (120 - WINDOW + 1) * 2
+    assert (predictions["step"] == 1).all()
+    assert predictions["series"].tolist() == ["a"] * (120 - WINDOW + 1) + ["b"] * (120 - WINDOW + 1)
     in_file = predictions.dropna(subset=["actual"])
     assert len(in_file) == (120 - WINDOW) * 2
     expected = sine_table(360 + WINDOW, 120 - WINDOW).melt("date", var_name="series", value_name="truth")
@@ -109,7 +112,7 @@ def test_predictions_and_forecast_are_close_to_the_truth(sine_checkpoint, compos
     assert error["a"] < 0.5 and error["b"] < 0.25, error  # 5-6 % of each amplitude, in its own units
 
     forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["timestamp"])
-    assert list(forecast.columns) == ["timestamp", "series", "step", "prediction", "actual"]
+    assert list(forecast.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     assert len(forecast) == 48
     for name in ("a", "b"):
         rows = forecast[forecast["series"] == name]
@@ -134,18 +137,26 @@ def test_cli_predictions_match_the_forward_pass(sine_checkpoint, tmp_path):
     new = write_csv(table, tmp_path / "shifted.csv")
     out = tmp_path / "run"
 
-    result = run_app("predict", f"ckpt_path={sine_checkpoint}", f"data.path={new}", f"hydra.run.dir={out}")
+    result = run_app(
+        "predict", f"ckpt_path={sine_checkpoint}", f"data.source.path={new}", f"hydra.run.dir={out}"
+    )
 
     assert result.returncode == 0, result.stderr[-3000:]
     written = pd.read_csv(out / "predictions.csv")
-    # The reference: the method's prediction layout over the file scaled with the checkpoint's scaler.
+    # The reference: the method's prediction layout over the file scaled with the checkpoint's scalers
+    # (one per series for the values, one for the extra features).
     checkpoint = read_checkpoint(sine_checkpoint)
-    scaler = MinMaxScaler.from_state_dict(checkpoint[DATAMODULE_STATE_KEY]["scaler"])
+    state = datamodule_state(checkpoint)
+    scaler = MinMaxScaler.from_state_dict(state["scaler"])
+    extra_scaler = MinMaxScaler.from_state_dict(state["extra_scaler"])
     timestamps = pd.DatetimeIndex(pd.to_datetime(table["date"]))
     source = np.column_stack(
-        [table[["a", "b"]].to_numpy(), calendar_features(timestamps, ["hour"]).to_numpy()]
+        [
+            scaler.transform(table[["a", "b"]].to_numpy()),
+            extra_scaler.transform(calendar_features(timestamps, ["hour"]).to_numpy()),
+        ]
     )
-    blog = seed_prediction_arrays(scaler.transform(source), WINDOW, num_series=2)  # [N, W, id + hour + value]
+    blog = seed_prediction_arrays(source, WINDOW, num_series=2)  # [N, W, id + hour + value], time-major
     module = module_from_checkpoint(checkpoint)
     with torch.no_grad():
         scaled = module(torch.from_numpy(blog[:, :, 1:]), torch.from_numpy(blog[:, 0, 0]).long())[
@@ -153,10 +164,19 @@ def test_cli_predictions_match_the_forward_pass(sine_checkpoint, tmp_path):
         ].numpy()
     series = blog[:, 0, 0].astype(int) - 1
     expected = scaler.inverse_transform(scaled, column_index=series)
+    # predictions.csv is series-major: every window of "a", then of "b".
+    order = np.argsort(series, kind="stable")
 
     assert len(written) == len(expected) == (60 - WINDOW + 1) * 2
-    assert written["series"].tolist() == [["a", "b"][s] for s in series]
-    np.testing.assert_allclose(written["prediction"], expected, rtol=1e-5)
+    assert written["series"].tolist() == [["a", "b"][s] for s in series[order]]
+    np.testing.assert_allclose(written["prediction"], expected[order], rtol=1e-5)
+    # Each window's target: rows W.. of the file, then the hour after it; actuals from the file.
+    stamps = pd.date_range(START, periods=460 + 1, freq="h")[400 + WINDOW :]
+    assert pd.to_datetime(written["timestamp"]).tolist() == [*stamps, *stamps]
+    per_series = written.groupby("series", sort=False)["actual"]
+    for name, actual in per_series:
+        np.testing.assert_allclose(actual.iloc[:-1], table[name].iloc[WINDOW:], rtol=1e-12)
+        assert np.isnan(actual.iloc[-1])
     assert (out / "predictions.png").is_file() and not list(out.glob(".*.tmp"))
 
 
@@ -169,14 +189,15 @@ def test_direct_multi_step_model_predicts_and_forecasts_blocks(
     predict(compose_predict_cfg(f"ckpt_path={metrics['best_checkpoint']}", "horizon=5"))
 
     predictions = pd.read_csv(tmp_path / "predictions.csv", parse_dates=["timestamp"])
-    assert list(predictions.columns) == ["timestamp", "series", "prediction", "actual", "step"]
+    assert list(predictions.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     assert len(predictions) == (num_rows - window + 1) * num_series * 3
     assert sorted(predictions["step"].unique()) == [1, 2, 3]
     last_observed = pd.Timestamp("2024-01-01") + pd.Timedelta(hours=num_rows - 1)
     assert predictions["timestamp"].max() == last_observed + pd.Timedelta(hours=3)
     forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["timestamp"])
-    assert list(forecast.columns) == ["timestamp", "series", "step", "prediction"]
+    assert list(forecast.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     assert len(forecast) == 5 * num_series
+    assert forecast["actual"].isna().all()  # past the data, no future file
     assert sorted(forecast["timestamp"].unique()) == [
         last_observed + pd.Timedelta(hours=k) for k in range(1, 6)
     ]
@@ -188,8 +209,10 @@ def test_direct_multi_step_model_predicts_and_forecasts_blocks(
 
     # The same data as a file: a model trained on the synthetic source reads `date, series_1..N`.
     frame = synthetic_frame(num_series=num_series, num_rows=num_rows, seed=42)
-    path = write_csv(frame.series.rename_axis("date").reset_index(), tmp_path / "synthetic.csv")
-    predict(compose_predict_cfg(f"ckpt_path={metrics['best_checkpoint']}", f"data.path={path}"))
+    wide = frame.wide_values(list(range(num_series))).rename_axis("date").reset_index()
+    assert list(wide.columns) == ["date", "series_1", "series_2", "series_3"]
+    path = write_csv(wide, tmp_path / "synthetic.csv")
+    predict(compose_predict_cfg(f"ckpt_path={metrics['best_checkpoint']}", f"data.source.path={path}"))
     from_file = pd.read_csv(tmp_path / "predictions.csv", parse_dates=["timestamp"])
     pd.testing.assert_frame_equal(from_file, predictions)
 
@@ -197,7 +220,8 @@ def test_direct_multi_step_model_predicts_and_forecasts_blocks(
 def test_checkpoint_loads_weights_only_with_format_and_frequency(sine_checkpoint):
     checkpoint = torch.load(sine_checkpoint, map_location="cpu", weights_only=True)
     assert isinstance(checkpoint[CHECKPOINT_FORMAT_KEY], int)
-    assert checkpoint[DATAMODULE_STATE_KEY]["freq"] == "h"
+    assert checkpoint["ForecastDataModule"]["freq"] == "h"
+    assert checkpoint["ForecastDataModule"]["series_names"] == ["a", "b"]
 
 
 def bad_data(kind: str, tmp_path: Path) -> list[str]:
@@ -214,7 +238,7 @@ def bad_data(kind: str, tmp_path: Path) -> list[str]:
         table.loc[17, "a"] = np.nan
     elif kind == "too few rows":
         table = table.head(WINDOW - 1)
-    return [f"data.path={write_csv(table, tmp_path / 'bad.csv')}"]
+    return [f"data.source.path={write_csv(table, tmp_path / 'bad.csv')}"]
 
 
 def bad_checkpoint(kind: str, checkpoint: Path, tmp_path: Path) -> str:
@@ -237,8 +261,8 @@ def bad_checkpoint(kind: str, checkpoint: Path, tmp_path: Path) -> str:
 
 
 DATA_ERRORS = {
-    "other columns": ("series", "['a', 'b']"),
-    "extra column": ("series", "['a', 'b']"),
+    "other columns": ("series columns", "missing ['b']", "unexpected ['c']"),
+    "extra column": ("series columns", "missing []", "unexpected ['c']"),
     "wrong frequency": ("every '30min'", "trained on 'h'", "resample"),
     "irregular": ("irregular: row 30", "fill the gaps"),
     "nan": ("missing value", "row 17", "'a'"),
@@ -270,7 +294,7 @@ def test_bad_data_is_one_clear_error_and_no_csv(kind, sine_checkpoint, compose_p
 def test_bad_checkpoint_is_one_clear_error(kind, sine_checkpoint, compose_predict_cfg, tmp_path):
     new = write_csv(sine_table(400, 60), tmp_path / "new.csv")
     cfg = compose_predict_cfg(
-        f"ckpt_path={bad_checkpoint(kind, sine_checkpoint, tmp_path)}", f"data.path={new}"
+        f"ckpt_path={bad_checkpoint(kind, sine_checkpoint, tmp_path)}", f"data.source.path={new}"
     )
     with pytest.raises(UserError) as error:
         predict(cfg)
@@ -280,14 +304,14 @@ def test_bad_checkpoint_is_one_clear_error(kind, sine_checkpoint, compose_predic
     assert not (tmp_path / "predictions.csv").exists()
 
 
-@pytest.mark.parametrize("kind", ["nan", "other version"])
+@pytest.mark.parametrize("kind", ["nan", "irregular", "other version"])
 def test_cli_bad_input_exits_with_one_line_and_leaves_nothing(kind, sine_checkpoint, tmp_path):
     out = tmp_path / "run"
     if kind in DATA_ERRORS:
         args, fragments = [f"ckpt_path={sine_checkpoint}", *bad_data(kind, tmp_path)], DATA_ERRORS[kind]
     else:
         new = write_csv(sine_table(400, 60), tmp_path / "new.csv")
-        args = [f"ckpt_path={bad_checkpoint(kind, sine_checkpoint, tmp_path)}", f"data.path={new}"]
+        args = [f"ckpt_path={bad_checkpoint(kind, sine_checkpoint, tmp_path)}", f"data.source.path={new}"]
         fragments = CHECKPOINT_ERRORS[kind]
 
     result = run_app("predict", *args, f"hydra.run.dir={out}")

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_app
-from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
 from lstm_forecast.data.calendar import calendar_features
-from lstm_forecast.predict import predict
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint
+from lstm_forecast.inference.predict import predict
+from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 
 pytestmark = pytest.mark.slow  # trains a tiny model first
 
@@ -85,6 +86,11 @@ def panel_checkpoint(tmp_path_factory) -> Path:
     return Path(json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"])
 
 
+def sales(name: str, stamps: pd.DatetimeIndex) -> np.ndarray:
+    """The values of series ``name`` at ``stamps`` (as :func:`panel` writes them)."""
+    return TRAIN_SERIES[name][2] * (2 + np.sin(2 * np.pi * stamps.hour.to_numpy() / 24))
+
+
 def forward(checkpoint: dict, series: str, stamps: pd.DatetimeIndex, values: np.ndarray) -> float:
     """The net's forecast in original units from the window ``stamps [W], values [W]`` of ``series``."""
     net = module_from_checkpoint(checkpoint).net
@@ -103,10 +109,15 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
     new = panel(NEW_SERIES)
     path = tmp_path / "new.csv"
     new.to_csv(path, index=False)
+    # Actuals of the forecast steps: a wide future file (one row per timestamp), holding "a" and "c".
+    hours = pd.date_range("2024-01-02 12:00", "2024-01-03 23:00", freq="h")
+    future_file = pd.DataFrame({"when": hours, "a": sales("a", hours), "c": sales("c", hours)})
+    future_file.to_csv(tmp_path / "future.csv", index=False)
     cfg = compose_train_cfg(
         f"ckpt_path={panel_checkpoint}",
-        f"data.path={path}",
+        f"data.source.path={path}",
         "horizon=3",
+        f"future.path={tmp_path / 'future.csv'}",
         "device=cpu",
         tiny=False,
         config_name="predict",
@@ -116,7 +127,8 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
     checkpoint = read_checkpoint(panel_checkpoint)
     observed = new.set_index(["shop", "when"]).sales.sort_index()
     predictions = pd.read_csv(written["predictions"], parse_dates=["timestamp"])
-    assert list(predictions.columns) == ["timestamp", "series", "prediction", "actual"]
+    assert list(predictions.columns) == ["series", "timestamp", "step", "prediction", "actual"]
+    assert (predictions.step == 1).all()
     # Every full window of each series, the last one forecasting the hour after its own last row;
     # "b" (4 rows) has no full window.
     assert predictions.groupby("series").size().to_dict() == {"a": 14 - WINDOW + 1, "c": 9 - WINDOW + 1}
@@ -133,14 +145,17 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
             assert rows.prediction.iloc[k] == pytest.approx(expected, rel=1e-5)
 
     forecast = pd.read_csv(written["forecast"], parse_dates=["timestamp"])
-    assert list(forecast.columns) == ["series", "timestamp", "step", "prediction"]
+    assert list(forecast.columns) == ["series", "timestamp", "step", "prediction", "actual"]
+    assert forecast.step.tolist() == [1, 2, 3] * 3
     assert forecast.series.tolist() == ["a"] * 3 + ["b"] * 3 + ["c"] * 3  # "b" too: zero-padded context
     for name, (start, length, _) in NEW_SERIES.items():
         rows = forecast[forecast.series == name]
         future = pd.date_range(start, periods=length + 3, freq="h")[length:]
         assert rows.timestamp.tolist() == future.tolist()  # each series' own next 3 hours
         if name == "b":
+            assert rows.actual.isna().all()  # not in the future file
             continue
+        np.testing.assert_allclose(rows.actual, sales(name, future), rtol=1e-12)
         # Recursive: step 2's window ends with step 1's forecast.
         stamps = pd.date_range(start, periods=length + 3, freq="h")
         context = np.append(observed[name].to_numpy(), rows.prediction.iloc[0])
@@ -154,7 +169,7 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
-def test_cli_refuses_future_file_and_unknown_series_in_long_data(panel_checkpoint, tmp_path):
+def test_cli_refuses_long_future_file_and_unknown_series_in_long_data(panel_checkpoint, tmp_path):
     new = panel(NEW_SERIES)
     path = tmp_path / "new.csv"
     new.to_csv(path, index=False)
@@ -162,18 +177,19 @@ def test_cli_refuses_future_file_and_unknown_series_in_long_data(panel_checkpoin
     result = run_app(
         "predict",
         f"ckpt_path={panel_checkpoint}",
-        f"data.path={path}",
+        f"data.source.path={path}",
         "horizon=2",
         f"future.path={path}",
         f"hydra.run.dir={run_dir}",
     )
-    assert_one_line_error(result, "future.path", "long data")
+    # The future file is wide (one row per timestamp) for long data too; a long one is refused.
+    assert_one_line_error(result, "future file", "repeated timestamps", "wide layout")
     assert not run_dir.exists()
 
     new.loc[new.shop == "a", "shop"] = "zzz"
     new.to_csv(path, index=False)
     result = run_app(
-        "predict", f"ckpt_path={panel_checkpoint}", f"data.path={path}", f"hydra.run.dir={run_dir}"
+        "predict", f"ckpt_path={panel_checkpoint}", f"data.source.path={path}", f"hydra.run.dir={run_dir}"
     )
     assert_one_line_error(result, "zzz", "not in the training data")
     assert not run_dir.exists()

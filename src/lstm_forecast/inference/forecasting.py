@@ -25,13 +25,27 @@ log = logging.getLogger(__name__)
 
 
 def check_frequency(datamodule: ForecastDataModule, expected: str, source: str) -> None:
-    """Refuse data whose frequency differs from the training data's ``expected`` alias."""
+    """Refuse data whose frequency differs from the training data's ``expected`` alias, and irregular
+    timestamps (a wide file with gaps) when the training data was regular."""
     freq = datamodule.freq
     if expected and freq and to_offset(expected) != to_offset(freq):
         raise UserError(
             f"{source} has timestamps every {freq!r} but the model was trained on {expected!r} data; "
             f"resample the file to {expected!r} (long files: or set data.source.freq={expected})"
         )
+    if expected and not freq and datamodule.load_frame().num_rows:
+        frame = datamodule.load_frame()
+        timestamps = frame.timestamps[frame.offsets[0] : frame.offsets[1]]  # a wide file's one timeline
+        off_grid = np.flatnonzero(
+            pd.date_range(timestamps[0], periods=len(timestamps), freq=expected) != timestamps
+        )
+        if len(off_grid):
+            row = int(off_grid[0])
+            raise UserError(
+                f"timestamps in {source} are irregular: row {row} ({timestamps[row]}) comes "
+                f"{timestamps[row] - timestamps[row - 1]} after the previous row but the model was trained "
+                f"on {expected!r} data; fill the gaps or resample the file to {expected!r}"
+            )
 
 
 def fed_back_steps(horizon: int, model_horizon: int) -> int:
@@ -81,6 +95,7 @@ def future_user_extras(
             f"the future file has no row for {absent[0]} ({len(absent)} forecast timestamps missing); "
             f"give the extra columns for every timestamp in {span}"
         )
+    # A copy: the caller blanks the steps not fed back (pandas' copy-on-write views are read-only).
     return future_extras.loc[timestamps, names].to_numpy(dtype=np.float64, copy=True)
 
 

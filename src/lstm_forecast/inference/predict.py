@@ -47,6 +47,12 @@ def read_future(
     index = pd.DatetimeIndex(pd.to_datetime(table[timestamp_column], errors="coerce"))
     if index.isna().any():
         raise UserError(f"unparseable timestamp in future file {path}; fix column {timestamp_column!r}")
+    if index.has_duplicates:
+        raise UserError(
+            f"future file {path} has repeated timestamps (first {index[index.duplicated()][0]}); give one "
+            "row per timestamp, wide layout (the timestamp column, the model's extra columns, series "
+            "columns as actuals), also for long data"
+        )
     return pd.DataFrame({c: numeric_column(table[c], c, path) for c in columns}, index=index, columns=columns)
 
 
