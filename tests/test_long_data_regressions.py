@@ -30,7 +30,7 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``lstm-train data=long_csv`` on five hourly series of their own lengths, default logger and callbacks."""
+    """``lstm-train data=long_csv`` on five hourly series of their own lengths, default logger, callbacks."""
     folder = tmp_path_factory.mktemp("long_regression")
     rng = np.random.default_rng(0)
     parts = [

@@ -25,7 +25,7 @@ from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_table
-from lstm_forecast.inference.checkpoints import load_model
+from lstm_forecast.inference.checkpoints import LoadedModel, load_model
 from lstm_forecast.inference.forecasting import check_frequency, forecast_future, prediction_windows
 from lstm_forecast.inference.plots import plot_forecasts
 
@@ -89,19 +89,11 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     predictions = forecast_table(
         predict_windows(net, windows, datamodule.eval_batch_size, device), datamodule
     )
+    forecast = None if horizon is None else future_forecast(cfg, loaded, horizon)
+    # Written once every forecast is made, so bad input leaves no output behind.
     output_dir = Path(cfg.paths.output_dir)
     written = {"predictions": write_table(output_dir / "predictions.csv", predictions)}
-    forecast = None
-    if horizon is not None:
-        future = None
-        if future_path is not None:
-            timestamp_column = str(datamodule.source.get("timestamp_column", WIDE_TIMESTAMP_COLUMN))
-            extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
-            future = read_future(str(future_path), timestamp_column, datamodule.series_names, extra_names)
-        forecasts = forecast_future(net, datamodule, horizon, net.horizon, future, device)
-        forecast = forecast_table(forecasts, datamodule)
-        if future is not None:
-            forecast["actual"] = future_actuals(forecast, future)
+    if forecast is not None:
         written["forecast"] = write_table(output_dir / "forecast.csv", forecast)
     written["plot"] = plot_forecasts(
         output_dir / "predictions.png",
@@ -114,3 +106,20 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     for name, path in written.items():
         log.info("%s: %s", name, path)
     return written
+
+
+def future_forecast(cfg: DictConfig, loaded: LoadedModel, horizon: int) -> pd.DataFrame:
+    """The forecast table of the ``horizon`` steps after each series' end, with the future file's
+    extra columns and actuals when ``future.path`` is given."""
+    datamodule, net = loaded.datamodule, loaded.module.net
+    future = None
+    future_path = OmegaConf.select(cfg, "future.path")
+    if future_path is not None:
+        timestamp_column = str(datamodule.source.get("timestamp_column", WIDE_TIMESTAMP_COLUMN))
+        extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
+        future = read_future(str(future_path), timestamp_column, datamodule.series_names, extra_names)
+    forecasts = forecast_future(net, datamodule, horizon, net.horizon, future, loaded.device)
+    forecast = forecast_table(forecasts, datamodule)
+    if future is not None:
+        forecast["actual"] = future_actuals(forecast, future)
+    return forecast
