@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
-from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.errors import UserError
+from lstm_forecast.models.checkpoint import read_checkpoint
 
 NUM_ROWS = 240
 # Tiny model and trainer settings, without the synthetic source's own keys.

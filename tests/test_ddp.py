@@ -10,9 +10,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_OVERRIDES, run_app
-from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
+from lstm_forecast.evaluation.report import evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
-from lstm_forecast.evaluation.report import evaluate_split
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint
+from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 from lstm_forecast.training.sweeps import JOB_FILE
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
@@ -58,6 +59,6 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
 
     # Every test window scored exactly once, and the same numbers as a single-process evaluation.
     assert metrics["test/num_targets"] == len(datamodule.windows["test"]) * datamodule.horizon
-    single = evaluate_split(module.net, datamodule, "test")
-    for name, value in single.items():
+    single, _, _ = evaluate_windows(module.net, datamodule, datamodule.windows["test"], "test")
+    for name, value in single.metrics.items():
         assert metrics[name] == pytest.approx(value, rel=1e-5), name
