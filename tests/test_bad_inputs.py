@@ -441,6 +441,10 @@ PREDICT_CASES = [
 ]
 
 
+# Cases launched as real processes (the others run the app in-process): one real launch of predict.
+REAL_LAUNCHES = {"predict-no-ckpt"}
+
+
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("trained")
@@ -470,7 +474,7 @@ def test_bad_input_is_refused_in_one_line_leaving_nothing(tmp_path, request, app
     inputs = Inputs(tmp_path, request)
     args = arguments(inputs)
     before = snapshot(tmp_path)
-    result = run_app(app, *args)
+    result = run_app(app, *args, subprocess=request.node.callspec.id in REAL_LAUNCHES)
     assert_one_line_error(result, *fragments)
     assert result.returncode == 2
     assert snapshot(tmp_path) == before, "the failed run left files behind"
@@ -479,6 +483,7 @@ def test_bad_input_is_refused_in_one_line_leaving_nothing(tmp_path, request, app
 def test_catalogue_is_large_and_distinct():
     ids = [case.id for case in [*TRAIN_CASES, *EVALUATE_CASES, *PREDICT_CASES]]
     assert len(ids) == len(set(ids)) and len(ids) >= 20
+    assert set(ids) >= REAL_LAUNCHES
 
 
 @pytest.mark.parametrize("kind", JUNK_CHECKPOINTS)

@@ -21,7 +21,10 @@ pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
 def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
     # The default run folder (a timestamp): the re-executed rank must land in the same one.
-    result = run_app("train", *TINY_OVERRIDES, "trainer=ddp_cpu", "trainer.devices=2", cwd=tmp_path)
+    # A real process: Lightning's DDP re-executes the command line for rank 1.
+    result = run_app(
+        "train", *TINY_OVERRIDES, "trainer=ddp_cpu", "trainer.devices=2", cwd=tmp_path, subprocess=True
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     output = result.stdout + result.stderr
     assert "MEMBER: 2/2" in output  # really two processes

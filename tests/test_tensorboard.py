@@ -280,8 +280,8 @@ def test_sweep_jobs_compare_in_the_hparams_tab(tmp_path: Path) -> None:
 @pytest.mark.ddp
 def test_ddp_logs_once_from_rank_zero(tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    result = run_app("train", *tiny_cli_args(run_dir, "trainer=ddp_cpu", "trainer.devices=2",
-                                             f"trainer.max_epochs={EPOCHS}"))  # fmt: skip
+    ddp = ("trainer=ddp_cpu", "trainer.devices=2", f"trainer.max_epochs={EPOCHS}")
+    result = run_app("train", *tiny_cli_args(run_dir, *ddp), subprocess=True)  # DDP re-executes argv
     assert result.returncode == 0, result.stderr[-3000:]
     log_dir = run_dir / "tensorboard"
     assert len(event_files(run_dir)) == 1
