@@ -342,7 +342,7 @@ EVALUATE_CASES = [
     pytest.param(
         "evaluate",
         lambda i: [f"hydra.run.dir={i.run_dir}"],
-        ["missing value for ckpt_path"],
+        ["name the model with one of run=<training run folder>", "ckpt_path=<file>.ckpt"],
         id="eval-no-ckpt",
     ),
     pytest.param(
@@ -390,7 +390,7 @@ EVALUATE_CASES = [
     pytest.param(
         "evaluate",
         lambda i: [f"ckpt_path={i.root / 'x.ckpt'}", "split=holdout", f"hydra.run.dir={i.run_dir}"],
-        ["split must be train, val or test", "'holdout'"],
+        ["split must be one of ['train', 'val', 'test']", "got 'holdout'"],
         id="eval-split",
     ),
     pytest.param(
@@ -398,7 +398,7 @@ EVALUATE_CASES = [
         lambda i: i.evaluate(
             f"data.source.path={i.csv(lambda t: t.rename(columns={'b': 'c'}), 'other.csv')}"
         ),
-        ["differ from the checkpoint", "'c'"],
+        ["series columns", "differ from the training data", "missing ['b']", "unexpected ['c']"],
         id="eval-other-columns",
         marks=pytest.mark.slow,
     ),
@@ -423,7 +423,7 @@ PREDICT_CASES = [
     pytest.param(
         "predict",
         lambda i: [f"hydra.run.dir={i.run_dir}"],
-        ["missing value for ckpt_path"],
+        ["name the model with one of run=<training run folder>", "ckpt_path=<file>.ckpt"],
         id="predict-no-ckpt",
     ),
     pytest.param(
