@@ -10,9 +10,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_OVERRIDES, run_app
-from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, module_from_checkpoint, read_checkpoint
+from lstm_forecast.evaluation.report import evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
-from lstm_forecast.evaluation.report import evaluate_split
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint
+from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 from lstm_forecast.training.sweeps import JOB_FILE
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
@@ -20,7 +21,10 @@ pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
 def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
     # The default run folder (a timestamp): the re-executed rank must land in the same one.
-    result = run_app("train", *TINY_OVERRIDES, "trainer=ddp_cpu", "trainer.devices=2", cwd=tmp_path)
+    # A real process: Lightning's DDP re-executes the command line for rank 1.
+    result = run_app(
+        "train", *TINY_OVERRIDES, "trainer=ddp_cpu", "trainer.devices=2", cwd=tmp_path, subprocess=True
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     output = result.stdout + result.stderr
     assert "MEMBER: 2/2" in output  # really two processes
@@ -58,6 +62,6 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
 
     # Every test window scored exactly once, and the same numbers as a single-process evaluation.
     assert metrics["test/num_targets"] == len(datamodule.windows["test"]) * datamodule.horizon
-    single = evaluate_split(module.net, datamodule, "test")
-    for name, value in single.items():
+    single, _, _ = evaluate_windows(module.net, datamodule, datamodule.windows["test"], "test")
+    for name, value in single.metrics.items():
         assert metrics[name] == pytest.approx(value, rel=1e-5), name

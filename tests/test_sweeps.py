@@ -173,8 +173,11 @@ def test_optuna_study_resumes_and_records_failed_trials(tmp_path):
 def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = tmp_path / "sweep"
-    result = run_app(
-        "train", *sweep_args(sweep_dir, "hydra/launcher=submitit_local", "seed=1,2"), cwd=tmp_path
+    result = run_app(  # a real process: the launcher pickles the task for its own processes
+        "train",
+        *sweep_args(sweep_dir, "hydra/launcher=submitit_local", "seed=1,2"),
+        cwd=tmp_path,
+        subprocess=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(sweep_dir)

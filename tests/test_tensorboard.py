@@ -18,6 +18,12 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app, tiny_cli_args
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.report import score_models
+from lstm_forecast.evaluation.window_forecasts import predict_windows
+from lstm_forecast.models.checkpoint import read_checkpoint
+from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.training.callbacks import (
     figure_to_rgb,
     forecast_figure,
@@ -25,12 +31,6 @@ from lstm_forecast.training.callbacks import (
     select_windows,
     series_error_figure,
 )
-from lstm_forecast.inference.checkpoints import read_checkpoint
-from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.window_forecasts import predict_windows
-from lstm_forecast.evaluation.report import score_forecasts
-from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.training.run import train
 
 SERIES = ["series_1", "series_2", "series_3"]
@@ -280,8 +280,8 @@ def test_sweep_jobs_compare_in_the_hparams_tab(tmp_path: Path) -> None:
 @pytest.mark.ddp
 def test_ddp_logs_once_from_rank_zero(tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    result = run_app("train", *tiny_cli_args(run_dir, "trainer=ddp_cpu", "trainer.devices=2",
-                                             f"trainer.max_epochs={EPOCHS}"))  # fmt: skip
+    ddp = ("trainer=ddp_cpu", "trainer.devices=2", f"trainer.max_epochs={EPOCHS}")
+    result = run_app("train", *tiny_cli_args(run_dir, *ddp), subprocess=True)  # DDP re-executes argv
     assert result.returncode == 0, result.stderr[-3000:]
     log_dir = run_dir / "tensorboard"
     assert len(event_files(run_dir)) == 1
@@ -319,7 +319,7 @@ def untrained_net(datamodule: ForecastDataModule) -> EmbeddingBiLSTM:
 def test_per_series_errors_average_to_the_overall_error() -> None:
     datamodule = tiny_datamodule()
     forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["test"])
-    overall = score_forecasts(forecasts, datamodule, "test")
+    overall = score_models(forecasts, datamodule, "test").metrics
     model, baseline = per_series_mse_z(forecasts, datamodule)
     assert model.shape == baseline.shape == (3,)
     # Every series has as many test windows, so the overall error is the mean of the series' errors.
@@ -339,7 +339,7 @@ def test_forecast_figure_draws_original_units_for_each_horizon_end() -> None:
         "forecast, 1 step ahead",
         "forecast, 3 steps ahead",
     ]
-    actual = datamodule.load_frame().series["series_2"].to_numpy()[mine.target_row]
+    actual = datamodule.load_frame().values[mine.target_row]  # rows of series_2 in the frame
     np.testing.assert_allclose(axes.lines[0].get_ydata(), actual, rtol=1e-4)
     timestamps = datamodule.timestamps
     assert axes.lines[2].get_xdata()[0] == timestamps[mine.target_row[0] + 2].to_datetime64()

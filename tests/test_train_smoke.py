@@ -1,6 +1,9 @@
 """End-to-end: the real Hydra apps on tiny data."""
 
 import json
+import logging
+import os
+import sys
 
 import pytest
 import torch
@@ -57,7 +60,8 @@ def test_fast_dev_run_cli(tmp_path):
 @pytest.mark.slow
 def test_real_run_then_evaluate_from_the_checkpoint_alone(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_app("train", *tiny_cli_args(run_dir, "trainer.max_epochs=3"))
+    # Real processes: one real launch of train and of evaluate (the other tests run the apps in-process).
+    result = run_app("train", *tiny_cli_args(run_dir, "trainer.max_epochs=3"), subprocess=True)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     best = run_dir / "checkpoints" / metrics["best_checkpoint"].split("/")[-1]
@@ -74,7 +78,9 @@ def test_real_run_then_evaluate_from_the_checkpoint_alone(tmp_path):
     assert {"train/loss", "val/loss"} <= set(tags)
     assert len(events.Scalars("val/loss")) == 3
 
-    evaluated = run_app("evaluate", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
+    evaluated = run_app(
+        "evaluate", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}", subprocess=True
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     for key in ("test/mse_z", "test/mae_orig", "baseline/persistence/mse_z"):
@@ -107,3 +113,21 @@ def test_hybrid_model_preset_trains_with_a_frozen_highway_over_the_whole_window(
     assert net.highway_window == 12  # data.window_size of the tiny config
     assert net.window_norm == "last" and not net.highway.weight.requires_grad
     assert metrics["test/mse_z"] < metrics["baseline/persistence/mse_z"]
+
+
+def test_unexpected_error_in_process_is_a_traceback_and_exit_status_1(tmp_path, monkeypatch):
+    """The in-process runner reports what the interpreter would: Hydra's traceback, status 1; and
+    it leaves the test process as it found it (cwd, argv, threads, log handlers)."""
+
+    def crash(cfg):
+        raise RuntimeError("boom from the task")
+
+    monkeypatch.setattr("lstm_forecast.cli.train.train", crash)
+    state = (os.getcwd(), sys.argv[:], torch.get_num_threads(), logging.getLogger().handlers[:])
+    other_threads = 2 if torch.get_num_threads() != 2 else 1
+    run_dir = tmp_path / "run"
+    result = run_app("train", *tiny_cli_args(run_dir, f"num_threads={other_threads}"), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" in result.stderr and "RuntimeError: boom from the task" in result.stderr
+    assert not any(line.startswith("error:") for line in result.stderr.splitlines()), result.stderr
+    assert (os.getcwd(), sys.argv[:], torch.get_num_threads(), logging.getLogger().handlers[:]) == state
