@@ -24,7 +24,7 @@ from lstm_forecast.evaluation.report import score_models
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.net import EmbeddingBiLSTM
-from lstm_forecast.training.callbacks import (
+from lstm_forecast.training.figures import (
     figure_to_rgb,
     forecast_figure,
     per_series_mse_z,
