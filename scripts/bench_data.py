@@ -144,7 +144,8 @@ def run_blog(rows: int, series: int, window: int, max_batches: int, budget_bytes
         pass
     baseline = reset_peak_memory()
     start = time.perf_counter()
-    table = datamodule.feature_table()
+    frame = datamodule.load_frame()  # series by series; the method's table is one row per step
+    table = np.concatenate([frame.values.reshape(series, rows).T, datamodule.feature_table()[:rows]], axis=1)
     scaler = MinMaxScaler.fit(table[:num_train])
     source = scaler.transform(table[:used_rows])
     x, y = blog_training_arrays(source, series, window)
