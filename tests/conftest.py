@@ -31,10 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 ETTH1 = SHARED_DATA / "ETTh1.csv"
 
-# Small enough that a real fit takes seconds on 2 cores.
-TINY_OVERRIDES = [
-    "data.source.num_series=3",
-    "data.source.num_rows=240",
+# A network and fit small enough that a real run takes seconds on 2 cores, on any data.
+TINY_MODEL = [
     "data.window_size=12",
     "data.batch_size=64",
     "model.net.num_units=8",
@@ -44,31 +42,35 @@ TINY_OVERRIDES = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
 ]
+# ... on three short series of the built-in synthetic data.
+TINY_OVERRIDES = ["data.source.num_series=3", "data.source.num_rows=240", *TINY_MODEL]
+
+
+def compose_config(config_name: str, output_dir: Path, overrides: list[str]) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with Hydra's compose API for a run into ``output_dir``.
+
+    The Hydra config is registered as if Hydra had launched the run, so ``${hydra:...}``
+    interpolations resolve and the app functions (``train(cfg)``, ``evaluate(cfg)``...) can be
+    called directly.
+    """
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 @pytest.fixture
 def compose_train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """Compose ``conf/train.yaml`` with Hydra's compose API, outputs in ``tmp_path``.
-
-    The Hydra config is registered as if Hydra had launched the run, so ``${hydra:...}``
-    interpolations resolve and ``train(cfg)`` can be called directly.
-    """
+    """Compose ``conf/train.yaml`` (:func:`compose_config`), outputs in ``tmp_path``."""
 
     def compose_cfg(*overrides: str, tiny: bool = True, config_name: str = "train") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(
-                config_name=config_name,
-                overrides=[*(TINY_OVERRIDES if tiny else []), *overrides],
-                return_hydra_config=True,
-            )
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path)
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return cfg
+        return compose_config(config_name, tmp_path, [*(TINY_OVERRIDES if tiny else []), *overrides])
 
     yield compose_cfg
     GlobalHydra.instance().clear()

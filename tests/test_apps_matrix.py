@@ -15,13 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lstm_forecast.cli.app import CONFIG_DIR
+from conftest import TINY_MODEL, compose_config
 from lstm_forecast.data.long_source import synthetic_long_table
 from lstm_forecast.data.sources import synthetic_frame
 from lstm_forecast.evaluation.tables import FORECAST_COLUMNS
@@ -32,18 +30,9 @@ from lstm_forecast.training.run import train
 
 pytestmark = pytest.mark.slow
 
-WINDOW = 12
+WINDOW = 12  # TINY_MODEL's data.window_size
 FORECAST_STEPS = 5
-SMALL_NET = [
-    "model.net.num_units=8",
-    "model.net.embedding_dim=3",
-    "model.net.dense_size=8",
-    "trainer.max_epochs=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    f"data.window_size={WINDOW}",
-    "data.batch_size=64",
-]
+SMALL_NET = [*TINY_MODEL, "callbacks.forecast_figures.every_n_epochs=1"]
 
 
 @dataclass(frozen=True)
@@ -58,18 +47,8 @@ class Layout:
 
 
 def compose_app(config_name: str, output_dir: Path, *overrides: str) -> DictConfig:
-    """``conf/<config_name>.yaml`` composed as Hydra would for a run into ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
     output_dir.mkdir(parents=True, exist_ok=True)
-    return cfg
+    return compose_config(config_name, output_dir, list(overrides))
 
 
 def wide_layout(folder: Path) -> Layout:
@@ -141,9 +120,7 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     folder = tmp_path_factory.mktemp(request.param)
     layout = {"wide": wide_layout, "long": long_layout, "synthetic": synthetic_layout}[request.param](folder)
     run_dir = folder / "run"
-    cfg = compose_app(
-        "train", run_dir, *SMALL_NET, *layout.overrides, "callbacks.forecast_figures.every_n_epochs=1"
-    )
+    cfg = compose_app("train", run_dir, *SMALL_NET, *layout.overrides)
     try:
         metrics, _ = train(cfg)
     finally:

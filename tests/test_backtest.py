@@ -104,7 +104,7 @@ def test_origin_windows_refuse_bad_strides_and_short_periods():
 
 @pytest.mark.slow
 def test_backtest_cli_matches_the_test_metrics_and_writes_forecasts(compose_train_cfg, tmp_path):
-    metrics, _ = train(compose_train_cfg("model.horizon=3", "logger=none"))
+    metrics, _ = train(compose_train_cfg("model.horizon=3"))
     checkpoint = metrics["best_checkpoint"]
     out = tmp_path / "backtest"
     # run=<training run folder>: its best checkpoint, from its metrics.json.

@@ -13,7 +13,7 @@ from lstm_forecast.training.run import train
 
 @pytest.mark.slow
 def test_evaluate_writes_long_forecasts_of_wide_data(compose_train_cfg, tmp_path):
-    metrics, _ = train(compose_train_cfg("trainer.max_epochs=1", "model.horizon=2", "logger=none"))
+    metrics, _ = train(compose_train_cfg("trainer.max_epochs=1", "model.horizon=2"))
     cfg = compose_train_cfg(
         f"ckpt_path={metrics['best_checkpoint']}",
         "forecasts_file=forecasts.parquet",

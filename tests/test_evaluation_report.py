@@ -49,7 +49,7 @@ def test_training_run_scores_model_and_baselines_per_step_and_per_series(compose
 
 @pytest.mark.slow
 def test_tables_can_be_switched_off(compose_train_cfg, tmp_path):
-    train(compose_train_cfg("trainer.max_epochs=1", "logger=none", "evaluation.tables=false"))
+    train(compose_train_cfg("trainer.max_epochs=1", "evaluation.tables=false"))
     assert (tmp_path / "metrics.json").is_file()
     assert not (tmp_path / "metrics_per_step.csv").exists()
 

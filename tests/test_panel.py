@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import assert_one_line_error, run_app
+from conftest import TINY_MODEL, assert_one_line_error, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.long_source import resolve_freq, synthetic_long_table
 from lstm_forecast.data.windows import Windows
@@ -450,6 +450,7 @@ def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
 
 # ----------------------------------------------------------------------------------------- end to end
 LONG_TINY = [
+    *TINY_MODEL,
     "data=long_csv",
     "data.source.series_column=shop",
     "data.source.timestamp_column=when",
@@ -461,18 +462,12 @@ LONG_TINY = [
     "data.split.val=0.25",
     "data.split.test=0.25",
     "data.batch_size=16",
-    "model.net.num_units=8",
-    "model.net.embedding_dim=3",
-    "model.net.dense_size=8",
-    "trainer.max_epochs=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
 ]
 
 
 @pytest.mark.slow
 def test_train_and_evaluate_on_long_data_write_long_outputs(compose_train_cfg, panel_csv, tmp_path):
-    cfg = compose_train_cfg(*LONG_TINY, f"data.source.path={panel_csv}", "logger=none", tiny=False)
+    cfg = compose_train_cfg(*LONG_TINY, f"data.source.path={panel_csv}", tiny=False)
     metrics, objects = train(cfg)
     assert metrics["test/num_targets"] == sum(rows_per_split(n)[2] for _, n, _ in SERIES.values())
     assert objects["model"].hparams.static_cardinalities == [3]

@@ -43,7 +43,6 @@ SINE_TRAIN_ARGS = [
     "trainer.max_epochs=20",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
-    "logger=none",
     "num_threads=1",
 ]
 
@@ -183,7 +182,7 @@ def test_cli_predictions_match_the_forward_pass(sine_checkpoint, tmp_path):
 def test_direct_multi_step_model_predicts_and_forecasts_blocks(
     compose_train_cfg, compose_predict_cfg, tmp_path
 ):
-    metrics, _ = train(compose_train_cfg("model.horizon=3", "trainer.max_epochs=1", "logger=none"))
+    metrics, _ = train(compose_train_cfg("model.horizon=3", "trainer.max_epochs=1"))
     num_rows, window, num_series = 240, 12, 3  # TINY_OVERRIDES of the synthetic data
 
     predict(compose_predict_cfg(f"ckpt_path={metrics['best_checkpoint']}", "horizon=5"))

@@ -69,7 +69,6 @@ TRAIN_ARGS = [
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
-    "logger=none",
     "num_threads=1",
 ]
 
