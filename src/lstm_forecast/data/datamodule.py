@@ -7,6 +7,7 @@ file one whose series have their own. Nothing above ``data/`` asks which it hold
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,16 +16,25 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lstm_forecast.data.calendar import CALENDAR_MAX, calendar_code_dtype, calendar_codes
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
 from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.sources import load_source
 from lstm_forecast.data.split import SPLITS, Bounds, split_bounds
-from lstm_forecast.data.windows import SeriesArrays, WindowBatchSampler, WindowDataset, Windows, index_ranges
+from lstm_forecast.data.windows import (
+    SeriesArrays,
+    WindowBatchSampler,
+    WindowDataset,
+    Windows,
+    series_chunks,
+)
 from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# Calendar codes are a feature's value plus one (0: a padding row).
+NUM_CALENDAR_CODES = max(CALENDAR_MAX.values()) + 2
 SOURCE_KINDS = ("synthetic", "wide_file", "long_file")
 
 
@@ -207,12 +217,26 @@ class ForecastDataModule(pl.LightningDataModule):
 
     def scaled_extras(self, table: np.ndarray) -> np.ndarray:
         """``[M, E]`` extra features scaled with the fitted (or restored) scaler."""
-        if table.shape[1] != len(self.extra_scaler.data_min):
+        self._check_num_extras(table.shape[1])
+        return self.extra_scaler.transform(table)
+
+    def _check_num_extras(self, count: int) -> None:
+        if count != len(self.extra_scaler.data_min):
             raise UserError(
-                f"the data has {table.shape[1]} extra features but the checkpoint's scaler was fitted on "
+                f"the data has {count} extra features but the checkpoint's scaler was fitted on "
                 f"{len(self.extra_scaler.data_min)}; use data with the training columns"
             )
-        return self.extra_scaler.transform(table)
+
+    def calendar_table(self) -> np.ndarray:
+        """``[C, K]`` float32 scaled value of every calendar code (:func:`calendar_codes`: value + 1; code
+        0, a padding row, is 0): the same numbers as scaling the features' floats."""
+        names = self.calendar_feature_names
+        first = len(self.extra_scaler.data_min) - len(names)
+        scaler = MinMaxScaler(self.extra_scaler.data_min[first:], self.extra_scaler.data_range[first:])
+        table = np.zeros((len(names), NUM_CALENDAR_CODES), dtype=np.float32)
+        feature_values = np.arange(NUM_CALENDAR_CODES - 1, dtype=np.float64)[:, None]  # [K - 1, 1]
+        table[:, 1:] = scaler.transform(np.repeat(feature_values, len(names), axis=1)).T
+        return table
 
     # ----------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -222,13 +246,7 @@ class ForecastDataModule(pl.LightningDataModule):
         frame = self.load_frame()
         bounds = split_bounds(self.split, frame)
         self._check_split_sizes(bounds)
-        extras = self.feature_table()
-        if self.scaler is None:
-            row_series = frame.row_series
-            self._fit_scalers(frame, extras, row_series, frame.local_index < bounds["train"][1][row_series])
-        values = self.scaler.transform(frame.values, column_index=frame.row_series)
-        arrays = SeriesArrays.from_rows(values, self.scaled_extras(extras), frame.offsets, self.window_size)
-        del values, extras
+        arrays = self._scaled_arrays(frame, bounds["train"][1])
         self.bounds = bounds
         self.windows = {name: self.split_windows(arrays, name) for name in SPLITS}
         empty = [name for name, windows in self.windows.items() if len(windows) == 0]
@@ -272,34 +290,90 @@ class ForecastDataModule(pl.LightningDataModule):
             )
         start = np.maximum(lo, 1) if split == "train" else lo
         count = np.where(self.series_train_rows > 0, hi - self.horizon + 1 - start, 0)
-        local_targets = index_ranges(start, count)
-        series = np.repeat(np.arange(len(lo)), np.maximum(count, 0))
-        targets = torch.from_numpy(arrays.padded_rows(series, local_targets))
+        targets = arrays.padded_ranges(start, count)
         return Windows(arrays, targets, self.horizon, self.padding_mask, True, self.static_codes())
 
-    def _fit_scalers(
-        self, frame: SeriesFrame, extras: np.ndarray, row_series: np.ndarray, train_rows: np.ndarray
-    ) -> None:
-        """Per-series value scaler and z statistics, global extra-feature scaler, from training rows."""
-        if not train_rows.any():
-            raise UserError(f"no training rows with data.split={self.split}; move the cut-off later")
-        train_values = pd.Series(frame.values[train_rows])
-        groups = train_values.groupby(row_series[train_rows])
-        stats = groups.agg(["min", "max", "mean", "count"])
-        stats["std"] = groups.std(ddof=0)
-        stats = stats.reindex(range(frame.num_series))
-        self.series_train_rows = stats["count"].fillna(0).to_numpy(dtype=np.int64)
-        data_min = stats["min"].fillna(0.0).to_numpy()
-        self.series_mean = stats["mean"].fillna(0.0).to_numpy()
-        std = stats["std"].fillna(0.0).to_numpy()
-        if self.scaler_method == "standard":
-            self.scaler = MinMaxScaler.from_mean_std(self.series_mean, std)
+    def _scaled_arrays(self, frame: SeriesFrame, train_rows: np.ndarray) -> SeriesArrays:
+        """Every row scaled into the padded float32 arrays, calendar features as codes, a few series at
+        a time; fits the scalers on the first ``train_rows [S]`` rows of each series first (unless
+        restored from a checkpoint).
+
+        No ``[N]`` float64 temporary is made: per-series statistics come from ``ufunc.reduceat`` over
+        each chunk's training rows, the calendar features' statistics from their codes' histogram.
+        """
+        names = self.calendar_feature_names
+        user = frame.extras.to_numpy(dtype=np.float64)  # [N, E] (a view of float columns)
+        fit = self.scaler is None
+        if fit:
+            if not (train_rows > 0).any():
+                raise UserError(f"no training rows with data.split={self.split}; move the cut-off later")
+            user_scaler = _fit_rows(user, frame.offsets, train_rows, self.scaler_method)
+            stats = np.zeros((4, frame.num_series))  # min, max, mean, std of each series' training rows
         else:
-            self.scaler = MinMaxScaler(
-                data_min=data_min, data_range=stats["max"].fillna(0.0).to_numpy() - data_min
+            self._check_num_extras(user.shape[1] + len(names))
+            user_scaler = MinMaxScaler(
+                self.extra_scaler.data_min[: user.shape[1]], self.extra_scaler.data_range[: user.shape[1]]
             )
-        self.series_std = np.where(std > 0, std, 1.0)
-        self.extra_scaler = MinMaxScaler.fit(extras[train_rows], self.scaler_method)
+        arrays = SeriesArrays.zeros(
+            frame.offsets, self.window_size, user.shape[1], len(names), calendar_code_dtype(names)
+        )
+        padded_values, padded_extras = arrays.values.numpy(), arrays.extras.numpy()
+        padded_calendar = None if arrays.calendar is None else arrays.calendar.numpy()
+        histogram = np.zeros((len(names), NUM_CALENDAR_CODES), dtype=np.int64)
+        offsets = frame.offsets
+        for s0, s1 in series_chunks(offsets):
+            rows = slice(offsets[s0], offsets[s1])
+            lengths = np.diff(offsets[s0 : s1 + 1])
+            series = np.repeat(np.arange(s1 - s0), lengths)  # [n] within the chunk
+            padded = np.arange(offsets[s0], offsets[s1]) + (series + s0 + 1) * self.window_size
+            values = frame.values[rows]
+            if fit:
+                train = _leading_rows(lengths, train_rows[s0:s1])
+                stats[:, s0:s1] = _series_stats(values[train], train_rows[s0:s1])
+                scaler = self._series_scaler(*stats[:, s0:s1])
+            else:
+                scaler = MinMaxScaler(self.scaler.data_min[s0:s1], self.scaler.data_range[s0:s1])
+            padded_values[padded] = scaler.transform(values, column_index=series)
+            if user.shape[1]:
+                padded_extras[padded] = user_scaler.transform(user[rows])
+            if names:
+                codes = calendar_codes(frame.timestamps[rows], names)
+                padded_calendar[padded] = codes
+                if fit:
+                    train_codes = codes[train]
+                    for column in range(len(names)):
+                        histogram[column] += np.bincount(train_codes[:, column], minlength=NUM_CALENDAR_CODES)
+        if fit:
+            self._keep_fit(frame, train_rows, stats, user_scaler, _fit_codes(histogram, self.scaler_method))
+        if not names:
+            return arrays
+        return replace(arrays, calendar_table=torch.from_numpy(self.calendar_table()))
+
+    def _series_scaler(
+        self, data_min: np.ndarray, data_max: np.ndarray, mean: np.ndarray, std: np.ndarray
+    ) -> MinMaxScaler:
+        if self.scaler_method == "standard":
+            return MinMaxScaler.from_mean_std(mean, std)
+        return MinMaxScaler(data_min=data_min, data_range=data_max - data_min)
+
+    def _keep_fit(
+        self,
+        frame: SeriesFrame,
+        train_rows: np.ndarray,
+        stats: np.ndarray,
+        user_scaler: MinMaxScaler,
+        calendar_scaler: MinMaxScaler,
+    ) -> None:
+        """Keep the fitted per-series scaler and z statistics and the extra-feature scaler (user
+        columns, then calendar features)."""
+        self.series_train_rows = np.asarray(train_rows, dtype=np.int64).copy()
+        self.scaler = self._series_scaler(*stats)
+        self.series_mean = stats[2]
+        self.series_std = np.where(stats[3] > 0, stats[3], 1.0)
+        self.extra_scaler = MinMaxScaler(
+            data_min=np.concatenate([user_scaler.data_min, calendar_scaler.data_min]),
+            data_range=np.concatenate([user_scaler.data_range, calendar_scaler.data_range]),
+        )
         unscaled = [
             name for name, rows in zip(frame.series_names, self.series_train_rows, strict=True) if not rows
         ]
@@ -442,3 +516,71 @@ def upgrade_wide_state(state: dict[str, Any]) -> dict[str, Any]:
         "static_names": [],
         "static_vocabulary": [],
     }
+
+
+# ----------------------------------------------------------------------------- fitting, chunk by chunk
+def _leading_rows(lengths: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``[sum(lengths)]`` bool: the first ``counts[s]`` rows of each of the consecutive series."""
+    local = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return local < np.repeat(counts, lengths)
+
+
+def _series_stats(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``[4, S]`` min, max, mean and std (ddof 0) of consecutive groups of ``counts [S]`` values (0
+    for an empty group), with ``ufunc.reduceat``."""
+    stats = np.zeros((4, len(counts)))
+    present = counts > 0
+    if not present.any():
+        return stats
+    starts = (np.cumsum(counts) - counts)[present]
+    sizes = counts[present]
+    stats[0, present] = np.minimum.reduceat(values, starts)
+    stats[1, present] = np.maximum.reduceat(values, starts)
+    mean = np.add.reduceat(values, starts) / sizes
+    deviation = values - np.repeat(mean, sizes)
+    stats[2, present] = mean
+    stats[3, present] = np.sqrt(np.add.reduceat(deviation * deviation, starts) / sizes)
+    return stats
+
+
+def _fit_rows(data: np.ndarray, offsets: np.ndarray, counts: np.ndarray, method: str) -> MinMaxScaler:
+    """:meth:`MinMaxScaler.fit` on the first ``counts[s]`` rows of each series of ``data [N, E]``, a few
+    series at a time (two passes for ``standard``)."""
+    num_columns = data.shape[1]
+    if num_columns == 0:
+        return MinMaxScaler(data_min=np.zeros(0), data_range=np.zeros(0))
+    chunks = [
+        (slice(offsets[s0], offsets[s1]), _leading_rows(np.diff(offsets[s0 : s1 + 1]), counts[s0:s1]))
+        for s0, s1 in series_chunks(offsets)
+    ]
+    data_min, data_max = np.full(num_columns, np.inf), np.full(num_columns, -np.inf)
+    total = np.zeros(num_columns)
+    for rows, train in chunks:
+        part = data[rows][train]
+        if len(part):
+            data_min = np.minimum(data_min, part.min(axis=0))
+            data_max = np.maximum(data_max, part.max(axis=0))
+            total += part.sum(axis=0)
+    if method != "standard":
+        return MinMaxScaler(data_min=data_min, data_range=data_max - data_min)
+    count = int(counts.sum())
+    mean = total / count
+    squares = np.zeros(num_columns)
+    for rows, train in chunks:
+        squares += ((data[rows][train] - mean) ** 2).sum(axis=0)
+    return MinMaxScaler.from_mean_std(mean, np.sqrt(squares / count))
+
+
+def _fit_codes(histogram: np.ndarray, method: str) -> MinMaxScaler:
+    """:meth:`MinMaxScaler.fit` on calendar features from the histogram ``[C, K]`` of their training
+    rows' codes (code ``k`` is the value ``k - 1``)."""
+    values = np.arange(histogram.shape[1], dtype=np.float64) - 1
+    if method == "standard":
+        count = histogram.sum(axis=1)
+        mean = histogram @ values / count
+        variance = (histogram * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / count
+        return MinMaxScaler.from_mean_std(mean, np.sqrt(variance))
+    present = histogram > 0
+    data_min = values[np.argmax(present, axis=1)]
+    data_max = values[histogram.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)]
+    return MinMaxScaler(data_min=data_min, data_range=data_max - data_min)
