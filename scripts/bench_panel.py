@@ -21,6 +21,7 @@ a loaded machine is not a result.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -87,10 +88,8 @@ class PeakMeter:
 
 def trim_heap() -> None:
     """Hand freed heap back to the OS, so set-up cannot reuse the reader's freed pages unseen."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def measure(path: str, freq: str, window_size: int, batch_size: int, batches: int) -> dict:
