@@ -1,4 +1,4 @@
-"""The datamodule's compact arrays (calendar codes, int32 window index, chunked fitting) against a
+"""The datamodule's compact arrays (calendar keys, int32 window index, chunked fitting) against a
 straightforward float reference: every row's features as float64, pandas' per-series statistics,
 one scaler transform over all rows, float32 extras and an int64 index (the set-up before it was
 made to hold M5-sized data)."""
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_forecast.data.calendar import CALENDAR_FEATURES, calendar_codes, calendar_features
+from lstm_forecast.data.calendar import CALENDAR_FEATURES, CalendarKeys, calendar_features
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.long_source import synthetic_long_table
 from lstm_forecast.data.scaling import MinMaxScaler
@@ -64,17 +64,29 @@ def expected_targets(dm: ForecastDataModule, split: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("scaler", "calendar", "padding_mask", "split"),
+    ("scaler", "calendar", "padding_mask", "split", "keys"),
     [
-        ("minmax", ["hour", "day_of_week", "workday"], False, None),
-        ("standard", ["hour", "day_of_week", "workday"], True, None),
-        ("minmax", ["day_of_year", "month", "minute", "day_of_month"], True, None),  # int16 codes
-        ("minmax", [], False, None),  # no calendar: floats only
+        ("minmax", ["hour", "day_of_week", "workday"], False, None, True),
+        ("standard", ["hour", "day_of_week", "workday"], True, None, True),
+        ("minmax", ["day_of_year", "month", "minute", "day_of_month"], True, None, True),  # int16 keys
+        ("minmax", ["hour", "month"], False, None, False),  # calendar as float extras (too many keys)
+        ("standard", ["hour", "month"], True, None, False),
+        ("minmax", [], False, None, False),  # no calendar: floats only
         # Dates: late series have no training rows (left out), early ones no test rows.
-        ("standard", ["hour"], False, {"val_start": "2024-01-03 12:00", "test_start": "2024-01-04 12:00"}),
+        (
+            "standard",
+            ["hour"],
+            False,
+            {"val_start": "2024-01-03 12:00", "test_start": "2024-01-04 12:00"},
+            True,
+        ),
     ],
 )
-def test_batches_match_the_float_reference(tmp_path, scaler, calendar, padding_mask, split):
+def test_batches_match_the_float_reference(
+    tmp_path, monkeypatch, scaler, calendar, padding_mask, split, keys
+):
+    if not keys:
+        monkeypatch.setattr(ForecastDataModule, "calendar_keys", lambda self: None)
     dm = ForecastDataModule(
         source={
             "kind": "long_file",
@@ -105,9 +117,11 @@ def test_batches_match_the_float_reference(tmp_path, scaler, calendar, padding_m
             else:
                 np.testing.assert_allclose(getattr(fitted, key), getattr(reference, key), rtol=1e-12)
     assert dm.windows["train"].num_features == len(calendar) + 1 + int(padding_mask) + 1
-    if calendar:
-        assert dm.arrays.calendar.dtype == (torch.int16 if "day_of_year" in calendar else torch.uint8)
+    if keys and calendar:
+        assert dm.arrays.calendar.dtype == (torch.int16 if "minute" in calendar else torch.uint8)
         assert dm.arrays.extras.shape[1] == 1  # only the user column is a float
+    else:
+        assert dm.arrays.calendar is None and dm.arrays.extras.shape[1] == 1 + len(calendar)
     for split_name in SPLITS:
         windows = dm.windows[split_name]
         assert windows.targets.dtype == torch.int32
@@ -143,24 +157,24 @@ def test_restored_scalers_build_the_same_arrays(tmp_path):
         )
 
 
-def test_calendar_codes_give_the_batches_of_float_features():
+def test_calendar_keys_give_the_batches_of_float_features():
     stamps = pd.date_range("2023-12-28 22:00", periods=40, freq="7h")
     names = ["hour", "day_of_week", "day_of_year", "workday"]
     offsets = np.array([0, 15, 15, 40])  # a series without rows in the middle
     floats = calendar_features(stamps, names).to_numpy()
     scaler = MinMaxScaler.fit(floats)
-    table = np.zeros((len(names), 368), dtype=np.float32)
-    table[:, 1:] = scaler.transform(np.repeat(np.arange(367.0)[:, None], len(names), axis=1)).T
+    keys = CalendarKeys.build(stamps[0], stamps[-1], names)
+    assert keys.dtype == np.int16  # 14 days x 24 hours
+    table = np.zeros((keys.num_keys, len(names)), dtype=np.float32)
+    table[1:] = scaler.transform(keys.table)
     values = np.linspace(-1, 1, 40)
-    codes = calendar_codes(stamps, names)
-    assert codes.dtype == np.int16
-    with_codes = SeriesArrays.from_rows(values, np.empty((40, 0)), offsets, 5, codes, table)
+    with_keys = SeriesArrays.from_rows(values, np.empty((40, 0)), offsets, 5, keys.keys(stamps), table)
     with_floats = SeriesArrays.from_rows(values, scaler.transform(floats), offsets, 5)
-    targets = torch.from_numpy(with_floats.padded_ranges(np.array([1, 0, 0]), np.array([14, 0, 25])).numpy())
+    targets = with_floats.padded_ranges(np.array([1, 0, 0]), np.array([14, 0, 25]))
     assert targets.dtype == torch.int32 and len(targets) == 39
     index = torch.arange(39)
     for mask in (False, True):
-        a = Windows(with_codes, targets, 1, mask).gather(index)
+        a = Windows(with_keys, targets, 1, mask).gather(index)
         b = Windows(with_floats, targets.long(), 1, mask).gather(index)
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
@@ -175,15 +189,27 @@ def test_series_chunks_cover_every_series_once():
 
 
 @pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
-def test_calendar_codes_are_the_calendar_features_plus_one(tz):
+def test_calendar_keys_look_up_the_calendar_features(tz):
     rng = np.random.default_rng(3)
-    # Before and after 1970, minutes apart, across DST changes, and a few rows over many years.
-    stamps = pd.DatetimeIndex(
+    # Before and after 1970, minutes apart, across DST changes.
+    sparse = pd.DatetimeIndex(
         np.sort(rng.integers(-3 * 10**18 // 2, 2 * 10**18, 5000)).astype("datetime64[ns]")
     ).floor("min")
     dense = pd.date_range("2023-03-20", "2023-11-05", freq="17min")
-    names = sorted(CALENDAR_FEATURES)
-    for timestamps in (stamps, dense, dense[:3]):
+    for timestamps, names in (
+        (sparse, ["day_of_week", "month", "day_of_month", "workday"]),
+        (sparse, ["hour", "day_of_week"]),
+        (dense, sorted(set(CALENDAR_FEATURES) - {"minute"})),
+        (dense[:3], ["minute", "workday"]),
+    ):
         timestamps = timestamps if tz is None else timestamps.tz_localize("UTC").tz_convert(tz)
-        expected = calendar_features(timestamps, names).to_numpy() + 1
-        np.testing.assert_array_equal(calendar_codes(timestamps, names), expected)
+        keys = CalendarKeys.build(
+            timestamps[0] - pd.Timedelta(days=1), timestamps[-1] + pd.Timedelta(days=1), names
+        )
+        row_keys = keys.keys(timestamps)
+        assert row_keys.min() >= 1 and row_keys.dtype == keys.dtype
+        np.testing.assert_array_equal(
+            keys.table[row_keys - 1], calendar_features(timestamps, names).to_numpy()
+        )
+    # Every minute of a year of days has too many combinations for two bytes: no keys.
+    assert CalendarKeys.build(dense[0], dense[-1], ["minute", "hour", "day_of_year"]) is None

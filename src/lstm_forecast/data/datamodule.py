@@ -7,6 +7,7 @@ file one whose series have their own. Nothing above ``data/`` asks which it hold
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lstm_forecast.data.calendar import CALENDAR_MAX, calendar_code_dtype, calendar_codes
+from lstm_forecast.data.calendar import CalendarKeys
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
 from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
@@ -33,8 +34,6 @@ from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# Calendar codes are a feature's value plus one (0: a padding row).
-NUM_CALENDAR_CODES = max(CALENDAR_MAX.values()) + 2
 SOURCE_KINDS = ("synthetic", "wide_file", "long_file")
 
 
@@ -227,15 +226,24 @@ class ForecastDataModule(pl.LightningDataModule):
                 f"{len(self.extra_scaler.data_min)}; use data with the training columns"
             )
 
-    def calendar_table(self) -> np.ndarray:
-        """``[C, K]`` float32 scaled value of every calendar code (:func:`calendar_codes`: value + 1; code
-        0, a padding row, is 0): the same numbers as scaling the features' floats."""
-        names = self.calendar_feature_names
-        first = len(self.extra_scaler.data_min) - len(names)
+    def calendar_keys(self) -> CalendarKeys | None:
+        """The calendar features of the frame's rows as keys (None: no calendar features, or too many
+        combinations; they are then float extras)."""
+        frame = self.load_frame()
+        present = frame.lengths > 0
+        if not self.calendar_feature_names or not present.any():
+            return None
+        first = frame.timestamps[frame.offsets[:-1][present]].min() - pd.Timedelta(days=1)  # a day of
+        last = frame.timestamps[frame.offsets[1:][present] - 1].max() + pd.Timedelta(days=1)  # DST slack
+        return CalendarKeys.build(first, last, self.calendar_feature_names)
+
+    def calendar_table(self, keys: CalendarKeys) -> np.ndarray:
+        """``[K, C]`` float32 scaled calendar features of every key (zeros for the padding key 0): the
+        same numbers as scaling the features' floats."""
+        first = len(self.extra_scaler.data_min) - len(keys.names)
         scaler = MinMaxScaler(self.extra_scaler.data_min[first:], self.extra_scaler.data_range[first:])
-        table = np.zeros((len(names), NUM_CALENDAR_CODES), dtype=np.float32)
-        feature_values = np.arange(NUM_CALENDAR_CODES - 1, dtype=np.float64)[:, None]  # [K - 1, 1]
-        table[:, 1:] = scaler.transform(np.repeat(feature_values, len(names), axis=1)).T
+        table = np.zeros((keys.num_keys, len(keys.names)), dtype=np.float32)
+        table[1:] = scaler.transform(keys.table)
         return table
 
     # ----------------------------------------------------------------------------- setup
@@ -294,32 +302,41 @@ class ForecastDataModule(pl.LightningDataModule):
         return Windows(arrays, targets, self.horizon, self.padding_mask, True, self.static_codes())
 
     def _scaled_arrays(self, frame: SeriesFrame, train_rows: np.ndarray) -> SeriesArrays:
-        """Every row scaled into the padded float32 arrays, calendar features as codes, a few series at
+        """Every row scaled into the padded float32 arrays, calendar features as keys, a few series at
         a time; fits the scalers on the first ``train_rows [S]`` rows of each series first (unless
         restored from a checkpoint).
 
         No ``[N]`` float64 temporary is made: per-series statistics come from ``ufunc.reduceat`` over
-        each chunk's training rows, the calendar features' statistics from their codes' histogram.
+        each chunk's training rows, the calendar features' statistics from their keys' histogram.
         """
-        names = self.calendar_feature_names
+        keys = self.calendar_keys()
         user = frame.extras.to_numpy(dtype=np.float64)  # [N, E] (a view of float columns)
+        float_calendar = self.calendar_feature_names if keys is None else []
+
+        def float_extras(rows: slice) -> np.ndarray:
+            """``[n, F]`` the rows' float features: user columns (and calendar features without keys)."""
+            if not float_calendar:
+                return user[rows]
+            calendar = make_calendar_features(frame.timestamps[rows], float_calendar).to_numpy()
+            return np.concatenate([user[rows], calendar], axis=1)
+
+        num_floats = user.shape[1] + len(float_calendar)
         fit = self.scaler is None
         if fit:
             if not (train_rows > 0).any():
                 raise UserError(f"no training rows with data.split={self.split}; move the cut-off later")
-            user_scaler = _fit_rows(user, frame.offsets, train_rows, self.scaler_method)
+            float_scaler = _fit_rows(float_extras, num_floats, frame.offsets, train_rows, self.scaler_method)
             stats = np.zeros((4, frame.num_series))  # min, max, mean, std of each series' training rows
         else:
-            self._check_num_extras(user.shape[1] + len(names))
-            user_scaler = MinMaxScaler(
-                self.extra_scaler.data_min[: user.shape[1]], self.extra_scaler.data_range[: user.shape[1]]
+            self._check_num_extras(user.shape[1] + len(self.calendar_feature_names))
+            float_scaler = MinMaxScaler(
+                self.extra_scaler.data_min[:num_floats], self.extra_scaler.data_range[:num_floats]
             )
         arrays = SeriesArrays.zeros(
-            frame.offsets, self.window_size, user.shape[1], len(names), calendar_code_dtype(names)
+            frame.offsets, self.window_size, num_floats, None if keys is None else keys.dtype
         )
         padded_values, padded_extras = arrays.values.numpy(), arrays.extras.numpy()
-        padded_calendar = None if arrays.calendar is None else arrays.calendar.numpy()
-        histogram = np.zeros((len(names), NUM_CALENDAR_CODES), dtype=np.int64)
+        histogram = np.zeros(0 if keys is None else keys.num_keys, dtype=np.int64)
         offsets = frame.offsets
         for s0, s1 in series_chunks(offsets):
             rows = slice(offsets[s0], offsets[s1])
@@ -334,20 +351,22 @@ class ForecastDataModule(pl.LightningDataModule):
             else:
                 scaler = MinMaxScaler(self.scaler.data_min[s0:s1], self.scaler.data_range[s0:s1])
             padded_values[padded] = scaler.transform(values, column_index=series)
-            if user.shape[1]:
-                padded_extras[padded] = user_scaler.transform(user[rows])
-            if names:
-                codes = calendar_codes(frame.timestamps[rows], names)
-                padded_calendar[padded] = codes
+            if num_floats:
+                padded_extras[padded] = float_scaler.transform(float_extras(rows))
+            if keys is not None:
+                row_keys = keys.keys(frame.timestamps[rows])
+                arrays.calendar.numpy()[padded] = row_keys
                 if fit:
-                    train_codes = codes[train]
-                    for column in range(len(names)):
-                        histogram[column] += np.bincount(train_codes[:, column], minlength=NUM_CALENDAR_CODES)
+                    histogram += np.bincount(row_keys[train], minlength=keys.num_keys)
         if fit:
-            self._keep_fit(frame, train_rows, stats, user_scaler, _fit_codes(histogram, self.scaler_method))
-        if not names:
+            if keys is not None:
+                float_scaler = _concat(
+                    float_scaler, _fit_table(keys.table, histogram[1:], self.scaler_method)
+                )
+            self._keep_fit(frame, train_rows, stats, float_scaler)
+        if keys is None:
             return arrays
-        return replace(arrays, calendar_table=torch.from_numpy(self.calendar_table()))
+        return replace(arrays, calendar_table=torch.from_numpy(self.calendar_table(keys)))
 
     def _series_scaler(
         self, data_min: np.ndarray, data_max: np.ndarray, mean: np.ndarray, std: np.ndarray
@@ -361,8 +380,7 @@ class ForecastDataModule(pl.LightningDataModule):
         frame: SeriesFrame,
         train_rows: np.ndarray,
         stats: np.ndarray,
-        user_scaler: MinMaxScaler,
-        calendar_scaler: MinMaxScaler,
+        extra_scaler: MinMaxScaler,
     ) -> None:
         """Keep the fitted per-series scaler and z statistics and the extra-feature scaler (user
         columns, then calendar features)."""
@@ -370,10 +388,7 @@ class ForecastDataModule(pl.LightningDataModule):
         self.scaler = self._series_scaler(*stats)
         self.series_mean = stats[2]
         self.series_std = np.where(stats[3] > 0, stats[3], 1.0)
-        self.extra_scaler = MinMaxScaler(
-            data_min=np.concatenate([user_scaler.data_min, calendar_scaler.data_min]),
-            data_range=np.concatenate([user_scaler.data_range, calendar_scaler.data_range]),
-        )
+        self.extra_scaler = extra_scaler
         unscaled = [
             name for name, rows in zip(frame.series_names, self.series_train_rows, strict=True) if not rows
         ]
@@ -543,10 +558,15 @@ def _series_stats(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return stats
 
 
-def _fit_rows(data: np.ndarray, offsets: np.ndarray, counts: np.ndarray, method: str) -> MinMaxScaler:
-    """:meth:`MinMaxScaler.fit` on the first ``counts[s]`` rows of each series of ``data [N, E]``, a few
-    series at a time (two passes for ``standard``)."""
-    num_columns = data.shape[1]
+def _fit_rows(
+    data: Callable[[slice], np.ndarray],
+    num_columns: int,
+    offsets: np.ndarray,
+    counts: np.ndarray,
+    method: str,
+) -> MinMaxScaler:
+    """:meth:`MinMaxScaler.fit` on the first ``counts[s]`` rows of each series of the ``[N, num_columns]``
+    rows ``data(rows)``, a few series at a time (two passes for ``standard``)."""
     if num_columns == 0:
         return MinMaxScaler(data_min=np.zeros(0), data_range=np.zeros(0))
     chunks = [
@@ -556,7 +576,7 @@ def _fit_rows(data: np.ndarray, offsets: np.ndarray, counts: np.ndarray, method:
     data_min, data_max = np.full(num_columns, np.inf), np.full(num_columns, -np.inf)
     total = np.zeros(num_columns)
     for rows, train in chunks:
-        part = data[rows][train]
+        part = data(rows)[train]
         if len(part):
             data_min = np.minimum(data_min, part.min(axis=0))
             data_max = np.maximum(data_max, part.max(axis=0))
@@ -567,20 +587,25 @@ def _fit_rows(data: np.ndarray, offsets: np.ndarray, counts: np.ndarray, method:
     mean = total / count
     squares = np.zeros(num_columns)
     for rows, train in chunks:
-        squares += ((data[rows][train] - mean) ** 2).sum(axis=0)
+        squares += ((data(rows)[train] - mean) ** 2).sum(axis=0)
     return MinMaxScaler.from_mean_std(mean, np.sqrt(squares / count))
 
 
-def _fit_codes(histogram: np.ndarray, method: str) -> MinMaxScaler:
-    """:meth:`MinMaxScaler.fit` on calendar features from the histogram ``[C, K]`` of their training
-    rows' codes (code ``k`` is the value ``k - 1``)."""
-    values = np.arange(histogram.shape[1], dtype=np.float64) - 1
+def _fit_table(table: np.ndarray, counts: np.ndarray, method: str) -> MinMaxScaler:
+    """:meth:`MinMaxScaler.fit` on rows of which ``counts[k]`` equal ``table[k]`` (``[K, C]``): the
+    calendar features of the training rows from their keys' histogram."""
     if method == "standard":
-        count = histogram.sum(axis=1)
-        mean = histogram @ values / count
-        variance = (histogram * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / count
+        total = counts.sum()
+        mean = counts @ table / total
+        variance = counts @ (table - mean) ** 2 / total
         return MinMaxScaler.from_mean_std(mean, np.sqrt(variance))
-    present = histogram > 0
-    data_min = values[np.argmax(present, axis=1)]
-    data_max = values[histogram.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)]
-    return MinMaxScaler(data_min=data_min, data_range=data_max - data_min)
+    seen = table[counts > 0]
+    data_min = seen.min(axis=0)
+    return MinMaxScaler(data_min=data_min, data_range=seen.max(axis=0) - data_min)
+
+
+def _concat(first: MinMaxScaler, second: MinMaxScaler) -> MinMaxScaler:
+    return MinMaxScaler(
+        data_min=np.concatenate([first.data_min, second.data_min]),
+        data_range=np.concatenate([first.data_range, second.data_range]),
+    )

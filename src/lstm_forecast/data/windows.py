@@ -63,10 +63,10 @@ class SeriesArrays:
     window never reaches into another series and the method's zero-padded warm-up windows come for
     free. A wide table is the case in which every series has the same rows.
 
-    Calendar features may be kept as small integer codes instead of floats (one or two bytes per
-    feature and row instead of four): ``calendar [P, C]`` holds each row's feature value plus one (0 on
-    padding rows) and ``calendar_table [C, K]`` the scaled float of every code (0 for code 0), looked
-    up when a batch is gathered; the batch is the same as with the scaled floats in ``extras``.
+    Calendar features may be kept as one small integer key per row instead of floats (one or two
+    bytes a row instead of four per feature): ``calendar [P]`` holds each row's key (0 on padding
+    rows) and ``calendar_table [K, C]`` the scaled features of every key (zeros for key 0), looked up
+    when a batch is gathered; the batch is the same as with the scaled floats in ``extras``.
 
     Attributes
     ----------
@@ -80,9 +80,9 @@ class SeriesArrays:
     window_size : int
         Zero rows in front of each series (``W``).
     calendar : Tensor or None
-        ``[P, C]`` uint8 or int16 calendar codes, features after the ``E`` extras in ``x``.
+        ``[P]`` uint8 or int16 calendar key of each row; its features follow the ``E`` extras in ``x``.
     calendar_table : Tensor or None
-        ``[C, K]`` float32 scaled value of code ``k`` of feature ``c``.
+        ``[K, C]`` float32 scaled calendar features of each key.
     """
 
     values: torch.Tensor
@@ -98,16 +98,15 @@ class SeriesArrays:
         offsets: np.ndarray,
         window_size: int,
         num_extras: int,
-        num_calendar: int = 0,
-        calendar_dtype: np.dtype | type = np.uint8,
+        calendar_dtype: np.dtype | type | None = None,
     ) -> SeriesArrays:
         """All-zero arrays for the rows ``offsets [S + 1]`` to be filled in place (numpy views of the
-        tensors share their memory); the zero pages of padding rows are never touched."""
+        tensors share their memory), with calendar keys of ``calendar_dtype`` if given."""
         num_series = len(offsets) - 1
         total = int(offsets[-1]) + num_series * window_size
         calendar = None
-        if num_calendar:
-            calendar = torch.from_numpy(np.zeros((total, num_calendar), dtype=calendar_dtype))
+        if calendar_dtype is not None:
+            calendar = torch.from_numpy(np.zeros(total, dtype=calendar_dtype))
         block_start = torch.from_numpy(np.asarray(offsets[:-1]) + np.arange(num_series) * window_size)
         return cls(
             torch.zeros(total, dtype=torch.float32),
@@ -128,24 +127,18 @@ class SeriesArrays:
         calendar_table: np.ndarray | None = None,
     ) -> SeriesArrays:
         """Pad ``values [N]`` and ``extras [N, E]``, rows of series ``s`` at ``offsets[s]:offsets[s+1]``;
-        optionally calendar codes ``calendar [N, C]`` (feature value + 1) with their ``calendar_table``
-        ``[C, K]`` of scaled values."""
+        optionally calendar keys ``calendar [N]`` (from 1) with their ``calendar_table [K, C]`` of
+        scaled features (row 0: the padding key's zeros)."""
         num_series = len(offsets) - 1
         row_series = np.repeat(np.arange(num_series), np.diff(offsets))
         padded_row = np.arange(len(values)) + (row_series + 1) * window_size  # [N]
-        codes = None if calendar is None else np.asarray(calendar)
-        arrays = cls.zeros(
-            offsets,
-            window_size,
-            extras.shape[1],
-            0 if codes is None else codes.shape[1],
-            np.uint8 if codes is None else codes.dtype,
-        )
+        keys = None if calendar is None else np.asarray(calendar)
+        arrays = cls.zeros(offsets, window_size, extras.shape[1], None if keys is None else keys.dtype)
         arrays.values.numpy()[padded_row] = values
         arrays.extras.numpy()[padded_row] = extras
-        if codes is None:
+        if keys is None:
             return arrays
-        arrays.calendar.numpy()[padded_row] = codes
+        arrays.calendar.numpy()[padded_row] = keys
         return replace(arrays, calendar_table=torch.as_tensor(calendar_table, dtype=torch.float32))
 
     @property
@@ -154,8 +147,8 @@ class SeriesArrays:
 
     @property
     def num_extras(self) -> int:
-        """Extra features per step: the float extras, then the calendar codes' features."""
-        return self.extras.shape[1] + (0 if self.calendar is None else self.calendar.shape[1])
+        """Extra features per step: the float extras, then the calendar keys' features."""
+        return self.extras.shape[1] + (0 if self.calendar_table is None else self.calendar_table.shape[1])
 
     def padded_rows(self, series: np.ndarray, local: np.ndarray) -> np.ndarray:
         """Padded row of step ``local`` (from 0) of series ``series`` (both ``[M]``)."""
@@ -236,15 +229,9 @@ class Windows:
         # Every window as a strided view (no copy): the context of padded target t is view row t - W.
         self._value_windows = arrays.values.unfold(0, window_size, 1)  # [P - W + 1, W]
         self._extra_windows = arrays.extras.unfold(0, window_size, 1).transpose(1, 2)  # [P - W + 1, W, E]
-        self._calendar_windows = self._calendar_lookup = self._calendar_base = None
+        self._calendar_windows = None
         if arrays.calendar is not None:
-            self._calendar_windows = arrays.calendar.unfold(0, window_size, 1).transpose(1, 2)  # [., W, C]
-            num_features, num_codes = arrays.calendar_table.shape
-            self._calendar_lookup = arrays.calendar_table.reshape(-1)  # [C * K]
-            # Offset of each step's features' tables in the lookup, for a whole window ([W * C] int32:
-            # int32 index arithmetic without a broadcast over C is the fast path on CPU).
-            base = torch.arange(num_features, dtype=torch.int32, device=device) * num_codes
-            self._calendar_base = base.repeat(window_size)  # [W * C]
+            self._calendar_windows = arrays.calendar.unfold(0, window_size, 1)  # [P - W + 1, W] keys
         if self.with_target:
             self._target_windows = arrays.values.unfold(0, self.horizon, 1)  # [P - H + 1, H]
         return self
@@ -314,10 +301,9 @@ class Windows:
         # index_select on the contiguous-block views beats indexing a [B, W] row grid 3-6x on CPU.
         parts = [torch.index_select(self._extra_windows, 0, first)]  # [B, W, E]
         if self._calendar_windows is not None:
-            codes = torch.index_select(self._calendar_windows, 0, first)  # [B, W, C]
-            lookup = codes.reshape(len(first), -1).to(torch.int32) + self._calendar_base  # [B, W * C]
-            calendar = torch.index_select(self._calendar_lookup, 0, lookup.reshape(-1))
-            parts.append(calendar.view(codes.shape))  # [B, W, C] scaled floats
+            keys = torch.index_select(self._calendar_windows, 0, first).reshape(-1).to(torch.int32)  # [B * W]
+            calendar = torch.index_select(self.arrays.calendar_table, 0, keys)  # [B * W, C]
+            parts.append(calendar.view(len(first), window, -1))  # [B, W, C] scaled features
         if self.padding_mask:
             first_real = self.arrays.block_start[series] + window  # [B] padded row of the series' step 0
             real = (first[:, None] + self._context_offsets) >= first_real[:, None]  # [B, W]
