@@ -1,28 +1,47 @@
-"""Memory of a long-format panel: builds the datamodule on 10,000 series x 1,000 steps and gathers batches.
+"""Set-up time and memory of a long-format panel: ``ForecastDataModule`` (``long_file``) on a ragged panel.
 
 Writes a synthetic ragged panel to Parquet, then, in a fresh process (so the generator's memory does
-not count), loads it with ``PanelDataModule``, runs ``setup`` and gathers training batches. Reports the
-resident arrays and the process's peak memory against two baselines measured in the same run: the
-long table's own bytes (series code, timestamp, value per row) and what materialised windows would
-take (``windows x W x F`` float32).
+not count), reads it with ``load_frame()`` (timed on its own) and runs ``setup()`` on the loaded frame:
+the split, the per-series and extra-feature scalers, the padded scaled arrays and the window index.
+Reports the set-up seconds and its peak memory *after the file was read*, against the bytes of the
+rows' values as float32 (``rows x 4``), then gathers training batches.
 
-    .venv/bin/python scripts/bench_panel.py                      # 10,000 x 1,000
-    .venv/bin/python scripts/bench_panel.py --series 500 --steps 200   # quick
+Peak memory: right after the read, freed heap is handed back to the OS (``malloc_trim``), the RSS is
+taken as the baseline and the kernel's high-water mark is reset (``echo 5 > /proc/self/clear_refs``
+resets ``VmHWM`` to the current RSS); the peak of set-up is ``VmHWM`` after ``setup()`` minus that
+baseline. Where ``clear_refs`` is not writable, a thread samples the RSS every millisecond instead
+(which can miss short spikes). The machine's load average is printed with the result: a benchmark on
+a loaded machine is not a result.
+
+    .venv/bin/python scripts/bench_panel.py --series 500 --steps 200     # seconds
+    .venv/bin/python scripts/bench_panel.py                              # 10,000 hourly series x 1,000
+    .venv/bin/python scripts/bench_panel.py --m5                         # M5 scale, several GiB
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "scripts" / "results"
+
+# M5 (Walmart unit sales): 30,490 item-store series of 1,941 days, every series ending on the last day.
+M5 = {"series": 30_490, "steps": 1_941, "freq": "D", "mean_start": 60, "min_steps": 100}
+# Daily data: hour is always 0; the long_csv default (hour, day_of_week, workday) becomes these.
+CALENDAR = {"D": ["day_of_week", "workday", "month"], "h": ["hour", "day_of_week", "workday"]}
 
 
 def rss_bytes() -> int:
@@ -31,79 +50,169 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
 
 
-def measure(path: str, window_size: int, batch_size: int, batches: int) -> dict:
-    """In this process: build the datamodule from ``path`` and gather batches; sizes in bytes."""
+class PeakMeter:
+    """Peak RSS from now on: the kernel's ``VmHWM`` after a reset, else a sampling thread."""
+
+    def __init__(self) -> None:
+        try:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")
+            self.method = "VmHWM after clear_refs=5"
+        except OSError:
+            self.method = "RSS sampled every 1 ms"
+        self.peak = rss_bytes()
+        self._stop = threading.Event()
+        if self.method.startswith("RSS"):
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, rss_bytes())
+
+    def stop(self) -> int:
+        if self.method.startswith("VmHWM"):
+            return status_bytes("VmHWM")
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, rss_bytes())
+
+
+def trim_heap() -> None:
+    """Hand freed heap back to the OS, so set-up cannot reuse the reader's freed pages unseen."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def measure(path: str, freq: str, window_size: int, batch_size: int, batches: int) -> dict:
+    """In this process: read ``path``, set the datamodule up, gather batches; sizes in bytes."""
     import torch
 
-    from lstm_forecast.data.panel import PanelDataModule
+    from lstm_forecast.data.datamodule import ForecastDataModule
 
     torch.set_num_threads(1)
-    baseline_rss = rss_bytes()
-    start = time.perf_counter()
-    datamodule = PanelDataModule(
-        source={"kind": "long_file", "path": path, "static_columns": ["category"]},
+    calendar = CALENDAR[freq]
+    datamodule = ForecastDataModule(
+        source={"kind": "long_file", "path": path, "static_columns": ["category"], "freq": freq},
         window_size=window_size,
-        calendar_features=["hour", "day_of_week", "workday"],
+        calendar_features=calendar,
     )
+    start = time.perf_counter()
+    frame = datamodule.load_frame()
+    read_s = time.perf_counter() - start
+    trim_heap()
+    after_read = rss_bytes()
+    meter = PeakMeter()
+    start = time.perf_counter()
     datamodule.setup()
     setup_s = time.perf_counter() - start
-    windows = datamodule.windows["train"]
-    arrays = windows.arrays
-    index_bytes = sum(w.targets.nbytes for w in datamodule.windows.values())
-    array_bytes = arrays.values.nbytes + arrays.extras.nbytes + arrays.block_start.nbytes
-    frame = datamodule.load_frame()
-    frame_bytes = (
-        frame.values.nbytes
-        + frame.timestamps.nbytes
-        + frame.offsets.nbytes
-        + frame.extras.memory_usage().sum()
+    peak = meter.stop()
+    after_setup = rss_bytes()
+
+    arrays = datamodule.arrays
+    array_bytes = sum(
+        t.nbytes
+        for t in (arrays.values, arrays.extras, arrays.block_start, getattr(arrays, "calendar", None))
+        if t is not None
     )
+    index_bytes = sum(w.targets.nbytes for w in datamodule.windows.values())
+    windows = datamodule.windows["train"]
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     for _ in range(batches):
         batch = windows.gather(torch.randint(len(windows), (batch_size,), generator=generator))
     gather_s = (time.perf_counter() - start) / batches
     num_rows = frame.num_rows
-    num_windows = sum(len(w) for w in datamodule.windows.values())
+    values_f32 = 4 * num_rows
     return {
         "num_series": datamodule.num_series,
         "num_rows": num_rows,
-        "num_windows": num_windows,
+        "freq": freq,
+        "num_windows": sum(len(w) for w in datamodule.windows.values()),
         "window_size": window_size,
+        "calendar_features": calendar,
         "num_features": datamodule.num_features,
         "batch_shape": list(batch["x"].shape),
+        "index_dtype": str(windows.targets.dtype),
+        "read_s": read_s,
         "setup_s": setup_s,
         "gather_ms_per_batch": 1e3 * gather_s,
+        "rss_after_read_bytes": after_read,
+        "setup_peak_increase_bytes": peak - after_read,
+        "setup_rss_increase_bytes": after_setup - after_read,
+        "process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_method": meter.method + " (after malloc_trim)",
+        "values_float32_bytes": values_f32,
+        "peak_over_values_float32": (peak - after_read) / values_f32,
         "window_arrays_bytes": int(array_bytes),
         "window_index_bytes": int(index_bytes),
-        "frame_bytes": int(frame_bytes),
-        "rss_increase_bytes": rss_bytes() - baseline_rss,
-        "peak_rss_increase_bytes": peak_rss_bytes() - baseline_rss,
-        # Baselines: the long table itself (int32 series, int64 timestamp, float64 value per row) and
-        # eagerly materialised float32 windows of the same sets.
-        "long_table_bytes": num_rows * (4 + 8 + 8),
-        "materialised_windows_bytes": num_windows * window_size * datamodule.num_features * 4,
+        "resident_over_values_float32": (array_bytes + index_bytes) / values_f32,
     }
+
+
+def ragged_daily_table(
+    num_series: int, steps: int, min_steps: int, mean_start: float, freq: str, seed: int = 0
+):
+    """M5-like long table: series start on random days (exponential, mean ``mean_start`` days, at most
+    ``steps - min_steps``) and all end on the last day; intermittent Poisson counts with a weekly cycle."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    first = np.minimum(rng.exponential(mean_start, num_series).astype(np.int64), steps - min_steps)
+    lengths = steps - first
+    series = np.repeat(np.arange(num_series, dtype=np.int32), lengths)
+    step = np.arange(len(series), dtype=np.int64)
+    step -= np.repeat(np.cumsum(lengths) - lengths, lengths)
+    step += first[series]
+    level = 10 ** rng.uniform(-1, 2, num_series)
+    weekly = 1 + 0.3 * np.sin(2 * np.pi * (step % 7) / 7)
+    values = rng.poisson(level[series] * weekly).astype(np.float64)
+    del weekly
+    start = np.datetime64("2011-01-29", "ns")
+    stamps = start + step * np.timedelta64(1, freq).astype("timedelta64[ns]")  # freq: D or h
+    del step
+    names = pd.Categorical.from_codes(series, [f"item_{i:05d}" for i in range(num_series)])
+    category = pd.Categorical.from_codes(
+        (np.arange(num_series) % 3)[series], ["FOODS", "HOBBIES", "HOUSEHOLD"]
+    )
+    return pd.DataFrame({"series": names, "timestamp": stamps, "value": values, "category": category})
+
+
+def load_average() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--m5", action="store_true", help="M5 scale: 30,490 daily series, up to 1,941 days")
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=1_000, help="rows of the longest series")
     parser.add_argument("--min-steps", type=int, default=None, help="rows of the shortest (default: --steps)")
+    parser.add_argument("--freq", choices=sorted(CALENDAR), default="h")
+    parser.add_argument("--mean-start", type=float, default=None, help="daily ragged starts: mean first day")
     parser.add_argument("--window-size", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "bench" / "bench_panel.json")
+    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.window_size, args.batch_size, args.batches)))
+        print(json.dumps(measure(args.child, args.freq, args.window_size, args.batch_size, args.batches)))
         return
+    if args.m5:
+        args.series, args.steps, args.freq = M5["series"], M5["steps"], M5["freq"]
+        args.min_steps, args.mean_start = M5["min_steps"], M5["mean_start"]
+    out = args.out or (
+        RESULTS / "bench_panel_m5.json" if args.m5 else REPO_ROOT / "outputs" / "bench" / "bench_panel.json"
+    )
 
     from lstm_forecast.data.long_source import synthetic_long_table
     from lstm_forecast.files import write_json
@@ -111,8 +220,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "panel.parquet"
         start = time.perf_counter()
-        table = synthetic_long_table(args.series, args.steps, args.min_steps or args.steps, seed=0)
-        table["category"] = table["category"].astype("category")
+        if args.mean_start is not None:
+            table = ragged_daily_table(
+                args.series, args.steps, args.min_steps or args.steps, args.mean_start, args.freq
+            )
+        else:
+            table = synthetic_long_table(
+                args.series, args.steps, args.min_steps or args.steps, freq=args.freq, seed=0
+            )
+            table["category"] = table["category"].astype("category")
         table.to_parquet(path, index=False)
         del table
         generate_s = time.perf_counter() - start
@@ -122,6 +238,7 @@ def main() -> None:
                 __file__,
                 "--child",
                 str(path),
+                f"--freq={args.freq}",
                 f"--window-size={args.window_size}",
                 f"--batch-size={args.batch_size}",
                 f"--batches={args.batches}",
@@ -134,26 +251,23 @@ def main() -> None:
         sys.exit(child.stderr)
     result = json.loads(child.stdout.strip().splitlines()[-1])
     result["generate_s"] = generate_s
-    resident = result["window_arrays_bytes"] + result["window_index_bytes"]
-    result["resident_bytes_per_row"] = resident / result["num_rows"]
-    result["resident_over_long_table"] = resident / result["long_table_bytes"]
-    result["peak_rss_over_long_table"] = result["peak_rss_increase_bytes"] / result["long_table_bytes"]
-    result["materialised_over_resident"] = result["materialised_windows_bytes"] / resident
-    write_json(args.out, result)
+    result["load_average"] = load_average()
+    write_json(out, result)
     mib = 2**20
     print(
-        f"{result['num_series']} series, {result['num_rows']:,} rows, {result['num_windows']:,} windows "
-        f"(W={result['window_size']}, F={result['num_features']})\n"
-        f"setup {result['setup_s']:.1f} s; gather {result['gather_ms_per_batch']:.2f} ms per batch of "
-        f"{args.batch_size}\n"
-        f"resident windows: {resident / mib:.0f} MiB ({result['resident_bytes_per_row']:.1f} B/row, "
-        f"{result['resident_over_long_table']:.2f}x the long table's "
-        f"{result['long_table_bytes'] / mib:.0f} MiB)\n"
-        f"peak memory increase: {result['peak_rss_increase_bytes'] / mib:.0f} MiB "
-        f"({result['peak_rss_over_long_table']:.1f}x the long table)\n"
-        f"materialised windows would take {result['materialised_windows_bytes'] / mib:,.0f} MiB "
-        f"({result['materialised_over_resident']:.0f}x the lazy windows)\n"
-        f"wrote {args.out}"
+        f"{result['num_series']:,} series ({result['freq']}), {result['num_rows']:,} rows, "
+        f"{result['num_windows']:,} windows (W={result['window_size']}, F={result['num_features']}: "
+        f"calendar {', '.join(result['calendar_features'])})\n"
+        f"read {result['read_s']:.1f} s; set-up {result['setup_s']:.1f} s; "
+        f"gather {result['gather_ms_per_batch']:.2f} ms per batch of {args.batch_size}\n"
+        f"set-up peak after the read: {result['setup_peak_increase_bytes'] / mib:,.0f} MiB = "
+        f"{result['peak_over_values_float32']:.2f}x the float32 values "
+        f"({result['values_float32_bytes'] / mib:,.0f} MiB); resident after set-up "
+        f"{result['setup_rss_increase_bytes'] / mib:,.0f} MiB (arrays + index "
+        f"{result['resident_over_values_float32']:.2f}x; index {result['index_dtype']})\n"
+        f"peak measured by {result['peak_method']}\n"
+        f"load: {result['load_average']}\n"
+        f"wrote {out}"
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.windows import series_chunks
 from lstm_forecast.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -68,11 +69,21 @@ def _date_cuts(dates: dict[str, Any], frame: SeriesFrame) -> list[np.ndarray]:
     cut_offs = [_timestamp(value, key, tz) for key, value in dates.items()]
     if any(later <= earlier for earlier, later in itertools.pairwise(cut_offs)):
         raise UserError(f"data.split dates must increase (val_start < test_start < test_end); got {dates}")
-    row_series, lengths = frame.row_series, frame.lengths
-    counts = [np.bincount(row_series[frame.timestamps < date], minlength=len(lengths)) for date in cut_offs]
+    lengths = frame.lengths
+    counts = [_rows_before(frame, date) for date in cut_offs]
     if len(counts) == 2:
         counts.append(lengths)
     return [np.zeros_like(lengths), *counts]
+
+
+def _rows_before(frame: SeriesFrame, date: pd.Timestamp) -> np.ndarray:
+    """``[S]`` rows of each series before ``date``, a few series at a time (no ``[N]`` int64 array)."""
+    offsets = frame.offsets
+    counts = np.zeros(frame.num_series, dtype=np.int64)
+    for s0, s1 in series_chunks(offsets):
+        before = np.concatenate([[0], np.cumsum(frame.timestamps[offsets[s0] : offsets[s1]] < date)])
+        counts[s0:s1] = np.diff(before[offsets[s0 : s1 + 1] - offsets[s0]])
+    return counts
 
 
 def _size_cuts(sizes: list[Any], split: dict[str, Any], lengths: np.ndarray) -> list[np.ndarray]:

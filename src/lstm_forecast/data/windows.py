@@ -14,13 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 Batch = dict[str, torch.Tensor]
+
+# Rows per piece when arrays are built or indexed piece by piece: a few MiB of temporaries, never [N].
+CHUNK_ROWS = 1 << 18
+
+
+def series_chunks(offsets: np.ndarray, rows: int = CHUNK_ROWS) -> list[tuple[int, int]]:
+    """Consecutive series ranges ``[(s0, s1), ...]`` covering every series, each of about ``rows``
+    rows (a longer series is a range of its own); ``offsets [S + 1]`` as in a frame."""
+    offsets = np.asarray(offsets)
+    num_series = len(offsets) - 1
+    cuts = np.searchsorted(offsets, np.arange(rows, offsets[-1], rows))
+    bounds = np.unique(np.concatenate([[0], np.minimum(cuts, num_series), [num_series]]))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
 
 @contextmanager
@@ -50,6 +63,11 @@ class SeriesArrays:
     window never reaches into another series and the method's zero-padded warm-up windows come for
     free. A wide table is the case in which every series has the same rows.
 
+    Calendar features may be kept as one small integer key per row instead of floats (one or two
+    bytes a row instead of four per feature): ``calendar [P]`` holds each row's key (0 on padding
+    rows) and ``calendar_table [K, C]`` the scaled features of every key (zeros for key 0), looked up
+    when a batch is gathered; the batch is the same as with the scaled floats in ``extras``.
+
     Attributes
     ----------
     values : Tensor
@@ -61,40 +79,102 @@ class SeriesArrays:
         padded row ``block_start[s] + W + i``.
     window_size : int
         Zero rows in front of each series (``W``).
+    calendar : Tensor or None
+        ``[P]`` uint8 or int16 calendar key of each row; its features follow the ``E`` extras in ``x``.
+    calendar_table : Tensor or None
+        ``[K, C]`` float32 scaled calendar features of each key.
     """
 
     values: torch.Tensor
     extras: torch.Tensor
     block_start: torch.Tensor
     window_size: int
+    calendar: torch.Tensor | None = None
+    calendar_table: torch.Tensor | None = None
+
+    @classmethod
+    def zeros(
+        cls,
+        offsets: np.ndarray,
+        window_size: int,
+        num_extras: int,
+        calendar_dtype: np.dtype | type | None = None,
+    ) -> SeriesArrays:
+        """All-zero arrays for the rows ``offsets [S + 1]`` to be filled in place (numpy views of the
+        tensors share their memory), with calendar keys of ``calendar_dtype`` if given."""
+        num_series = len(offsets) - 1
+        total = int(offsets[-1]) + num_series * window_size
+        calendar = None
+        if calendar_dtype is not None:
+            calendar = torch.from_numpy(np.zeros(total, dtype=calendar_dtype))
+        block_start = torch.from_numpy(np.asarray(offsets[:-1]) + np.arange(num_series) * window_size)
+        return cls(
+            torch.zeros(total, dtype=torch.float32),
+            torch.zeros(total, num_extras, dtype=torch.float32),
+            block_start.long(),
+            window_size,
+            calendar,
+        )
 
     @classmethod
     def from_rows(
-        cls, values: np.ndarray, extras: np.ndarray, offsets: np.ndarray, window_size: int
+        cls,
+        values: np.ndarray,
+        extras: np.ndarray,
+        offsets: np.ndarray,
+        window_size: int,
+        calendar: np.ndarray | None = None,
+        calendar_table: np.ndarray | None = None,
     ) -> SeriesArrays:
-        """Pad ``values [N]`` and ``extras [N, E]``, rows of series ``s`` at ``offsets[s]:offsets[s+1]``."""
+        """Pad ``values [N]`` and ``extras [N, E]``, rows of series ``s`` at ``offsets[s]:offsets[s+1]``;
+        optionally calendar keys ``calendar [N]`` (from 1) with their ``calendar_table [K, C]`` of
+        scaled features (row 0: the padding key's zeros)."""
         num_series = len(offsets) - 1
         row_series = np.repeat(np.arange(num_series), np.diff(offsets))
-        padded_row = torch.from_numpy(np.arange(len(values)) + (row_series + 1) * window_size)  # [N]
-        total = len(values) + num_series * window_size
-        padded_values = torch.zeros(total, dtype=torch.float32)
-        padded_values[padded_row] = torch.from_numpy(np.asarray(values, dtype=np.float32))
-        padded_extras = torch.zeros(total, extras.shape[1], dtype=torch.float32)
-        padded_extras[padded_row] = torch.from_numpy(np.asarray(extras, dtype=np.float32))
-        block_start = torch.from_numpy(np.asarray(offsets[:-1]) + np.arange(num_series) * window_size)
-        return cls(padded_values, padded_extras, block_start.long(), window_size)
+        padded_row = np.arange(len(values)) + (row_series + 1) * window_size  # [N]
+        keys = None if calendar is None else np.asarray(calendar)
+        arrays = cls.zeros(offsets, window_size, extras.shape[1], None if keys is None else keys.dtype)
+        arrays.values.numpy()[padded_row] = values
+        arrays.extras.numpy()[padded_row] = extras
+        if keys is None:
+            return arrays
+        arrays.calendar.numpy()[padded_row] = keys
+        return replace(arrays, calendar_table=torch.as_tensor(calendar_table, dtype=torch.float32))
 
     @property
     def num_series(self) -> int:
         return len(self.block_start)
 
+    @property
+    def num_extras(self) -> int:
+        """Extra features per step: the float extras, then the calendar keys' features."""
+        return self.extras.shape[1] + (0 if self.calendar_table is None else self.calendar_table.shape[1])
+
     def padded_rows(self, series: np.ndarray, local: np.ndarray) -> np.ndarray:
         """Padded row of step ``local`` (from 0) of series ``series`` (both ``[M]``)."""
         return self.block_start.cpu().numpy()[series] + self.window_size + local
 
+    def padded_ranges(self, start: np.ndarray, count: np.ndarray) -> torch.Tensor:
+        """``[M]`` padded rows of steps ``start[s] .. start[s] + count[s] - 1`` of every series ``s`` in
+        turn (negative counts: none): a window index. int32 while the padded rows fit in it (half the
+        memory of int64), built a few series at a time."""
+        count = np.maximum(count, 0)
+        first = self.block_start.cpu().numpy() + self.window_size + start  # [S]
+        ends = np.concatenate([[0], np.cumsum(count)])
+        dtype = np.int32 if len(self.values) < 2**31 else np.int64
+        index = np.empty(int(ends[-1]), dtype=dtype)
+        for s0, s1 in series_chunks(ends):
+            index[ends[s0] : ends[s1]] = index_ranges(first[s0:s1], count[s0:s1])
+        return torch.from_numpy(index)
+
     def to(self, device: torch.device | str) -> SeriesArrays:
         return SeriesArrays(
-            self.values.to(device), self.extras.to(device), self.block_start.to(device), self.window_size
+            self.values.to(device),
+            self.extras.to(device),
+            self.block_start.to(device),
+            self.window_size,
+            None if self.calendar is None else self.calendar.to(device),
+            None if self.calendar_table is None else self.calendar_table.to(device),
         )
 
 
@@ -103,15 +183,15 @@ class Windows:
 
     Window ``i`` forecasts padded rows ``targets[i] .. targets[i] + H - 1`` from the ``W`` rows before
     ``targets[i]``; those lie in the target's own series block (its rows or its zero padding), so a
-    window never sees another series. Memory is one int64 per window; a batch is cut out of strided
-    window views of the shared arrays in two ``index_select`` calls (no per-window Python).
+    window never sees another series. Memory is one int32 (int64 on huge data) per window; a batch is
+    cut out of strided window views of the shared arrays with ``index_select`` (no per-window Python).
 
     Parameters
     ----------
     arrays : SeriesArrays
         The scaled, padded rows.
     targets : Tensor
-        ``[M]`` long padded row of each window's first target.
+        ``[M]`` int32 or int64 padded row of each window's first target.
     horizon : int
         Steps predicted per window (``H``).
     padding_mask : bool
@@ -149,6 +229,9 @@ class Windows:
         # Every window as a strided view (no copy): the context of padded target t is view row t - W.
         self._value_windows = arrays.values.unfold(0, window_size, 1)  # [P - W + 1, W]
         self._extra_windows = arrays.extras.unfold(0, window_size, 1).transpose(1, 2)  # [P - W + 1, W, E]
+        self._calendar_windows = None
+        if arrays.calendar is not None:
+            self._calendar_windows = arrays.calendar.unfold(0, window_size, 1)  # [P - W + 1, W] keys
         if self.with_target:
             self._target_windows = arrays.values.unfold(0, self.horizon, 1)  # [P - H + 1, H]
         return self
@@ -168,14 +251,14 @@ class Windows:
     @property
     def num_features(self) -> int:
         """Features per step in ``x``: extras, the optional padding mask, the value."""
-        return self.arrays.extras.shape[1] + int(self.padding_mask) + 1
+        return self.arrays.num_extras + int(self.padding_mask) + 1
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def _padded_targets(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded target rows ``[B]`` and series (from 0) ``[B]`` of windows ``index [B]``."""
-        targets = self.targets[index.to(self.targets.device)]
+        targets = self.targets[index.to(self.targets.device)].long()
         # The step before the target is always in the target's block, also for forecast windows
         # whose target is one past the series' last row (the next block's first row).
         series = torch.searchsorted(self.arrays.block_start, targets - 1, right=True) - 1
@@ -217,6 +300,10 @@ class Windows:
         first = targets - window  # [B] view row of each window's context
         # index_select on the contiguous-block views beats indexing a [B, W] row grid 3-6x on CPU.
         parts = [torch.index_select(self._extra_windows, 0, first)]  # [B, W, E]
+        if self._calendar_windows is not None:
+            keys = torch.index_select(self._calendar_windows, 0, first).reshape(-1).to(torch.int32)  # [B * W]
+            calendar = torch.index_select(self.arrays.calendar_table, 0, keys)  # [B * W, C]
+            parts.append(calendar.view(len(first), window, -1))  # [B, W, C] scaled features
         if self.padding_mask:
             first_real = self.arrays.block_start[series] + window  # [B] padded row of the series' step 0
             real = (first[:, None] + self._context_offsets) >= first_real[:, None]  # [B, W]
