@@ -145,7 +145,9 @@ def test_windows_cost_one_index_per_target_and_rows_plus_padding(panel_csv):
     assert arrays.values.shape == (total_rows + len(SERIES) * WINDOW,)
     assert all(windows.arrays is arrays for windows in dm.windows.values())
     assert sum(len(w) for w in dm.windows.values()) <= total_rows
-    assert dm.windows["train"].targets.dtype == torch.int64
+    assert (
+        dm.windows["train"].targets.dtype == torch.int32
+    )  # 4 bytes per window while the padded rows fit in int32
 
 
 # ----------------------------------------------------------------------------------------- splits

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from lstm_forecast.data.blog_layout import seed_arrays
+from lstm_forecast.data.loading import WindowBatchSampler
 from lstm_forecast.data.scaling import MinMaxScaler
-from lstm_forecast.data.windows import SeriesArrays, WindowBatchSampler, Windows
+from lstm_forecast.data.windows import SeriesArrays, Windows
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -4,7 +4,8 @@ import torch
 
 from lstm_forecast.data.blog_layout import seed_arrays, seed_prediction_arrays
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import SeriesArrays, WindowBatchSampler, Windows
+from lstm_forecast.data.loading import WindowBatchSampler
+from lstm_forecast.data.windows import SeriesArrays, Windows
 
 
 def make_source(rows: int, series: int, extras: int) -> np.ndarray:

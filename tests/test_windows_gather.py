@@ -14,12 +14,8 @@ import torch
 
 from lstm_forecast.data.blog_layout import seed_arrays
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import (
-    SeriesArrays,
-    WindowBatchSampler,
-    WindowDataset,
-    Windows,
-)
+from lstm_forecast.data.loading import WindowBatchSampler, WindowDataset
+from lstm_forecast.data.windows import SeriesArrays, Windows
 from lstm_forecast.models.module import ForecastModule
 
 # One series: (values [T], extras [T, E]).

@@ -7,8 +7,6 @@ file one whose series have their own. Nothing above ``data/`` asks which it hold
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,19 +15,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lstm_forecast.data.calendar import CalendarKeys
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
 from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.loading import window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
+from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
 from lstm_forecast.data.sources import load_source
 from lstm_forecast.data.split import SPLITS, Bounds, split_bounds
-from lstm_forecast.data.windows import (
-    SeriesArrays,
-    WindowBatchSampler,
-    WindowDataset,
-    Windows,
-    series_chunks,
-)
+from lstm_forecast.data.windows import SeriesArrays, Windows
 from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -120,11 +113,7 @@ class ForecastDataModule(pl.LightningDataModule):
         self._frame: SeriesFrame | None = None
         self._series_order: list[str] | None = None  # a checkpoint's series order, once restored
         self._static_vocabulary: list[list[str]] | None = None  # per static column, labels of codes 1..C
-        self.scaler: MinMaxScaler | None = None  # per series, on values
-        self.extra_scaler: MinMaxScaler | None = None  # per extra feature
-        self.series_mean: np.ndarray | None = None  # [S] training mean, original units
-        self.series_std: np.ndarray | None = None  # [S] training std (ddof 0), 1 where constant
-        self.series_train_rows: np.ndarray | None = None  # [S] training rows per series at fit time
+        self.fitted: FittedScalers | None = None  # fitted in setup, or restored from a checkpoint
         self.bounds: Bounds | None = None  # rows [lo, hi) of each split, per series
         self.arrays: SeriesArrays | None = None  # every row of every series, scaled
         self.windows: dict[str, Windows] = {}
@@ -172,6 +161,27 @@ class ForecastDataModule(pl.LightningDataModule):
         """The series' pandas frequency alias (``"h"``), ``""`` when a wide file's rows are irregular."""
         return self.load_frame().freqstr
 
+    # The fitted scaling (None before setup or a checkpoint's state): see FittedScalers.
+    @property
+    def scaler(self) -> MinMaxScaler | None:
+        return None if self.fitted is None else self.fitted.scaler
+
+    @property
+    def extra_scaler(self) -> MinMaxScaler | None:
+        return None if self.fitted is None else self.fitted.extra_scaler
+
+    @property
+    def series_mean(self) -> np.ndarray | None:
+        return None if self.fitted is None else self.fitted.series_mean
+
+    @property
+    def series_std(self) -> np.ndarray | None:
+        return None if self.fitted is None else self.fitted.series_std
+
+    @property
+    def series_train_rows(self) -> np.ndarray | None:
+        return None if self.fitted is None else self.fitted.series_train_rows
+
     @property
     def static_names(self) -> list[str]:
         return [str(c) for c in self.load_frame().static.columns]
@@ -216,35 +226,8 @@ class ForecastDataModule(pl.LightningDataModule):
 
     def scaled_extras(self, table: np.ndarray) -> np.ndarray:
         """``[M, E]`` extra features scaled with the fitted (or restored) scaler."""
-        self._check_num_extras(table.shape[1])
+        check_num_extras(self.extra_scaler, table.shape[1])
         return self.extra_scaler.transform(table)
-
-    def _check_num_extras(self, count: int) -> None:
-        if count != len(self.extra_scaler.data_min):
-            raise UserError(
-                f"the data has {count} extra features but the checkpoint's scaler was fitted on "
-                f"{len(self.extra_scaler.data_min)}; use data with the training columns"
-            )
-
-    def calendar_keys(self) -> CalendarKeys | None:
-        """The calendar features of the frame's rows as keys (None: no calendar features, or too many
-        combinations; they are then float extras)."""
-        frame = self.load_frame()
-        present = frame.lengths > 0
-        if not self.calendar_feature_names or not present.any():
-            return None
-        first = frame.timestamps[frame.offsets[:-1][present]].min() - pd.Timedelta(days=1)  # a day of
-        last = frame.timestamps[frame.offsets[1:][present] - 1].max() + pd.Timedelta(days=1)  # DST slack
-        return CalendarKeys.build(first, last, self.calendar_feature_names)
-
-    def calendar_table(self, keys: CalendarKeys) -> np.ndarray:
-        """``[K, C]`` float32 scaled calendar features of every key (zeros for the padding key 0): the
-        same numbers as scaling the features' floats."""
-        first = len(self.extra_scaler.data_min) - len(keys.names)
-        scaler = MinMaxScaler(self.extra_scaler.data_min[first:], self.extra_scaler.data_range[first:])
-        table = np.zeros((keys.num_keys, len(keys.names)), dtype=np.float32)
-        table[1:] = scaler.transform(keys.table)
-        return table
 
     # ----------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -254,7 +237,13 @@ class ForecastDataModule(pl.LightningDataModule):
         frame = self.load_frame()
         bounds = split_bounds(self.split, frame)
         self._check_split_sizes(bounds)
-        arrays = self._scaled_arrays(frame, bounds["train"][1])
+        train_rows = bounds["train"][1]  # every split starts at a series' first row or later
+        if self.fitted is None and not (train_rows > 0).any():
+            raise UserError(f"no training rows with data.split={self.split}; move the cut-off later")
+        arrays, fitted = scale_into_arrays(
+            frame, self.window_size, self.calendar_feature_names, self.scaler_method, train_rows, self.fitted
+        )
+        self.fitted = fitted
         self.bounds = bounds
         self.windows = {name: self.split_windows(arrays, name) for name in SPLITS}
         empty = [name for name, windows in self.windows.items() if len(windows) == 0]
@@ -301,105 +290,6 @@ class ForecastDataModule(pl.LightningDataModule):
         targets = arrays.padded_ranges(start, count)
         return Windows(arrays, targets, self.horizon, self.padding_mask, True, self.static_codes())
 
-    def _scaled_arrays(self, frame: SeriesFrame, train_rows: np.ndarray) -> SeriesArrays:
-        """Every row scaled into the padded float32 arrays, calendar features as keys, a few series at
-        a time; fits the scalers on the first ``train_rows [S]`` rows of each series first (unless
-        restored from a checkpoint).
-
-        No ``[N]`` float64 temporary is made: per-series statistics come from ``ufunc.reduceat`` over
-        each chunk's training rows, the calendar features' statistics from their keys' histogram.
-        """
-        keys = self.calendar_keys()
-        user = frame.extras.to_numpy(dtype=np.float64)  # [N, E] (a view of float columns)
-        float_calendar = self.calendar_feature_names if keys is None else []
-
-        def float_extras(rows: slice) -> np.ndarray:
-            """``[n, F]`` the rows' float features: user columns (and calendar features without keys)."""
-            if not float_calendar:
-                return user[rows]
-            calendar = make_calendar_features(frame.timestamps[rows], float_calendar).to_numpy()
-            return np.concatenate([user[rows], calendar], axis=1)
-
-        num_floats = user.shape[1] + len(float_calendar)
-        fit = self.scaler is None
-        if fit:
-            if not (train_rows > 0).any():
-                raise UserError(f"no training rows with data.split={self.split}; move the cut-off later")
-            float_scaler = _fit_rows(float_extras, num_floats, frame.offsets, train_rows, self.scaler_method)
-            stats = np.zeros((4, frame.num_series))  # min, max, mean, std of each series' training rows
-        else:
-            self._check_num_extras(user.shape[1] + len(self.calendar_feature_names))
-            float_scaler = MinMaxScaler(
-                self.extra_scaler.data_min[:num_floats], self.extra_scaler.data_range[:num_floats]
-            )
-        arrays = SeriesArrays.zeros(
-            frame.offsets, self.window_size, num_floats, None if keys is None else keys.dtype
-        )
-        padded_values, padded_extras = arrays.values.numpy(), arrays.extras.numpy()
-        histogram = np.zeros(0 if keys is None else keys.num_keys, dtype=np.int64)
-        offsets = frame.offsets
-        for s0, s1 in series_chunks(offsets):
-            rows = slice(offsets[s0], offsets[s1])
-            lengths = np.diff(offsets[s0 : s1 + 1])
-            series = np.repeat(np.arange(s1 - s0), lengths)  # [n] within the chunk
-            padded = np.arange(offsets[s0], offsets[s1]) + (series + s0 + 1) * self.window_size
-            values = frame.values[rows]
-            if fit:
-                train = _leading_rows(lengths, train_rows[s0:s1])
-                stats[:, s0:s1] = _series_stats(values[train], train_rows[s0:s1])
-                scaler = self._series_scaler(*stats[:, s0:s1])
-            else:
-                scaler = MinMaxScaler(self.scaler.data_min[s0:s1], self.scaler.data_range[s0:s1])
-            padded_values[padded] = scaler.transform(values, column_index=series)
-            if num_floats:
-                padded_extras[padded] = float_scaler.transform(float_extras(rows))
-            if keys is not None:
-                row_keys = keys.keys(frame.timestamps[rows])
-                arrays.calendar.numpy()[padded] = row_keys
-                if fit:
-                    histogram += np.bincount(row_keys[train], minlength=keys.num_keys)
-        if fit:
-            if keys is not None:
-                float_scaler = _concat(
-                    float_scaler, _fit_table(keys.table, histogram[1:], self.scaler_method)
-                )
-            self._keep_fit(frame, train_rows, stats, float_scaler)
-        if keys is None:
-            return arrays
-        return replace(arrays, calendar_table=torch.from_numpy(self.calendar_table(keys)))
-
-    def _series_scaler(
-        self, data_min: np.ndarray, data_max: np.ndarray, mean: np.ndarray, std: np.ndarray
-    ) -> MinMaxScaler:
-        if self.scaler_method == "standard":
-            return MinMaxScaler.from_mean_std(mean, std)
-        return MinMaxScaler(data_min=data_min, data_range=data_max - data_min)
-
-    def _keep_fit(
-        self,
-        frame: SeriesFrame,
-        train_rows: np.ndarray,
-        stats: np.ndarray,
-        extra_scaler: MinMaxScaler,
-    ) -> None:
-        """Keep the fitted per-series scaler and z statistics and the extra-feature scaler (user
-        columns, then calendar features)."""
-        self.series_train_rows = np.asarray(train_rows, dtype=np.int64).copy()
-        self.scaler = self._series_scaler(*stats)
-        self.series_mean = stats[2]
-        self.series_std = np.where(stats[3] > 0, stats[3], 1.0)
-        self.extra_scaler = extra_scaler
-        unscaled = [
-            name for name, rows in zip(frame.series_names, self.series_train_rows, strict=True) if not rows
-        ]
-        if unscaled:
-            log.warning(
-                "%d series have no training rows and are left out of every split (no scale without "
-                "leaking the future): %s",
-                len(unscaled),
-                unscaled[:10],
-            )
-
     def _use_device_arrays(self) -> bool:
         if self.trainer is None:
             return False
@@ -408,39 +298,15 @@ class ForecastDataModule(pl.LightningDataModule):
         return bool(self.device_resident)
 
     # ----------------------------------------------------------------------------- loaders
-    def _distribution(self) -> tuple[int, int]:
-        if self.trainer is None:
-            return 0, 1
-        return self.trainer.global_rank, self.trainer.world_size
-
-    def _per_rank(self, batch_size: int, key: str) -> int:
-        world_size = self._distribution()[1]
-        if batch_size % world_size:
-            raise UserError(
-                f"data.{key}={batch_size} does not divide over {world_size} processes; "
-                f"use a multiple of {world_size}"
-            )
-        return batch_size // world_size
-
     def _loader(self, split: str, training: bool) -> DataLoader:
         self.setup()
-        windows = self.windows[split]
-        rank, world_size = self._distribution()
-        batch_size = (
-            self._per_rank(self.batch_size, "batch_size")
-            if training
-            else self._per_rank(self.eval_batch_size, "eval_batch_size")
+        rank, world_size = (
+            (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
         )
-        sampler = WindowBatchSampler(
-            len(windows),
-            batch_size,
-            shuffle=training,
-            seed=self.seed,
-            rank=rank,
-            world_size=world_size,
-            even_shards=training,
+        key = "batch_size" if training else "eval_batch_size"
+        return window_loader(
+            self.windows[split], getattr(self, key), key, training, self.seed, rank, world_size
         )
-        return DataLoader(WindowDataset(windows), batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", training=True)
@@ -468,11 +334,7 @@ class ForecastDataModule(pl.LightningDataModule):
         if self.scaler is None:
             return {}
         return {
-            "scaler": self.scaler.state_dict(),
-            "extra_scaler": self.extra_scaler.state_dict(),
-            "series_mean": torch.from_numpy(self.series_mean.copy()),
-            "series_std": torch.from_numpy(self.series_std.copy()),
-            "series_train_rows": torch.from_numpy(self.series_train_rows.copy()),
+            **self.fitted.state_dict(),
             "series_names": self.series_names,
             "feature_names": self.feature_names,
             "freq": self.freq,  # what predictions on new data must match
@@ -483,20 +345,15 @@ class ForecastDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
             return
-        state_dict = upgrade_wide_state(state_dict)
         self._series_order = [str(name) for name in state_dict["series_names"]]
         self._frame = None  # (re-)read in the checkpoint's series order (its embedding rows), checked
-        self.scaler = MinMaxScaler.from_state_dict(state_dict["scaler"])
-        self.extra_scaler = MinMaxScaler.from_state_dict(state_dict["extra_scaler"])
-        self.series_mean = state_dict["series_mean"].numpy()
-        self.series_std = state_dict["series_std"].numpy()
-        self.series_train_rows = state_dict["series_train_rows"].numpy()
-        self._static_vocabulary = [list(labels) for labels in state_dict["static_vocabulary"]]
+        self.fitted = FittedScalers.from_state_dict(state_dict)
+        self._static_vocabulary = [list(labels) for labels in state_dict.get("static_vocabulary", [])]
         self.windows = {}
-        if self.static_names != list(state_dict["static_names"]):
+        if self.static_names != list(state_dict.get("static_names", [])):
             raise UserError(
                 f"the data's static columns {self.static_names} differ from the checkpoint's "
-                f"{list(state_dict['static_names'])}; set data.source.static_columns as in training"
+                f"{list(state_dict.get('static_names', []))}; set data.source.static_columns as in training"
             )
 
 
@@ -510,102 +367,4 @@ def check_same_names(kind: str, found: list[str], expected: list[str], source: s
     raise UserError(
         f"the {kind} columns of {source or 'the data'} differ from the training data's ({detail}); "
         "give data with the training columns"
-    )
-
-
-def upgrade_wide_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A datamodule state of the wide-only datamodule (before one data model) in today's form.
-
-    That state held one scaler over ``[series..., extras...]`` columns; it is the same numbers as a
-    per-series value scaler plus an extra-feature scaler. Every series had training rows.
-    """
-    if "extra_scaler" in state:
-        return state
-    num_series = len(state["series_names"])
-    scaler = state["scaler"]
-    return {
-        **state,
-        "scaler": {key: value[:num_series] for key, value in scaler.items()},
-        "extra_scaler": {key: value[num_series:] for key, value in scaler.items()},
-        "series_train_rows": torch.ones(num_series, dtype=torch.int64),
-        "static_names": [],
-        "static_vocabulary": [],
-    }
-
-
-# ----------------------------------------------------------------------------- fitting, chunk by chunk
-def _leading_rows(lengths: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``[sum(lengths)]`` bool: the first ``counts[s]`` rows of each of the consecutive series."""
-    local = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return local < np.repeat(counts, lengths)
-
-
-def _series_stats(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``[4, S]`` min, max, mean and std (ddof 0) of consecutive groups of ``counts [S]`` values (0
-    for an empty group), with ``ufunc.reduceat``."""
-    stats = np.zeros((4, len(counts)))
-    present = counts > 0
-    if not present.any():
-        return stats
-    starts = (np.cumsum(counts) - counts)[present]
-    sizes = counts[present]
-    stats[0, present] = np.minimum.reduceat(values, starts)
-    stats[1, present] = np.maximum.reduceat(values, starts)
-    mean = np.add.reduceat(values, starts) / sizes
-    deviation = values - np.repeat(mean, sizes)
-    stats[2, present] = mean
-    stats[3, present] = np.sqrt(np.add.reduceat(deviation * deviation, starts) / sizes)
-    return stats
-
-
-def _fit_rows(
-    data: Callable[[slice], np.ndarray],
-    num_columns: int,
-    offsets: np.ndarray,
-    counts: np.ndarray,
-    method: str,
-) -> MinMaxScaler:
-    """:meth:`MinMaxScaler.fit` on the first ``counts[s]`` rows of each series of the ``[N, num_columns]``
-    rows ``data(rows)``, a few series at a time (two passes for ``standard``)."""
-    if num_columns == 0:
-        return MinMaxScaler(data_min=np.zeros(0), data_range=np.zeros(0))
-    chunks = [
-        (slice(offsets[s0], offsets[s1]), _leading_rows(np.diff(offsets[s0 : s1 + 1]), counts[s0:s1]))
-        for s0, s1 in series_chunks(offsets)
-    ]
-    data_min, data_max = np.full(num_columns, np.inf), np.full(num_columns, -np.inf)
-    total = np.zeros(num_columns)
-    for rows, train in chunks:
-        part = data(rows)[train]
-        if len(part):
-            data_min = np.minimum(data_min, part.min(axis=0))
-            data_max = np.maximum(data_max, part.max(axis=0))
-            total += part.sum(axis=0)
-    if method != "standard":
-        return MinMaxScaler(data_min=data_min, data_range=data_max - data_min)
-    count = int(counts.sum())
-    mean = total / count
-    squares = np.zeros(num_columns)
-    for rows, train in chunks:
-        squares += ((data(rows)[train] - mean) ** 2).sum(axis=0)
-    return MinMaxScaler.from_mean_std(mean, np.sqrt(squares / count))
-
-
-def _fit_table(table: np.ndarray, counts: np.ndarray, method: str) -> MinMaxScaler:
-    """:meth:`MinMaxScaler.fit` on rows of which ``counts[k]`` equal ``table[k]`` (``[K, C]``): the
-    calendar features of the training rows from their keys' histogram."""
-    if method == "standard":
-        total = counts.sum()
-        mean = counts @ table / total
-        variance = counts @ (table - mean) ** 2 / total
-        return MinMaxScaler.from_mean_std(mean, np.sqrt(variance))
-    seen = table[counts > 0]
-    data_min = seen.min(axis=0)
-    return MinMaxScaler(data_min=data_min, data_range=seen.max(axis=0) - data_min)
-
-
-def _concat(first: MinMaxScaler, second: MinMaxScaler) -> MinMaxScaler:
-    return MinMaxScaler(
-        data_min=np.concatenate([first.data_min, second.data_min]),
-        data_range=np.concatenate([first.data_range, second.data_range]),
     )

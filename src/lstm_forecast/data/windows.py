@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
 
 Batch = dict[str, torch.Tensor]
 
@@ -319,100 +318,6 @@ class Windows:
         if self.with_target:
             batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
         return batch
-
-
-class WindowDataset(Dataset):
-    """A map-style dataset whose items are whole batches: ``dataset[index_tensor] -> Batch``.
-
-    Used with ``DataLoader(batch_size=None, sampler=WindowBatchSampler(...))``, so there is no
-    per-sample ``__getitem__``, no collate and no worker process on the batch path.
-    """
-
-    def __init__(self, windows: Windows) -> None:
-        self.windows = windows
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: torch.Tensor) -> Batch:
-        return self.windows.gather(index)
-
-
-class WindowBatchSampler(Sampler[torch.Tensor]):
-    """Yields index tensors of whole batches, sharded across distributed ranks.
-
-    Parameters
-    ----------
-    num_windows : int
-        Size of the window set.
-    batch_size : int
-        Windows per batch on this rank.
-    shuffle : bool
-        Reshuffle every epoch (training); otherwise keep the order.
-    seed : int
-        Base seed of the shuffle; the epoch is added so every epoch differs and every rank agrees.
-    rank, world_size : int
-        This process's share of the indices.
-    even_shards : bool
-        Training under DDP needs the same number of steps on every rank: wrap around to pad the
-        index list to a multiple of ``world_size``. Evaluation sets pass False: each rank takes a
-        contiguous, unrepeated share, so every window is scored exactly once.
-    """
-
-    def __init__(
-        self,
-        num_windows: int,
-        batch_size: int,
-        shuffle: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        even_shards: bool = True,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        self.num_windows = num_windows
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.even_shards = even_shards
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every training epoch."""
-        self.epoch = epoch
-
-    def _rank_indices(self) -> torch.Tensor:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.num_windows, generator=generator)
-        else:
-            order = torch.arange(self.num_windows)
-        if self.world_size == 1:
-            return order
-        if self.even_shards:
-            padded = -(-self.num_windows // self.world_size) * self.world_size
-            order = torch.cat([order, order[: padded - self.num_windows]])
-            return order[self.rank :: self.world_size]
-        bounds = np.linspace(0, self.num_windows, self.world_size + 1).round().astype(int)
-        return order[bounds[self.rank] : bounds[self.rank + 1]]
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        indices = self._rank_indices()
-        if len(indices):  # torch.split of nothing is one empty batch; an empty shard has none
-            yield from torch.split(indices, self.batch_size)
-
-    def __len__(self) -> int:
-        if self.world_size == 1:
-            count = self.num_windows
-        elif self.even_shards:
-            count = -(-self.num_windows // self.world_size)
-        else:
-            bounds = np.linspace(0, self.num_windows, self.world_size + 1).round().astype(int)
-            count = int(bounds[self.rank + 1] - bounds[self.rank])
-        return -(-count // self.batch_size)
 
 
 def index_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
