@@ -1,6 +1,6 @@
-"""Every app command in README.md composes: its config group choices and keys exist.
+"""Every app command in README.md and docs/*.md composes: its config group choices and keys exist.
 
-Each command in the README's code blocks (``lstm-<app> ...``, ``.venv/bin/lstm-<app> ...``,
+Each command in their code blocks (``lstm-<app> ...``, ``.venv/bin/lstm-<app> ...``,
 ``python -m lstm_forecast.<app> ...``) is composed as ``--cfg job`` would compose it, with Hydra's
 compose API and the Hydra config included (launchers, sweepers); a multirun is composed with its
 first job's overrides. Placeholders such as ``<time>`` stand for a run folder's name.
@@ -18,26 +18,35 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lstm_forecast.cli.app import CONFIG_DIR, _first_job_overrides
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 APP = re.compile(
     r"(?:^|/)lstm-(train|evaluate|predict|backtest)$|^lstm_forecast\.(train|evaluate|predict|backtest)$"
 )
+SHELL_ASSIGNMENT = re.compile(r"^([A-Z_]+)=(.+)$")
 PLACEHOLDERS = {"<time>": "2026-01-01_00-00-00", "<run>": "train/2026-01-01_00-00-00"}
 
 
-def readme_commands() -> list[tuple[str, list[str]]]:
-    """``(app, arguments)`` of every app command in the README's fenced code blocks."""
+def documented_commands(document: Path) -> list[tuple[str, list[str]]]:
+    """``(app, arguments)`` of every app command in the fenced code blocks of ``document``."""
     commands = []
     in_block = False
     lines: list[str] = []
-    for line in README.read_text().splitlines():
+    for line in document.read_text().splitlines():
         if line.startswith("```"):
             in_block = not in_block
             continue
         if in_block:
             lines.append(line)
     joined = "\n".join(lines).replace("\\\n", " ")
+    shell_variables: dict[str, str] = {}  # NAME="..." lines, expanded in the commands that follow
     for line in joined.splitlines():
+        assignment = SHELL_ASSIGNMENT.match(line)
+        if assignment:
+            shell_variables[assignment.group(1)] = " ".join(shlex.split(assignment.group(2)))
+            continue
+        for name, value in shell_variables.items():
+            line = line.replace(f"${name}", value)
         for placeholder, value in PLACEHOLDERS.items():
             line = line.replace(placeholder, value)
         try:
@@ -52,11 +61,12 @@ def readme_commands() -> list[tuple[str, list[str]]]:
     return commands
 
 
-COMMANDS = readme_commands()
+README_COMMANDS = documented_commands(REPO / "README.md")
+COMMANDS = [command for document in DOCUMENTS for command in documented_commands(document)]
 
 
 def test_the_readme_shows_every_app() -> None:
-    assert {app for app, _ in COMMANDS} == {"train", "evaluate", "predict", "backtest"}
+    assert {app for app, _ in README_COMMANDS} == {"train", "evaluate", "predict", "backtest"}
     assert len(COMMANDS) >= 30
 
 
