@@ -20,6 +20,7 @@ from lstm_forecast.inference.forecasting import (
     forecast_future,
     prediction_windows,
 )
+from lstm_forecast.inference.future_values import FutureValues, future_values
 from lstm_forecast.models.net import EmbeddingBiLSTM
 
 WINDOW = 6
@@ -168,18 +169,23 @@ def test_user_extras_need_future_values(tmp_path):
     assert one_step.prediction.shape == (2, 1)
 
     future_index = pd.date_range(timestamps[-1] + pd.Timedelta(hours=1), periods=3, freq="h")
-    too_short = pd.DataFrame({"load": [40.0]}, index=future_index[:1])
-    with pytest.raises(UserError, match="no row for"):
-        forecast_future(net, datamodule, 3, future_extras=too_short)
+
+    def future(**columns: list[float]) -> FutureValues:
+        """A wide future table (timestamp column ``date``) of the steps after the data."""
+        rows = len(next(iter(columns.values())))
+        return future_values(pd.DataFrame({"date": future_index[:rows], **columns}), datamodule, "f.csv")
+
+    with pytest.raises(UserError, match="no values of"):
+        forecast_future(net, datamodule, 3, future=future(load=[40.0]))
     with pytest.raises(UserError, match=r"lacks the extra column\(s\) \['load'\]"):
-        forecast_future(net, datamodule, 3, future_extras=pd.DataFrame({"x": [0.0] * 3}, index=future_index))
-    given = pd.DataFrame({"load": [40.0, 41.0, 42.0]}, index=future_index)
-    other = pd.DataFrame({"load": [0.0, 0.0, 0.0]}, index=future_index)
-    forecast = forecast_future(net, datamodule, 3, future_extras=given).prediction
+        forecast_future(net, datamodule, 3, future=future(x=[0.0] * 3))
+    given = future(load=[40.0, 41.0, 42.0])
+    other = future(load=[0.0, 0.0, 0.0])
+    forecast = forecast_future(net, datamodule, 3, future=given).prediction
     assert forecast.shape == (2, 3)
     np.testing.assert_allclose(forecast[:, 0], one_step.prediction[:, 0], rtol=1e-6)
     # The given values are used: other future loads change the fed-back steps only.
-    changed = forecast_future(net, datamodule, 3, future_extras=other).prediction
+    changed = forecast_future(net, datamodule, 3, future=other).prediction
     np.testing.assert_allclose(changed[:, 0], forecast[:, 0], rtol=1e-6)
     assert not np.allclose(changed[:, 1:], forecast[:, 1:])
 

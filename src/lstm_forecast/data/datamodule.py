@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lstm_forecast.data import future_features
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
 from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.loading import window_loader
@@ -52,6 +53,9 @@ class ForecastDataModule(pl.LightningDataModule):
         See :func:`~lstm_forecast.data.split.split_bounds`: fractions, row counts or dates.
     calendar_features : list of str
         Calendar features computed from the timestamps, appended after the user's extra columns.
+    future_columns : list of str
+        Extra columns known for the forecast steps too (see :mod:`~lstm_forecast.data.future_features`);
+        empty (the default): the method, which sees extra features for the context steps only.
     padding_mask : bool
         Feed a 0/1 mask marking the zero-padded warm-up steps (off reproduces the method).
     scaler : {"minmax", "standard"}
@@ -74,6 +78,7 @@ class ForecastDataModule(pl.LightningDataModule):
         horizon: int = 1,
         split: dict[str, Any] | None = None,
         calendar_features: list[str] | None = None,
+        future_columns: list[str] | None = None,
         padding_mask: bool = False,
         scaler: str = "minmax",
         batch_size: int = 256,
@@ -103,6 +108,7 @@ class ForecastDataModule(pl.LightningDataModule):
         self.horizon = horizon
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.calendar_feature_names = list(calendar_features or [])
+        self.future_columns = future_features.checked_columns(future_columns, self.source)
         self.padding_mask = padding_mask
         self.scaler_method = scaler
         self.batch_size = batch_size
@@ -150,6 +156,29 @@ class ForecastDataModule(pl.LightningDataModule):
     def num_features(self) -> int:
         """Features per step in ``x``: extras, the optional padding mask, the value."""
         return len(self.feature_names) + int(self.padding_mask) + 1
+
+    @property
+    def future_feature_names(self) -> list[str]:
+        """Features of ``x_future`` in ``x`` order: future columns, then calendar features, or none."""
+        index = self.future_index()
+        return [] if index is None else [self.feature_names[i] for i in index.tolist()]
+
+    def future_index(self) -> torch.Tensor | None:
+        """``[Ff]`` positions of the future-known features among :attr:`feature_names` (None: none)."""
+        user = [str(c) for c in self.load_frame().extras.columns]
+        return future_features.positions(user, self.future_columns, len(self.calendar_feature_names))
+
+    def window_set(
+        self,
+        arrays: SeriesArrays,
+        targets: torch.Tensor,
+        horizon: int | None = None,
+        with_target: bool = True,
+    ) -> Windows:
+        """Windows of padded targets ``targets [M]`` over ``arrays``, with this data's features."""
+        horizon = self.horizon if horizon is None else horizon
+        static, future = self.static_codes(), self.future_index()
+        return Windows(arrays, targets, horizon, self.padding_mask, with_target, static, future)
 
     @property
     def timestamps(self) -> pd.DatetimeIndex:
@@ -287,8 +316,7 @@ class ForecastDataModule(pl.LightningDataModule):
             )
         start = np.maximum(lo, 1) if split == "train" else lo
         count = np.where(self.series_train_rows > 0, hi - self.horizon + 1 - start, 0)
-        targets = arrays.padded_ranges(start, count)
-        return Windows(arrays, targets, self.horizon, self.padding_mask, True, self.static_codes())
+        return self.window_set(arrays, arrays.padded_ranges(start, count))
 
     def _use_device_arrays(self) -> bool:
         if self.trainer is None:
@@ -340,6 +368,7 @@ class ForecastDataModule(pl.LightningDataModule):
             "freq": self.freq,  # what predictions on new data must match
             "static_names": self.static_names,
             "static_vocabulary": [list(labels) for labels in self.static_vocabulary],
+            "future_feature_names": self.future_feature_names,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -355,6 +384,7 @@ class ForecastDataModule(pl.LightningDataModule):
                 f"the data's static columns {self.static_names} differ from the checkpoint's "
                 f"{list(state_dict.get('static_names', []))}; set data.source.static_columns as in training"
             )
+        future_features.check_same(self.future_feature_names, state_dict.get("future_feature_names", []))
 
 
 def check_same_names(kind: str, found: list[str], expected: list[str], source: str | None) -> None:

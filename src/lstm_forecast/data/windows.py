@@ -8,6 +8,8 @@ Memory is O(rows) however many windows there are.
 Layout of one window (the method's, minus the series id, which travels separately):
 ``x[b, k] = [extra features at step k..., (padding mask), value at step k]`` for the ``window_size``
 steps before the target row; steps before the first row of the data are zeros (the warm-up padding).
+Future-known features (``data.future_columns``) also come for the ``H`` target steps:
+``x_future[b, h] = [future-known features at target step h...]``, cut from the same arrays.
 """
 
 from __future__ import annotations
@@ -199,6 +201,10 @@ class Windows:
         Return ``y``; forecast windows past the end of a series have none.
     static : Tensor or None
         ``[S, K]`` long category codes per series (0: unknown), returned as ``static [B, K]``.
+    future_index : Tensor or None
+        ``[Ff]`` long positions, among the ``E`` extra features of a step, of the future-known ones,
+        returned for the target steps as ``x_future [B, H, Ff]`` (their rows must exist: a forecast
+        window past a series' end needs arrays grown by ``H`` rows).
     """
 
     def __init__(
@@ -209,12 +215,14 @@ class Windows:
         padding_mask: bool = False,
         with_target: bool = True,
         static: torch.Tensor | None = None,
+        future_index: torch.Tensor | None = None,
     ) -> None:
         self.horizon = horizon
         self.padding_mask = padding_mask
         self.with_target = with_target
         self.targets = targets
         self.static = static
+        self.future_index = future_index
         self.share(arrays)
 
     def share(self, arrays: SeriesArrays) -> Windows:
@@ -223,6 +231,8 @@ class Windows:
         self.arrays = arrays
         self.targets = self.targets.to(device)
         self.static = self.static.to(device) if self.static is not None else None
+        if self.future_index is not None:
+            self.future_index = self.future_index.to(device)
         window_size = arrays.window_size
         self._context_offsets = torch.arange(window_size, device=device)
         # Every window as a strided view (no copy): the context of padded target t is view row t - W.
@@ -233,6 +243,13 @@ class Windows:
             self._calendar_windows = arrays.calendar.unfold(0, window_size, 1)  # [P - W + 1, W] keys
         if self.with_target:
             self._target_windows = arrays.values.unfold(0, self.horizon, 1)  # [P - H + 1, H]
+        self._future_calendar = None
+        if self.future_index is not None:
+            self._future_windows = arrays.extras.unfold(0, self.horizon, 1).transpose(
+                1, 2
+            )  # [P - H + 1, H, E]
+            if arrays.calendar is not None:
+                self._future_calendar = arrays.calendar.unfold(0, self.horizon, 1)  # [P - H + 1, H] keys
         return self
 
     def to(self, device: torch.device | str) -> Windows:
@@ -287,8 +304,8 @@ class Windows:
         -------
         dict
             ``x [B, W, F]`` float, ``series_id [B]`` long (from 1), ``target_row [B]`` long (see
-            :meth:`locate`), ``static [B, K]`` long when the data has static columns and, with
-            targets, ``y [B, H]``.
+            :meth:`locate`), ``static [B, K]`` long when the data has static columns, ``x_future
+            [B, H, Ff]`` float with future-known features and, with targets, ``y [B, H]``.
         """
         with single_cpu_thread(self.arrays.values.device):
             return self._gather(index)
@@ -297,12 +314,7 @@ class Windows:
         targets, series = self._padded_targets(index)
         window = self.window_size
         first = targets - window  # [B] view row of each window's context
-        # index_select on the contiguous-block views beats indexing a [B, W] row grid 3-6x on CPU.
-        parts = [torch.index_select(self._extra_windows, 0, first)]  # [B, W, E]
-        if self._calendar_windows is not None:
-            keys = torch.index_select(self._calendar_windows, 0, first).reshape(-1).to(torch.int32)  # [B * W]
-            calendar = torch.index_select(self.arrays.calendar_table, 0, keys)  # [B * W, C]
-            parts.append(calendar.view(len(first), window, -1))  # [B, W, C] scaled features
+        parts = self._step_features(self._extra_windows, self._calendar_windows, first)  # [B, W, E] pieces
         if self.padding_mask:
             first_real = self.arrays.block_start[series] + window  # [B] padded row of the series' step 0
             real = (first[:, None] + self._context_offsets) >= first_real[:, None]  # [B, W]
@@ -317,7 +329,26 @@ class Windows:
             batch["static"] = self.static[series]  # [B, K]
         if self.with_target:
             batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
+        if self.future_index is not None:
+            steps = self._step_features(self._future_windows, self._future_calendar, targets)
+            steps = torch.cat(steps, dim=-1)  # [B, H, E]
+            batch["x_future"] = torch.index_select(steps, 2, self.future_index)  # [B, H, Ff]
         return batch
+
+    def _step_features(
+        self, extra_windows: torch.Tensor, calendar_windows: torch.Tensor | None, first: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """The extra features of the ``L`` steps from view row ``first [B]`` of ``extra_windows
+        [V, L, E_float]`` (and of ``calendar_windows [V, L]`` keys): ``[floats [B, L, E_float]]``,
+        then ``calendar [B, L, C]`` when the calendar features are keys (concatenated by the caller,
+        once)."""
+        # index_select on the contiguous-block views beats indexing a [B, L] row grid 3-6x on CPU.
+        parts = [torch.index_select(extra_windows, 0, first)]  # [B, L, E_float]
+        if calendar_windows is not None:
+            keys = torch.index_select(calendar_windows, 0, first).reshape(-1).to(torch.int32)  # [B * L]
+            calendar = torch.index_select(self.arrays.calendar_table, 0, keys)  # [B * L, C]
+            parts.append(calendar.view(len(first), calendar_windows.shape[1], -1))  # [B, L, C] scaled
+        return parts
 
 
 def index_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -65,7 +65,8 @@ def predict_windows(
             batch = windows.gather(chunk)
             x = batch["x"].to(device)
             static = batch["static"].to(device) if "static" in batch else None
-            chunks["prediction"].append(net(x, batch["series_id"].to(device), static).float().cpu())
+            future = batch["x_future"].to(device) if "x_future" in batch else None
+            chunks["prediction"].append(net(x, batch["series_id"].to(device), static, future).float().cpu())
             chunks["last_value"].append(batch["x"][:, -1, -1].cpu())
             chunks["series"].append(batch["series_id"].cpu() - 1)
             chunks["row"].append(batch["target_row"].cpu())

@@ -81,7 +81,7 @@ def origin_windows(datamodule: ForecastDataModule, lo: np.ndarray, hi: np.ndarra
     local = lo[series] + index_ranges(np.zeros_like(count), count) * stride
     arrays = datamodule.arrays
     targets = torch.from_numpy(arrays.padded_rows(series, local))
-    return Windows(arrays, targets, horizon, datamodule.padding_mask, True, datamodule.static_codes())
+    return datamodule.window_set(arrays, targets)
 
 
 def backtest(cfg: DictConfig) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.windows import SeriesArrays, Windows, index_ranges
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
+from lstm_forecast.inference.future_values import FutureValues
 
 log = logging.getLogger(__name__)
 
@@ -63,70 +64,85 @@ def forecastable_series(datamodule: ForecastDataModule, min_rows: int = 1) -> np
 # ----------------------------------------------------------------------------- scaled rows
 def future_user_extras(
     datamodule: ForecastDataModule,
+    series: np.ndarray,
     timestamps: pd.DatetimeIndex,
-    future_extras: pd.DataFrame | None,
-    needed: bool,
+    step: np.ndarray,
+    horizon: int,
+    model_horizon: int,
+    future: FutureValues | None,
 ) -> np.ndarray:
-    """``[M, E_user]`` values of the user's (non-calendar) extra columns at ``timestamps``.
+    """``[M, E_user]`` values of the user's (non-calendar) extra columns at forecast step ``step [M]``
+    (from 0) of series ``series [M]`` (from 0), at ``timestamps [M]``.
 
-    They come from ``future_extras`` (timestamp index) and are needed only for steps fed back as
-    context (``needed``); elsewhere they are NaN, which scales to nothing the network sees.
+    They come from ``future`` where the network sees them: every column at the steps fed back as
+    context, the future-known columns (``data.future_columns``) at each of the ``horizon`` steps.
+    Elsewhere they are NaN, which scales to nothing the network sees.
     """
     names = [str(c) for c in datamodule.load_frame().extras.columns]
-    if not names or not len(timestamps):
-        return np.zeros((len(timestamps), len(names)))
-    if not needed:
-        return np.full((len(timestamps), len(names)), np.nan)
+    out = np.full((len(timestamps), len(names)), np.nan)
+    if not names:
+        return out
+    fed_back = step < fed_back_steps(horizon, model_horizon)  # [M] context of a later pass
+    forecast_step = (step < horizon) & bool(datamodule.future_columns)  # [M] read as x_future
+    needs = [(datamodule.future_columns, forecast_step), (names, fed_back)]
+    if future is None:
+        for columns, needed in needs:
+            if needed.any():
+                raise UserError(missing_future_message(columns, columns is names, timestamps[needed]))
+        return out
+    series_names = np.asarray(datamodule.series_names, dtype=object)[series].tolist()
+    for columns, needed in needs:
+        positions = [names.index(c) for c in columns]
+        values = future.lookup(series_names, timestamps, columns, needed)  # [M, C], NaN where not needed
+        out[np.ix_(np.flatnonzero(needed), positions)] = values[needed]
+    return out
+
+
+def missing_future_message(columns: list[str], fed_back: bool, timestamps: pd.DatetimeIndex) -> str:
+    """Why forecasting needs ``future.path``: the columns, the steps, and the file's layouts."""
     span = f"{timestamps.min()} .. {timestamps.max()}"
-    if future_extras is None:
-        raise UserError(
-            f"the model uses extra column(s) {names} that are not calendar features, so forecasting past "
-            f"the data needs their future values for {span}; pass future.path=FILE with the timestamp "
-            "column and those columns"
-        )
-    missing = [name for name in names if name not in future_extras.columns]
-    if missing:
-        raise UserError(
-            f"the future file lacks the extra column(s) {missing} the model uses; add them for {span}"
-        )
-    absent = timestamps.unique().difference(future_extras.index)
-    if len(absent):
-        raise UserError(
-            f"the future file has no row for {absent[0]} ({len(absent)} forecast timestamps missing); "
-            f"give the extra columns for every timestamp in {span}"
-        )
-    # A copy: the caller blanks the steps not fed back (pandas' copy-on-write views are read-only).
-    return future_extras.loc[timestamps, names].to_numpy(dtype=np.float64, copy=True)
+    why = (
+        f"the model uses extra column(s) {columns} that are not calendar features, so forecasting past "
+        "the data needs their future values"
+        if fed_back
+        else f"the model takes future-known column(s) {columns} (data.future_columns) at each forecast step"
+    )
+    return (
+        f"{why} for {span}; pass future.path=FILE with the timestamp column and those columns (one row per "
+        "timestamp, or per series and timestamp with the series column: docs/covariates.md)"
+    )
 
 
 def scaled_arrays(
     datamodule: ForecastDataModule,
-    future_rows: int = 0,
-    future_extras: pd.DataFrame | None = None,
+    horizon: int = 0,
+    future: FutureValues | None = None,
     model_horizon: int = 1,
 ) -> SeriesArrays:
     """Every row of every series scaled with the checkpoint's scalers (no split), each series with
-    data followed by ``future_rows`` rows to forecast into (value 0, the calendar features of the
-    series' own next timestamps, the user's extra columns from ``future_extras``)."""
+    data followed by rows to forecast ``horizon`` steps into, ``model_horizon`` at a time (value 0,
+    the calendar features of the series' own next timestamps, the user's extra columns from
+    ``future``; the last pass's steps past ``horizon``, forecast and dropped, have none)."""
     frame = datamodule.load_frame()
     values = datamodule.scaled_values(frame.values, frame.row_series)  # [N]
     extras = datamodule.scaled_extras(datamodule.feature_table())  # [N, E]
     offsets = frame.offsets
-    if future_rows:
+    if horizon:
+        future_rows = -(-horizon // model_horizon) * model_horizon  # whole passes
         num_series = frame.num_series
         grown = offsets + np.arange(num_series + 1) * future_rows  # [S + 1]
         observed = np.arange(frame.num_rows) + frame.row_series * future_rows  # [N] rows after growing
         known = np.flatnonzero(frame.lengths > 0)
         ahead = index_ranges(grown[known + 1] - future_rows, np.full(len(known), future_rows))  # [M * F]
         stamps = frame.future_timestamps(known, future_rows)  # [M * F]
-        fed_back = np.tile(np.arange(future_rows) < fed_back_steps(future_rows, model_horizon), len(known))
-        user = future_user_extras(datamodule, stamps, future_extras, bool(fed_back.any()))
-        user[~fed_back] = np.nan
-        future = np.nan_to_num(datamodule.scaled_extras(datamodule.feature_table(stamps, user)))
+        step = np.tile(np.arange(future_rows), len(known))  # [M * F]
+        series = np.repeat(known, future_rows)  # [M * F]
+        user = future_user_extras(datamodule, series, stamps, step, horizon, model_horizon, future)
+        future_extras = np.nan_to_num(datamodule.scaled_extras(datamodule.feature_table(stamps, user)))
         grown_values = np.zeros(len(values) + num_series * future_rows)
         grown_extras = np.zeros((len(grown_values), extras.shape[1]))
         grown_values[observed], grown_extras[observed] = values, extras
-        grown_extras[ahead] = future
+        grown_extras[ahead] = future_extras
         values, extras, offsets = grown_values, grown_extras, grown
     return SeriesArrays.from_rows(values, extras, offsets, datamodule.window_size)
 
@@ -134,23 +150,28 @@ def scaled_arrays(
 # ----------------------------------------------------------------------------- windows of the data
 def prediction_windows(datamodule: ForecastDataModule, horizon: int) -> Windows:
     """Every window full of real rows (the method's prediction layout, no warm-up padding): targets
-    ``W .. L`` of each series of ``L`` rows (``L``: the step after its last row). Series shorter than
-    one window, or unscaled in training, are left out."""
+    ``W .. L`` of each series of ``L`` rows (``L``: the step after its last row). A model that takes
+    future-known features needs them for its ``horizon`` forecast steps, which the data holds for
+    targets ``W .. L - horizon`` only. Series shorter than that, or unscaled in training, are left out."""
     window_size, lengths = datamodule.window_size, datamodule.load_frame().lengths
-    series = forecastable_series(datamodule, window_size)
+    min_rows = window_size + (horizon if datamodule.future_columns else 0)
+    what = f"one window of {window_size} (the model's data.window_size)"
+    if min_rows > window_size:
+        what += f" and the {horizon} forecast steps whose future-known features the model takes"
+    series = forecastable_series(datamodule, min_rows)
     if not len(series):
         raise UserError(
-            f"the data has {int(lengths.max(initial=0))} rows, fewer than one window of {window_size} "
-            f"(the model's data.window_size); give at least {window_size} rows per series"
+            f"the data has {int(lengths.max(initial=0))} rows, fewer than {what}; give at least "
+            f"{min_rows} rows per series"
         )
     short = len(forecastable_series(datamodule)) - len(series)
     if short:
-        log.warning("%d series shorter than one window (%d rows) are not predicted", short, window_size)
-    count = lengths[series] - window_size + 1
+        log.warning("%d series with fewer rows than %s are not predicted", short, what)
+    count = lengths[series] - min_rows + 1
     arrays = scaled_arrays(datamodule)
     local = index_ranges(np.full(len(series), window_size), count)
     targets = torch.from_numpy(arrays.padded_rows(np.repeat(series, count), local))
-    return Windows(arrays, targets, horizon, datamodule.padding_mask, False, datamodule.static_codes())
+    return datamodule.window_set(arrays, targets, horizon, with_target=False)
 
 
 # ----------------------------------------------------------------------------- past the end
@@ -160,7 +181,7 @@ def forecast_future(
     datamodule: ForecastDataModule,
     horizon: int,
     model_horizon: int = 1,
-    future_extras: pd.DataFrame | None = None,
+    future: FutureValues | None = None,
     device: torch.device | str | None = None,
 ) -> WindowForecasts:
     """Forecast the ``horizon`` steps after each series' own last row, feeding forecasts back.
@@ -168,8 +189,8 @@ def forecast_future(
     Each pass forecasts every series at once from the last ``window_size`` rows of observed and
     already forecast values (the training window layout); a model emitting ``model_horizon`` steps
     per pass advances by that many. Calendar features of the future timestamps are computed; the
-    user's own extra columns come from ``future_extras`` (timestamp index), needed only for the steps
-    fed back as context.
+    user's own extra columns come from ``future`` (see :func:`future_user_extras`), needed for the
+    steps fed back as context and, for future-known columns, for every forecast step.
 
     Returns
     -------
@@ -181,14 +202,13 @@ def forecast_future(
         raise UserError(f"horizon must be a positive integer (steps after the data), got {horizon!r}")
     frame = datamodule.load_frame()
     series = forecastable_series(datamodule)
-    arrays = scaled_arrays(datamodule, horizon, future_extras, model_horizon)
+    arrays = scaled_arrays(datamodule, horizon, future, model_horizon)
     # Each series now ends with ``horizon`` rows to fill; its first one is padded row ``start``.
     start = arrays.padded_rows(series, frame.lengths[series])  # [M]
     forecast = np.empty((len(series), horizon), dtype=np.float32)
-    static = datamodule.static_codes()
     for step in range(0, horizon, model_horizon):
-        windows = Windows(
-            arrays, torch.from_numpy(start + step), model_horizon, datamodule.padding_mask, False, static
+        windows = datamodule.window_set(
+            arrays, torch.from_numpy(start + step), model_horizon, with_target=False
         )
         predicted = predict_windows(net, windows, datamodule.eval_batch_size, device).prediction
         take = min(model_horizon, horizon - step)

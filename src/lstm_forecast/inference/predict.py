@@ -7,7 +7,7 @@ refitted on the new file. Writes into the run folder, in the one forecast-table 
 - ``predictions.csv``: every full window of each series; the last one forecasts the step(s) after
   its data;
 - ``forecast.csv`` with ``horizon=H``: the H steps after each series' last row (``actual`` where
-  ``future.path`` holds the series);
+  ``future.path`` holds the series; see :mod:`~lstm_forecast.inference.future_values` for its layouts);
 - ``predictions.png``: history, predictions, forecast and known actuals of a few series.
 """
 
@@ -16,54 +16,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from lstm_forecast.data.sources import WIDE_TIMESTAMP_COLUMN, numeric_column, read_table, source_of_file
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.sources import read_table, source_of_file
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_table
-from lstm_forecast.inference.checkpoints import LoadedModel, load_model
+from lstm_forecast.inference.checkpoints import load_model
 from lstm_forecast.inference.forecasting import check_frequency, forecast_future, prediction_windows
+from lstm_forecast.inference.future_values import future_values
 from lstm_forecast.inference.plots import plot_forecasts
 
 log = logging.getLogger(__name__)
-
-
-def read_future(
-    path: str, timestamp_column: str, series_names: list[str], extra_names: list[str]
-) -> pd.DataFrame:
-    """The future file: a timestamp column, the model's extra columns and, optionally, series columns
-    (actuals), as numbers indexed by timestamp."""
-    table = read_table(path)
-    if timestamp_column not in table.columns:
-        raise UserError(
-            f"future file {path} has no timestamp column {timestamp_column!r} "
-            f"(it has {list(table.columns)}); name it as in the data"
-        )
-    columns = [c for c in [*series_names, *extra_names] if c in table.columns]
-    index = pd.DatetimeIndex(pd.to_datetime(table[timestamp_column], errors="coerce"))
-    if index.isna().any():
-        raise UserError(f"unparseable timestamp in future file {path}; fix column {timestamp_column!r}")
-    if index.has_duplicates:
-        raise UserError(
-            f"future file {path} has repeated timestamps (first {index[index.duplicated()][0]}); give one "
-            "row per timestamp, wide layout (the timestamp column, the model's extra columns, series "
-            "columns as actuals), also for long data"
-        )
-    return pd.DataFrame({c: numeric_column(table[c], c, path) for c in columns}, index=index, columns=columns)
-
-
-def future_actuals(forecast: pd.DataFrame, future: pd.DataFrame) -> np.ndarray:
-    """``actual`` of each forecast row from the future file's series columns (NaN where absent)."""
-    actual = np.full(len(forecast), np.nan)
-    for name in forecast["series"].unique():
-        if name in future.columns:
-            rows = (forecast["series"] == name).to_numpy()
-            actual[rows] = future[name].reindex(forecast.loc[rows, "timestamp"]).to_numpy()
-    return actual
 
 
 def predict(cfg: DictConfig) -> dict[str, Path]:
@@ -89,7 +58,10 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     predictions = forecast_table(
         predict_windows(net, windows, datamodule.eval_batch_size, device), datamodule
     )
-    forecast = None if horizon is None else future_forecast(cfg, loaded, horizon)
+    forecast = None
+    if horizon is not None:
+        future = None if future_path is None else read_table(str(future_path))
+        forecast = future_forecast(datamodule, net, horizon, future, device, str(future_path))
     # Written once every forecast is made, so bad input leaves no output behind.
     output_dir = Path(cfg.paths.output_dir)
     written = {"predictions": write_table(output_dir / "predictions.csv", predictions)}
@@ -108,18 +80,33 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     return written
 
 
-def future_forecast(cfg: DictConfig, loaded: LoadedModel, horizon: int) -> pd.DataFrame:
-    """The forecast table of the ``horizon`` steps after each series' end, with the future file's
-    extra columns and actuals when ``future.path`` is given."""
-    datamodule, net = loaded.datamodule, loaded.module.net
-    future = None
-    future_path = OmegaConf.select(cfg, "future.path")
-    if future_path is not None:
-        timestamp_column = str(datamodule.source.get("timestamp_column", WIDE_TIMESTAMP_COLUMN))
-        extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
-        future = read_future(str(future_path), timestamp_column, datamodule.series_names, extra_names)
-    forecasts = forecast_future(net, datamodule, horizon, net.horizon, future, loaded.device)
+def future_forecast(
+    datamodule: ForecastDataModule,
+    net: nn.Module,
+    horizon: int,
+    future: pd.DataFrame | None = None,
+    device: torch.device | str | None = None,
+    source: str = "the future table",
+) -> pd.DataFrame:
+    """The forecast table of the ``horizon`` steps after each series' end.
+
+    Parameters
+    ----------
+    datamodule, net
+        The data with the checkpoint's scalers, and the trained network.
+    horizon : int
+        Steps after each series' last row.
+    future : DataFrame or None
+        Values after the data, columns as in the data (:mod:`~lstm_forecast.inference.future_values`):
+        wide (the timestamp column, extra columns, series columns as actuals) or long (the series and
+        timestamp columns, extra columns, the value column as actuals). Needed when the model takes
+        extra columns that are not calendar features.
+    source : str
+        The table's name in error messages (its file).
+    """
+    values = None if future is None else future_values(future, datamodule, source)
+    forecasts = forecast_future(net, datamodule, horizon, net.horizon, values, device)
     forecast = forecast_table(forecasts, datamodule)
-    if future is not None:
-        forecast["actual"] = future_actuals(forecast, future)
+    if values is not None:
+        forecast["actual"] = values.actuals(forecast["series"], forecast["timestamp"])
     return forecast

@@ -48,6 +48,9 @@ class ForecastModule(pl.LightningModule):
         whatever its gradient, which walks a fitted linear map away from its optimum.
     static_cardinalities : list of int or None
         Codes per static category column of the data (long panels); batches then carry ``static``.
+    num_future_features : int
+        Future-known features per forecast step of the data (``data.future_columns`` and the calendar
+        features); batches then carry ``x_future``. 0: the method's net.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class ForecastModule(pl.LightningModule):
         static_cardinalities: list[int] | None = None,
         highway_init: str = "random",
         freeze_highway: bool = False,
+        num_future_features: int = 0,
     ) -> None:
         super().__init__()
         if highway_init not in ("random", "least_squares"):
@@ -72,6 +76,7 @@ class ForecastModule(pl.LightningModule):
             num_features,
             horizon=horizon,
             static_cardinalities=static_cardinalities,
+            num_future_features=num_future_features,
             **(net or {}),
         )
         if highway_init == "least_squares" and self.net.highway is None:
@@ -92,14 +97,19 @@ class ForecastModule(pl.LightningModule):
         self._resumed_val_loss_best: torch.Tensor | None = None
 
     def forward(
-        self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        series_id: torch.Tensor,
+        static: torch.Tensor | None = None,
+        x_future: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x [B, W, F]``, ``series_id [B]``, optional ``static [B, K]`` -> scaled forecasts ``[B, H]``."""
-        return self.net(x, series_id, static)
+        """``x [B, W, F]``, ``series_id [B]``, optional ``static [B, K]`` and ``x_future [B, H, Ff]``
+        -> scaled forecasts ``[B, H]``."""
+        return self.net(x, series_id, static, x_future)
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``."""
-        preds = self(batch["x"], batch["series_id"], batch.get("static"))
+        preds = self(batch["x"], batch["series_id"], batch.get("static"), batch.get("x_future"))
         return self.loss_fn(preds, batch["y"]), preds, batch["y"]
 
     def on_train_start(self) -> None:

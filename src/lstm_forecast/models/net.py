@@ -57,6 +57,15 @@ class EmbeddingBiLSTM(nn.Module):
 
     Univariate data (``num_series == 1``) has no id and no embedding.
 
+    With future-known features (``num_future_features > 0``) the head works per forecast step: step
+    ``h``'s features ``x_future[:, h]``, mapped linearly to the dense layer's width, are added to the
+    dense layer's input from the summary before the tanh, and the head's row ``h`` reads step ``h``'s
+    hidden vector. Per step rather than flattened (``[B, H * Ff]`` into the dense layer): the same
+    weights learn how a covariate moves the forecast at every step, their number does not grow with
+    ``H``, and a step's forecast depends on no other step's covariates (so the steps past a requested
+    horizon, forecast but dropped, need none). With ``x_future`` zero and its map's bias zero this is
+    the method's head exactly.
+
     Parameters
     ----------
     num_series : int
@@ -94,6 +103,9 @@ class EmbeddingBiLSTM(nn.Module):
         ``static_embedding_dim`` used like the series embedding. Empty (the default): the method's net.
     static_embedding_dim : int
         Size of each static embedding.
+    num_future_features : int
+        Features per forecast step in ``x_future`` (future-known columns and calendar features, from
+        the data); 0 (the default) is the method's net, with the same parameters and outputs.
     """
 
     def __init__(
@@ -112,6 +124,7 @@ class EmbeddingBiLSTM(nn.Module):
         highway_per_series: bool = False,
         static_cardinalities: list[int] | None = None,
         static_embedding_dim: int = 4,
+        num_future_features: int = 0,
     ) -> None:
         super().__init__()
         # Each size named as its config key (num_series, num_features and static_cardinalities come
@@ -139,6 +152,11 @@ class EmbeddingBiLSTM(nn.Module):
             raise UserError(
                 "model.net.last_value_skip adds the last value that window_norm already adds back; "
                 "use one of them (last_value_skip=false or window_norm=none)"
+            )
+        if not _is_int(num_future_features) or num_future_features < 0:
+            raise UserError(
+                "num_future_features (future-known features per step in the data) must be 0 or more, "
+                f"got {num_future_features!r}"
             )
         if not _is_int(highway_window) or highway_window < 0:
             raise UserError(
@@ -168,12 +186,18 @@ class EmbeddingBiLSTM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(2 * num_units + self.conditioning_dim, dense_size)
         self.head = nn.Linear(dense_size, horizon)
+        # Each step's future-known features, into the dense layer's width (added before the tanh).
+        self.future_proj = nn.Linear(num_future_features, dense_size) if num_future_features else None
         self.highway_window = highway_window
         rows = num_series + 1 if highway_per_series else 1
         self.highway = Highway(highway_window, horizon, rows) if highway_window else None
 
     def forward(
-        self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        series_id: torch.Tensor,
+        static: torch.Tensor | None = None,
+        x_future: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Forecast from windows.
 
@@ -185,6 +209,9 @@ class EmbeddingBiLSTM(nn.Module):
             ``[B]`` long series ids from 1 (ignored for univariate nets).
         static : Tensor or None
             ``[B, K]`` long static category codes, one column per static embedding.
+        x_future : Tensor or None
+            ``[B, H, Ff]`` future-known features of the forecast steps (nets with
+            ``num_future_features > 0`` only).
 
         Returns
         -------
@@ -213,13 +240,24 @@ class EmbeddingBiLSTM(nn.Module):
         summary = self.dropout(summary)
         if self.conditioning_dim:
             summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
-        forecast = self.head(torch.tanh(self.dense(summary)))  # [B, H]
+        forecast = self.decode(self.dense(summary), x_future)  # [B, H]
         if self.highway is not None:
             forecast = forecast + self.highway(x[:, -self.highway_window :, -1], series_id)
         forecast = forecast * scale + offset
         if self.last_value_skip:
             forecast = forecast + values[:, -1:]
         return forecast
+
+    def decode(self, hidden: torch.Tensor, x_future: torch.Tensor | None) -> torch.Tensor:
+        """The head: the dense layer's output ``hidden [B, Dd]`` (before its tanh), with the forecast
+        steps' ``x_future [B, H, Ff]`` when the net takes them, -> ``[B, H]``."""
+        if self.future_proj is None:
+            return self.head(torch.tanh(hidden))  # [B, Dd] -> [B, H]
+        if x_future is None:
+            raise ValueError("this net takes future-known features: pass x_future [B, H, Ff]")
+        steps = torch.tanh(hidden.unsqueeze(1) + self.future_proj(x_future))  # [B, H, Dd]
+        # Row h of the head reads step h's hidden vector: [B, H, Dd] x [H, Dd] -> [B, H]
+        return torch.einsum("bhd,hd->bh", steps, self.head.weight) + self.head.bias
 
     def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""

@@ -76,6 +76,7 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
         num_series=datamodule.num_series,
         num_features=datamodule.num_features,
         static_cardinalities=datamodule.static_cardinalities,
+        num_future_features=len(datamodule.future_feature_names),
     )
     if model.net.highway_window > datamodule.window_size:
         raise UserError(
