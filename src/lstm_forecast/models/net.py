@@ -256,8 +256,8 @@ class EmbeddingBiLSTM(nn.Module):
         if x_future is None:
             raise ValueError("this net takes future-known features: pass x_future [B, H, Ff]")
         steps = torch.tanh(hidden.unsqueeze(1) + self.future_proj(x_future))  # [B, H, Dd]
-        # Row h of the head reads step h's hidden vector: [B, H, Dd] x [H, Dd] -> [B, H]
-        return torch.einsum("bhd,hd->bh", steps, self.head.weight) + self.head.bias
+        # Row h of the head reads step h's hidden vector: [B, H, Dd] * [H, Dd] summed -> [B, H]
+        return (steps * self.head.weight).sum(dim=-1) + self.head.bias
 
     def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
