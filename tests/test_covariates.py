@@ -207,16 +207,25 @@ def test_predict_uses_each_series_future_values_from_a_long_file(long_future_run
     # The model learnt value = level + 3 u: its forecasts follow the future u of each series.
     assert np.corrcoef(forecast["prediction"], forecast["actual"])[0, 1] > 0.9
 
-    # A different u at step 4 of s1 moves that forecast; earlier steps and other series stay.
+    # A higher u at step 5 of s1 (read only as that step's x_future) and at step 3 of s2 (x_future,
+    # and context of the pass forecasting step 5 once step 3 is fed back) raises those forecasts;
+    # step 4 of s2, forecast in the same pass as step 3, and everything else stay.
     changed = future.copy()
-    step4 = (changed.series == "s1") & (changed.timestamp == forecast.timestamp[forecast.step == 4].iloc[0])
-    changed.loc[step4, "u"] += 1.0
+    stamps = forecast.timestamp[forecast.series == "s0"].tolist()  # steps 1..5 (every series ends together)
+    for series, step in (("s1", 5), ("s2", 3)):
+        changed.loc[(changed.series == series) & (changed.timestamp == stamps[step - 1]), "u"] += 1.0
     moved = predict_forecast(run_dir, data, changed, tmp_path / "changed")
     differs = ~np.isclose(moved["prediction"], forecast["prediction"], rtol=1e-6)
-    assert set(forecast.loc[differs, "series"]) == {"s1"}
-    assert forecast.loc[differs, "step"].min() == 4
-    at = (forecast.series == "s1") & (forecast.step == 4)
-    assert moved.loc[at, "prediction"].item() > forecast.loc[at, "prediction"].item()  # value rises with u
+    assert list(zip(forecast.series[differs], forecast.step[differs], strict=True)) == [
+        ("s1", 5),
+        ("s2", 3),
+        ("s2", 5),
+    ]
+    for series, step in (("s1", 5), ("s2", 3)):
+        at = (forecast.series == series) & (forecast.step == step)
+        assert (
+            moved.loc[at, "prediction"].item() > forecast.loc[at, "prediction"].item()
+        )  # value rises with u
 
 
 @pytest.mark.slow  # trains the long model first
