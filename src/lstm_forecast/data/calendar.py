@@ -18,6 +18,17 @@ CALENDAR_FEATURES = {
     "month": lambda ts: ts.month,
     "workday": lambda ts: (ts.dayofweek < 5).astype(int),
 }
+# How a caller outside this package encodes each feature (the exported model's contract): numbers of
+# the step's own timestamp in local wall-clock time, as pandas' Timestamp attributes give them.
+CALENDAR_ENCODING = {
+    "minute": "minute of the hour, 0-59",
+    "hour": "hour of the day, 0-23",
+    "day_of_week": "day of the week, Monday=0 .. Sunday=6",
+    "day_of_month": "day of the month, 1-31",
+    "day_of_year": "day of the year, 1-366",
+    "month": "month, 1-12",
+    "workday": "1 Monday to Friday, 0 Saturday and Sunday",
+}
 DAY_NS = 86_400 * 10**9
 INTRADAY_NS = ("hour", "minute")
 MAX_SPAN_DAYS = 400_000  # about 1,100 years of days in a table

@@ -40,6 +40,9 @@ class FittedScalers:
         ``[S]`` training mean and std (ddof 0, 1 where constant), original units: the ``*_z`` metrics'.
     series_train_rows : ndarray
         ``[S]`` training rows per series at fit time (0: the series has no scale and no windows).
+    series_min, series_max : ndarray or None
+        ``[S]`` minimum and maximum of each series' training rows, original units (what the network
+        has seen; None in checkpoints written before they were kept).
     """
 
     scaler: MinMaxScaler
@@ -47,6 +50,17 @@ class FittedScalers:
     series_mean: np.ndarray
     series_std: np.ndarray
     series_train_rows: np.ndarray
+    series_min: np.ndarray | None = None
+    series_max: np.ndarray | None = None
+
+    def training_range(self, method: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(min [S], max [S])`` of each series' training rows in original units; for an older
+        checkpoint the ``minmax`` scaler's range (the same numbers), None for its ``standard`` one."""
+        if self.series_min is not None and self.series_max is not None:
+            return self.series_min, self.series_max
+        if method == "minmax":
+            return self.scaler.data_min, self.scaler.data_min + self.scaler.data_range
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors only, so checkpoints load with ``torch.load(weights_only=True)``."""
@@ -56,6 +70,11 @@ class FittedScalers:
             "series_mean": torch.from_numpy(self.series_mean.copy()),
             "series_std": torch.from_numpy(self.series_std.copy()),
             "series_train_rows": torch.from_numpy(self.series_train_rows.copy()),
+            **{
+                name: torch.from_numpy(values.copy())
+                for name, values in (("series_min", self.series_min), ("series_max", self.series_max))
+                if values is not None
+            },
         }
 
     @classmethod
@@ -77,6 +96,8 @@ class FittedScalers:
             series_mean=state["series_mean"].numpy(),
             series_std=state["series_std"].numpy(),
             series_train_rows=train_rows.numpy(),
+            series_min=state["series_min"].numpy() if "series_min" in state else None,
+            series_max=state["series_max"].numpy() if "series_max" in state else None,
         )
 
 
@@ -191,6 +212,8 @@ def _fitted(
         series_mean=stats[2],
         series_std=np.where(stats[3] > 0, stats[3], 1.0),
         series_train_rows=np.asarray(train_rows, dtype=np.int64).copy(),
+        series_min=stats[0],
+        series_max=stats[1],
     )
     unscaled = [
         name for name, rows in zip(frame.series_names, fitted.series_train_rows, strict=True) if not rows

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lstm_forecast.data.split import SPLITS
 from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, print_summary
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.files import write_json, write_table
@@ -22,9 +23,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.split not in SPLITS:
         raise UserError(f"split must be one of {list(SPLITS)}, got {cfg.split!r}")
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
+    warn_share = check_warn_share(OmegaConf.select(cfg, "drift.warn_share", default=DEFAULT_WARN_SHARE))
     loaded = load_model(cfg)
     datamodule = loaded.datamodule
     datamodule.setup("test")
+    data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
+    warn_drift(datamodule, datamodule.windows[cfg.split], warn_share, f"{data_name} ({cfg.split} split)")
     scores, forecasts, _ = evaluate_windows(
         loaded.module.net,
         datamodule,

@@ -24,6 +24,7 @@ from torch import nn
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.sources import read_table, source_of_file
 from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_table
@@ -49,12 +50,14 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     future_path = OmegaConf.select(cfg, "future.path")
     if horizon is None and future_path is not None:
         raise UserError("future.path is only read when forecasting past the data; add horizon=H")
+    warn_share = check_warn_share(OmegaConf.select(cfg, "drift.warn_share", default=DEFAULT_WARN_SHARE))
     loaded = load_model(cfg, source_for=source_of_file)
     datamodule, net, device = loaded.datamodule, loaded.module.net, loaded.device
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
     check_frequency(datamodule, str(loaded.trained_state.get("freq") or ""), data_name)
 
     windows = prediction_windows(datamodule, net.horizon)
+    warn_drift(datamodule, windows, warn_share, data_name)
     predictions = forecast_table(
         predict_windows(net, windows, datamodule.eval_batch_size, device), datamodule
     )

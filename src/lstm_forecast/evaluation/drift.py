@@ -1,0 +1,149 @@
+"""Say when forecasts cannot be trusted: input values outside the range the network was trained on.
+
+The scalers are fitted once, on the training rows. Values beyond a series' training range scale
+beyond [-1, 1], where the tanh network saturates: on data from another level (another station, a
+grown business) its forecasts fall behind persistence and nothing else shows it. Every app that
+forecasts from a checkpoint calls :func:`warn_drift` on the windows it forecasts from; only the
+rows those windows read count.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.windows import Windows
+from lstm_forecast.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WARN_SHARE = 0.05
+MAX_LISTED = 10  # drifted series named one line each; beyond that, one summary line
+WORST_SHOWN = 5  # series named in the summary line
+REMEDY = (
+    "the network saturates outside the range it was trained on: use a window-normalised model "
+    "(model=bilstm_hybrid, or model.net.window_norm=last) or retrain on data that covers these values"
+)
+
+
+@dataclass(frozen=True)
+class SeriesDrift:
+    """One series whose forecasts read values outside its training range (original units).
+
+    Attributes
+    ----------
+    series : str
+        Its name.
+    share : float
+        Fraction of its input values outside ``[train_min, train_max]``.
+    num_values : int
+        Its input values: the rows the forecast windows read.
+    train_min, train_max : float
+        Its training range.
+    seen_min, seen_max : float
+        The range of its input values.
+    """
+
+    series: str
+    share: float
+    num_values: int
+    train_min: float
+    train_max: float
+    seen_min: float
+    seen_max: float
+
+    def describe(self) -> str:
+        return (
+            f"series {self.series!r}: {100 * self.share:.1f}% of its {self.num_values} input values lie "
+            f"outside its training range [{self.train_min:.6g}, {self.train_max:.6g}] (they span "
+            f"{self.seen_min:.6g} .. {self.seen_max:.6g})"
+        )
+
+
+def check_warn_share(value: object) -> float | None:
+    """``drift.warn_share`` as a number in [0, 1], or None (no check)."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise UserError(
+            f"drift.warn_share must be a number in [0, 1] (the share of a series' input values outside "
+            f"its training range that triggers a warning; null: no check), got {value!r}"
+        )
+    return float(value)
+
+
+def input_rows(datamodule: ForecastDataModule, windows: Windows) -> np.ndarray:
+    """``[N]`` bool: the rows of the frame that at least one of the ``windows`` reads as input."""
+    frame = datamodule.load_frame()
+    target_row, series = (part.cpu().numpy() for part in windows.locate(torch.arange(len(windows))))
+    # [M] first row of each window's context (its warm-up padding is no row of the data)
+    first = np.maximum(target_row - windows.window_size, frame.offsets[series])
+    # +1 where a window's context starts, -1 one past its end: rows covered have a positive sum.
+    size = frame.num_rows + 1
+    bounds = np.bincount(first, minlength=size) - np.bincount(target_row, minlength=size)  # [N + 1]
+    return np.cumsum(bounds)[: frame.num_rows] > 0
+
+
+def input_drift(datamodule: ForecastDataModule, windows: Windows, warn_share: float) -> list[SeriesDrift]:
+    """Series more than ``warn_share`` of whose input values (the rows ``windows`` read) lie outside
+    their training range, worst first; none when the checkpoint keeps no training range."""
+    training_range = datamodule.fitted.training_range(datamodule.scaler_method)
+    if training_range is None or not len(windows):
+        return []
+    frame = datamodule.load_frame()
+    used = input_rows(datamodule, windows)  # [N]
+    low, high = (bound[frame.row_series] for bound in training_range)  # [N] each
+    outside = used & ((frame.values < low) | (frame.values > high))  # [N]
+    counts = np.bincount(frame.row_series[used], minlength=frame.num_series)  # [S]
+    share = np.bincount(frame.row_series[outside], minlength=frame.num_series) / np.maximum(counts, 1)
+    drifted = np.flatnonzero((share > warn_share) & (datamodule.series_train_rows > 0))
+    drifts = []
+    for s in drifted[np.argsort(-share[drifted], kind="stable")]:
+        rows = slice(frame.offsets[s], frame.offsets[s + 1])
+        seen = frame.values[rows][used[rows]]
+        drifts.append(
+            SeriesDrift(
+                series=str(frame.series_names[s]),
+                share=float(share[s]),
+                num_values=int(counts[s]),
+                train_min=float(training_range[0][s]),
+                train_max=float(training_range[1][s]),
+                seen_min=float(seen.min()),
+                seen_max=float(seen.max()),
+            )
+        )
+    return drifts
+
+
+def warn_drift(
+    datamodule: ForecastDataModule, windows: Windows, warn_share: float | None, data_name: str
+) -> list[SeriesDrift]:
+    """Log a WARNING for each series of ``data_name`` whose forecasts cannot be trusted (see
+    :func:`input_drift`), or one summary line for more than :data:`MAX_LISTED`, then the remedy."""
+    warn_share = check_warn_share(warn_share)
+    if warn_share is None:
+        return []
+    drifts = input_drift(datamodule, windows, warn_share)
+    if not drifts:
+        return drifts
+    if len(drifts) <= MAX_LISTED:
+        for drift in drifts:
+            log.warning("forecasts on %s cannot be trusted: %s", data_name, drift.describe())
+    else:
+        worst = "; ".join(drift.describe() for drift in drifts[:WORST_SHOWN])
+        log.warning(
+            "forecasts on %s cannot be trusted: %d of %d series have more than %.3g%% of their input values "
+            "outside their training range; the worst: %s",
+            data_name,
+            len(drifts),
+            datamodule.num_series,
+            100 * warn_share,
+            worst,
+        )
+    log.warning("%s (this warning: drift.warn_share=%g)", REMEDY, warn_share)
+    return drifts
