@@ -248,3 +248,12 @@ def test_missing_future_rows_name_the_series_and_timestamps(long_future_run, tmp
     assert_one_line_error(result, "no_u.csv", "lacks the extra column(s) ['u']")
     assert result.returncode == 2
     assert not out.exists()
+
+
+@pytest.mark.slow  # trains the long model first
+def test_export_refuses_a_model_with_future_features_in_one_line(long_future_run, tmp_path):
+    out = tmp_path / "export"
+    result = run_app("export", f"run={long_future_run[0]}", f"hydra.run.dir={out}")
+    assert_one_line_error(result, "future-known features", "lstm-predict")
+    assert result.returncode == 2
+    assert not out.exists()

@@ -186,6 +186,11 @@ def export(cfg: DictConfig) -> dict[str, Path]:
         torch.set_num_threads(int(cfg.num_threads))
     path = checkpoint_path(cfg)
     checkpoint = read_checkpoint(path)
+    if checkpoint["hyper_parameters"].get("num_future_features"):
+        raise UserError(
+            f"{path} takes future-known features (data.future_columns), which lstm-export does not feed "
+            "yet; export a model trained without data.future_columns, or forecast with lstm-predict"
+        )
     model, example = exportable(checkpoint)
     with torch.no_grad():
         output_shape = ["batch", *model(*example).shape[1:]]
