@@ -168,21 +168,22 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
-def test_cli_refuses_long_future_file_and_unknown_series_in_long_data(panel_checkpoint, tmp_path):
+def test_cli_refuses_repeated_long_future_rows_and_unknown_series_in_long_data(panel_checkpoint, tmp_path):
     new = panel(NEW_SERIES)
     path = tmp_path / "new.csv"
     new.to_csv(path, index=False)
     run_dir = tmp_path / "run"
+    # A long future file (the data's series and timestamp columns) has one row per series and step.
+    pd.concat([new, new.iloc[:1]]).to_csv(tmp_path / "doubled.csv", index=False)
     result = run_app(
         "predict",
         f"ckpt_path={panel_checkpoint}",
         f"data.source.path={path}",
         "horizon=2",
-        f"future.path={path}",
+        f"future.path={tmp_path / 'doubled.csv'}",
         f"hydra.run.dir={run_dir}",
     )
-    # The future file is wide (one row per timestamp) for long data too; a long one is refused.
-    assert_one_line_error(result, "future file", "repeated timestamps", "wide layout")
+    assert_one_line_error(result, "doubled.csv", "repeated rows", "one row per series and timestamp")
     assert not run_dir.exists()
 
     new.loc[new.shop == "a", "shop"] = "zzz"

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lstm_forecast.data import future_features
+import lstm_forecast.data.future_features as future_features
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
 from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.loading import window_loader
