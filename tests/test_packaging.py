@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, TINY_OVERRIDES, assert_one_line_error, run_app
+from conftest import REPO_ROOT, TINY_OVERRIDES, assert_one_line_error, compose_config, run_app
 from lstm_forecast.cli.app import CONFIG_DIR, config_dir_of
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
@@ -75,31 +75,48 @@ def test_configs_are_those_beside_the_imported_package(tmp_path: Path) -> None:
     assert config_dir_of(installed_package) == installed_package / "conf"
 
 
-@pytest.mark.slow
 def test_a_user_config_folder_adds_experiments(tmp_path: Path) -> None:
-    user_conf = user_config_folder(tmp_path)
-    run_dir = tmp_path / "run"
-    search_path = f"hydra.searchpath=[file://{user_conf}]"
+    """Composed as the apps compose; the wheel test below runs such an experiment end to end."""
+    search_path = f"hydra.searchpath=[file://{user_config_folder(tmp_path)}]"
 
-    result = run_app("train", *TINY_OVERRIDES, search_path, "experiment=my_exp", f"hydra.run.dir={run_dir}")
+    cfg = compose_config("train", tmp_path, [*TINY_OVERRIDES, search_path, "experiment=my_exp"])
 
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert_user_experiment_ran(run_dir)
+    assert cfg.task_name == "my_exp"
+    assert cfg.model.net.num_lstm_layers == 1
+    assert cfg.model.net.window_norm == "last"  # from the packaged bilstm_hybrid it overrides
     # Without the folder on the search path the experiment is unknown: one line, nothing written.
-    missing = run_app("train", *TINY_OVERRIDES, "experiment=my_exp", f"hydra.run.dir={tmp_path / 'no_run'}")
+    missing = run_app("train", *TINY_OVERRIDES, "experiment=my_exp", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_line_error(missing, "my_exp")
-    assert not (tmp_path / "no_run").exists()
+    assert not (tmp_path / "run").exists()
 
 
-def build_wheel(out_dir: Path) -> Path:
-    """The wheel of this source tree, built offline from a copy (the build writes into its tree)."""
-    tree = out_dir / "tree"
-    shutil.copytree(
-        REPO_ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
+def copy_source_tree(tree: Path) -> Path:
+    """What a build needs of this clone, copied to ``tree`` (a build writes into its source tree)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO_ROOT / "src", tree / "src", ignore=ignore)
     shutil.copytree(REPO_ROOT / "conf", tree / "conf")
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO_ROOT / name, tree / name)
+    return tree
+
+
+def pip_into(python: Path) -> list[str | Path]:
+    """This environment's pip, installing into the environment of ``python``, offline."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "--python",
+        python,
+        "install",
+        "--no-index",
+    ]
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """The wheel of this source tree, built offline with this environment's setuptools."""
+    tree = copy_source_tree(out_dir / "tree")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(out_dir), str(tree)]
     subprocess.run(build, check=True, capture_output=True, text=True)
@@ -133,9 +150,13 @@ def fresh_venv_with_our_dependencies(root: Path) -> Path:
     return python
 
 
-def run_installed(command: list[str | Path], cwd: Path) -> subprocess.CompletedProcess:
-    """``command`` from ``cwd`` as a user of the installed package: no PYTHONPATH, no repo."""
+def run_installed(
+    command: list[str | Path], cwd: Path, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
+    """``command`` from ``cwd`` as a user of the installed package: no PYTHONPATH (unless given)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR")}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True)
 
 
@@ -159,8 +180,8 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
     python = fresh_venv_with_our_dependencies(tmp_path / "env")
     bin_dir = python.parent
     # pip checks the requirements, [sweep]'s caps included, against the linked distributions.
-    install = [sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--quiet"]
-    installed = run_installed([*install, "-c", REPO_ROOT / "constraints.txt", f"{wheel}[sweep]"], tmp_path)
+    constraints = REPO_ROOT / "constraints.txt"
+    installed = run_installed([*pip_into(python), "-c", constraints, f"{wheel}[sweep]"], tmp_path)
     assert installed.returncode == 0, installed.stderr[-3000:]
 
     work = tmp_path / "elsewhere"
@@ -188,3 +209,21 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
     assert len(predictions) == (NUM_ROWS - WINDOW + 1) * NUM_SERIES  # every full window, one step each
     assert predictions["prediction"].notna().all()
     print(f"wheel built, installed and run in {time.perf_counter() - started:.1f} s")
+
+
+@pytest.mark.slow
+def test_an_editable_install_reads_the_configs_of_the_clone_it_imports(tmp_path: Path) -> None:
+    """With conf/ mapped, setuptools' editable install maps ``lstm_forecast.conf`` to the installed
+    clone's conf/; a second clone run with ``PYTHONPATH=<it>/src`` must still read its own."""
+    clone, worktree = copy_source_tree(tmp_path / "clone"), copy_source_tree(tmp_path / "worktree")
+    python = fresh_venv_with_our_dependencies(tmp_path / "env")
+    editable = [*pip_into(python), "--no-deps", "--no-build-isolation", "--quiet", "-e", clone]
+    installed = run_installed(editable, tmp_path)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    config_dir = [python, "-c", "from lstm_forecast.cli.app import CONFIG_DIR; print(CONFIG_DIR)"]
+
+    from_clone = run_installed(config_dir, tmp_path)
+    from_worktree = run_installed(config_dir, tmp_path, pythonpath=worktree / "src")
+
+    assert Path(from_clone.stdout.strip()) == clone / "conf", from_clone.stderr[-3000:]
+    assert Path(from_worktree.stdout.strip()) == worktree / "conf", from_worktree.stderr[-3000:]
