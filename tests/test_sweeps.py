@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO_ROOT, TINY_OVERRIDES, assert_one_line_error, run_app
+from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
 from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
 
 pytestmark = pytest.mark.slow
@@ -65,25 +63,17 @@ def test_grid_sweep_runs_every_combination_and_summarises_them(tmp_path):
     assert "4 jobs: 4 completed" in markdown
     assert sum(line.startswith("| ") for line in markdown.splitlines()) == 1 + 4  # header + one row a job
 
-    # The script gives the same table for the existing folder.
+    # lstm-summarize gives the same table for the existing folder.
     csv_written_by_sweep = (sweep_dir / SUMMARY_CSV).read_text()
     (sweep_dir / SUMMARY_CSV).unlink()
-    script = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "summarize_sweep.py"), str(sweep_dir)],
-        capture_output=True,
-        text=True,
-    )
-    assert script.returncode == 0, script.stderr
+    summarized = run_app("summarize", str(sweep_dir))
+    assert summarized.returncode == 0, summarized.stderr
     assert (sweep_dir / SUMMARY_CSV).read_text() == csv_written_by_sweep
-    assert "data.window_size=8 model.net.num_units=4" in script.stdout
+    assert "data.window_size=8 model.net.num_units=4" in summarized.stdout
 
 
-def test_summarize_sweep_script_rejects_a_folder_without_jobs(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "summarize_sweep.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+def test_summarize_rejects_a_folder_without_jobs(tmp_path):
+    result = run_app("summarize", str(tmp_path))
     assert_one_line_error(result, "no job folders")
     assert result.returncode == 2
 

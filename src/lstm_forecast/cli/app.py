@@ -31,7 +31,21 @@ from lstm_forecast.training.run_folder import (
 )
 from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE, JobRecord
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+
+def config_dir_of(package_dir: Path) -> Path:
+    """The configs shipped with the package in ``package_dir``: its ``conf`` folder in an installed
+    wheel, else the repository's top-level ``conf/`` beside ``src/`` (a clone, the editable install,
+    ``PYTHONPATH=<clone>/src``).
+
+    Found from the package's own path rather than imported as ``lstm_forecast.conf``: an editable
+    install maps that name to the conf/ of the clone it was made from, which would silently replace
+    the configs of another clone run with ``PYTHONPATH=<other clone>/src``.
+    """
+    installed = package_dir / "conf"
+    return installed if installed.is_dir() else package_dir.parents[1] / "conf"
+
+
+CONFIG_DIR = str(config_dir_of(Path(__file__).resolve().parents[1]))
 EXIT_USER_ERROR = 2
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 

@@ -3,8 +3,8 @@
 Every job of a multirun writes ``job.json`` into its folder (overrides, status, one-line reason,
 wall time, objective); :func:`write_summary` reads those and each job's ``metrics.json`` into
 ``summary.csv`` and ``summary.md``, one row per job, best objective first. The Hydra callback
-:class:`SweepSummaryCallback` calls it when a multirun ends; ``scripts/summarize_sweep.py`` calls it
-on an existing sweep folder.
+:class:`SweepSummaryCallback` calls it when a multirun ends; ``lstm-summarize`` calls it on an
+existing sweep folder.
 """
 
 from __future__ import annotations
