@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_forecast.data.sources import WIDE_TIMESTAMP_COLUMN, numeric_column, read_table, source_of_file
+from lstm_forecast.data.sources import (
+    IN_MEMORY_NAME,
+    WIDE_TIMESTAMP_COLUMN,
+    numeric_column,
+    source_of_file,
+    source_table,
+)
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
 from lstm_forecast.evaluation.tables import forecast_table
@@ -34,11 +40,15 @@ log = logging.getLogger(__name__)
 
 
 def read_future(
-    path: str, timestamp_column: str, series_names: list[str], extra_names: list[str]
+    path: str | None,
+    timestamp_column: str,
+    series_names: list[str],
+    extra_names: list[str],
+    table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The future file: a timestamp column, the model's extra columns and, optionally, series columns
-    (actuals), as numbers indexed by timestamp."""
-    table = read_table(path)
+    """The future file (or ``table``, its rows in memory): a timestamp column, the model's extra
+    columns and, optionally, series columns (actuals), as numbers indexed by timestamp."""
+    table, path = source_table(path, table)
     if timestamp_column not in table.columns:
         raise UserError(
             f"future file {path} has no timestamp column {timestamp_column!r} "
@@ -82,11 +92,9 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     if horizon is None and future_path is not None:
         raise UserError("future.path is only read when forecasting past the data; add horizon=H")
     warn_share = check_warn_share(OmegaConf.select(cfg, "drift.warn_share", default=DEFAULT_WARN_SHARE))
-    loaded = load_model(cfg, source_for=source_of_file)
+    loaded = load_for_prediction(cfg)
     datamodule, net, device = loaded.datamodule, loaded.module.net, loaded.device
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
-    check_frequency(datamodule, str(loaded.trained_state.get("freq") or ""), data_name)
-
     windows = prediction_windows(datamodule, net.horizon)
     warn_drift(datamodule, windows, warn_share, data_name)
     predictions = forecast_table(
@@ -111,16 +119,31 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     return written
 
 
-def future_forecast(cfg: DictConfig, loaded: LoadedModel, horizon: int) -> pd.DataFrame:
+def load_for_prediction(cfg: DictConfig, table: pd.DataFrame | None = None) -> LoadedModel:
+    """The checkpoint's model and the data to predict on (``data.source.path``, or ``table``: its rows
+    in memory), refused when its frequency differs from the training data's."""
+    loaded = load_model(cfg, source_for=source_of_file, table=table)
+    datamodule = loaded.datamodule
+    data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
+    data_name = IN_MEMORY_NAME if table is not None else data_name
+    check_frequency(datamodule, str(loaded.trained_state.get("freq") or ""), data_name)
+    return loaded
+
+
+def future_forecast(
+    cfg: DictConfig, loaded: LoadedModel, horizon: int, future_table: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The forecast table of the ``horizon`` steps after each series' end, with the future file's
-    extra columns and actuals when ``future.path`` is given."""
+    extra columns and actuals when ``future.path`` (or ``future_table``, its rows in memory) is given."""
     datamodule, net = loaded.datamodule, loaded.module.net
     future = None
     future_path = OmegaConf.select(cfg, "future.path")
-    if future_path is not None:
+    if future_path is not None or future_table is not None:
         timestamp_column = str(datamodule.source.get("timestamp_column", WIDE_TIMESTAMP_COLUMN))
         extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
-        future = read_future(str(future_path), timestamp_column, datamodule.series_names, extra_names)
+        future = read_future(
+            future_path, timestamp_column, datamodule.series_names, extra_names, future_table
+        )
     forecasts = forecast_future(net, datamodule, horizon, net.horizon, future, loaded.device)
     forecast = forecast_table(forecasts, datamodule)
     if future is not None:

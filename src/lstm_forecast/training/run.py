@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -66,9 +67,17 @@ def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
-def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Trainer]:
-    """The datamodule, the model sized from its data, and the trainer with callbacks and loggers."""
+def build(
+    cfg: DictConfig, table: pd.DataFrame | None = None
+) -> tuple[ForecastDataModule, ForecastModule, pl.Trainer]:
+    """The datamodule, the model sized from its data, and the trainer with callbacks and loggers.
+
+    ``table``, when given, holds the rows of the configured file source (wide or long) in memory:
+    the Python API's DataFrame, read with the same code as a file (``data.source.path`` unused).
+    """
     datamodule: ForecastDataModule = instantiate(cfg.data)
+    if table is not None:
+        datamodule.use_table(table)
     datamodule.load_frame()  # fail on bad data before anything else starts
     # Static category columns (long files) size the network's extra embeddings.
     model: ForecastModule = instantiate(
@@ -121,8 +130,15 @@ def best_weights(trainer: pl.Trainer, model: ForecastModule) -> str | None:
     return path
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, then score the best checkpoint on the test split on one device; write ``metrics.json``.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The composed ``conf/train.yaml``.
+    table : pandas.DataFrame, optional
+        The data source's rows in memory (see :func:`build`).
 
     Returns
     -------
@@ -133,7 +149,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     validate_train_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer = build(cfg)
+    datamodule, model, trainer = build(cfg, table)
     ckpt_path = checked_resume_checkpoint(cfg, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
