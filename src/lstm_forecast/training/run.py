@@ -13,14 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.errors import UserError
+from lstm_forecast.errors import UserError, causes, one_line_reason
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, score_models
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
 from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
-from lstm_forecast.training.loggers import log_run_end, overridden_hparams
+from lstm_forecast.training.loggers import log_run_end, overridden_hparams, report_skipped_tensorboard_outputs
 from lstm_forecast.training.run_folder import resolve_ckpt_path, run_info
 from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE
 
@@ -48,11 +48,34 @@ HPARAM_KEYS = (
 )
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate each entry of a name-keyed group (callbacks, loggers); skip empty ones."""
-    if not group:
+# Optional packages with an extra of their own (pyproject.toml), named like their logger config.
+OPTIONAL_EXTRAS = ("mlflow", "wandb")
+
+
+def instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
+    """Instantiate each entry of the name-keyed group ``cfg.<group>`` (callbacks, logger); skip empty ones.
+
+    An entry whose package is not installed (``logger=wandb`` without wandb) is a one-line UserError.
+    """
+    nodes = cfg.get(group)
+    if not nodes:
         return []
-    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+    out = []
+    for name, node in nodes.items():
+        if not node or "_target_" not in node:
+            continue
+        try:
+            out.append(instantiate(node))
+        except Exception as error:
+            missing = next((c for c in causes(error) if isinstance(c, ModuleNotFoundError)), None)
+            if missing is None:
+                raise
+            fix = f"pip install 'lstm-forecast[{name}]'" if name in OPTIONAL_EXTRAS else "install it"
+            raise UserError(
+                f"{group}.{name} needs a package that is not installed ({one_line_reason(missing)}); "
+                f"{fix}, or leave it out ({group}.{name}=null)"
+            ) from None
+    return out
 
 
 def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -87,10 +110,11 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")) + reliability_callbacks(cfg, run_info(cfg)),
-        logger=instantiate_group(cfg.get("logger")),
+        callbacks=instantiate_group(cfg, "callbacks") + reliability_callbacks(cfg, run_info(cfg)),
+        logger=instantiate_group(cfg, "logger"),
         **plugins,
     )
+    report_skipped_tensorboard_outputs(trainer)
     return datamodule, model, trainer
 
 
