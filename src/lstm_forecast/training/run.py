@@ -19,6 +19,7 @@ from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
+from lstm_forecast.training.distributed import is_rank_zero
 from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
 from lstm_forecast.training.loggers import log_run_end, overridden_hparams, report_skipped_tensorboard_outputs
 from lstm_forecast.training.run_folder import resolve_ckpt_path, run_info
@@ -114,8 +115,26 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
         logger=instantiate_group(cfg, "logger"),
         **plugins,
     )
+    log_device(trainer)
     report_skipped_tensorboard_outputs(trainer)
     return datamodule, model, trainer
+
+
+def log_device(trainer: pl.Trainer) -> None:
+    """Say in one info line (rank 0) where the run trains: ``training on cuda:0 (NVIDIA H100 80GB HBM3)``,
+    ``training on cpu (8 threads)``; with the number of processes when there are several."""
+    if not is_rank_zero():
+        return
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        detail = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        threads = torch.get_num_threads()
+        detail = f"{threads} thread{'s' if threads > 1 else ''}"
+    else:
+        detail = device.type
+    processes = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    log.info("training on %s (%s)%s", device, detail, processes)
 
 
 def checked_resume_checkpoint(cfg: DictConfig, model: ForecastModule) -> str | None:
