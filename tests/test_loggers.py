@@ -1,5 +1,5 @@
 """Every Lightning logger: real tiny runs with ``logger=csv``, ``mlflow``, ``many`` whose files are read
-back; the W&B config; a missing logger package."""
+back; the W&B config; a missing logger package; and no advice to add loader workers."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 from omegaconf import OmegaConf
+from pytorch_lightning.trainer.connectors import data_connector
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader
 
 from conftest import assert_one_line_error, run_app, tiny_cli_args
-from lstm_forecast.training.run import HPARAM_KEYS, instantiate_group
+from lstm_forecast.training.run import HPARAM_KEYS, build, instantiate_group
 
 SKIPPED_LINE = "no TensorBoard logger: skipping forecast figures, the per-series error chart"
+WORKERS_ADVICE = "does not have many workers"
 
 
 def train_with(run_dir: Path, logger: str) -> dict[str, object]:
@@ -70,9 +73,11 @@ def assert_csv_logger_holds_the_run(run_dir: Path, metrics: dict[str, object]) -
 
 @pytest.fixture(scope="module")
 def csv_mlflow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    """One tiny run with ``logger=[csv,mlflow]`` (no TensorBoard): folder, metrics, output, warnings."""
+    """One tiny run with ``logger=[csv,mlflow]`` (no TensorBoard), on a machine where Lightning would
+    advise loader workers (more than two cores per device); its folder, metrics, output and warnings."""
     run_dir = tmp_path_factory.mktemp("csv_mlflow_run")
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as caught:
+        patch.setattr(data_connector, "suggested_max_num_workers", lambda local_world_size: 8)
         patch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # the logger sets it for its run
         warnings.simplefilter("always")
         run = train_with(run_dir, "[csv,mlflow]")
@@ -112,6 +117,19 @@ def test_without_tensorboard_its_outputs_are_skipped_in_one_line(csv_mlflow_run)
     run_dir, run = csv_mlflow_run
     assert run["output"].count(SKIPPED_LINE) == 1
     assert not list(run_dir.rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_a_training_does_not_advise_loader_workers(csv_mlflow_run, compose_train_cfg, monkeypatch) -> None:
+    _, run = csv_mlflow_run
+    assert [message for message in run["warnings"] if WORKERS_ADVICE in message] == []
+    # The control: under the same patch Lightning advises workers for an ordinary loader.
+    monkeypatch.setattr(data_connector, "suggested_max_num_workers", lambda local_world_size: 8)
+    _, _, trainer = build(compose_train_cfg())
+    with warnings.catch_warnings(record=True) as control:
+        warnings.simplefilter("always")
+        data_connector._worker_check(trainer, DataLoader(range(4)), "train_dataloader")
+    assert any(WORKERS_ADVICE in str(w.message) for w in control)
 
 
 @pytest.mark.slow

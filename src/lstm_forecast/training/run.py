@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.loading import in_process_loading
 from lstm_forecast.errors import UserError, causes, one_line_reason
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, score_models
 from lstm_forecast.evaluation.window_forecasts import predict_windows
@@ -178,7 +179,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
     ckpt_path = checked_resume_checkpoint(cfg, model)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    with in_process_loading():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
     # Timings go to TensorBoard only: metrics.json holds results, repeatable bit for bit.
     metrics: dict[str, Any] = {
