@@ -165,6 +165,8 @@ class ForecastFigures(RunEndCallback):
         Pixels per inch.
     """
 
+    tensorboard_output = "forecast figures"
+
     def __init__(
         self,
         every_n_epochs: int = 5,
@@ -314,6 +316,8 @@ class SeriesErrorChart(RunEndCallback):
         Pixels per inch.
     """
 
+    tensorboard_output = "the per-series error chart"
+
     def __init__(self, max_series: int = 40, dpi: int = 80) -> None:
         if not isinstance(max_series, int) or max_series < 1:
             raise UserError(f"series_error_chart.max_series must be a positive integer, got {max_series!r}")
@@ -351,6 +355,8 @@ class EmbeddingProjector(RunEndCallback):
     tag : str
         The embedding's name in the projector.
     """
+
+    tensorboard_output = "the embedding projector"
 
     def __init__(self, tag: str = "series_embedding") -> None:
         self.tag = tag

@@ -14,14 +14,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.errors import UserError
+from lstm_forecast.data.loading import in_process_loading
+from lstm_forecast.errors import UserError, causes, one_line_reason
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, score_models
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
+from lstm_forecast.training.distributed import is_rank_zero
 from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
-from lstm_forecast.training.loggers import log_run_end, overridden_hparams
+from lstm_forecast.training.loggers import log_run_end, overridden_hparams, report_skipped_tensorboard_outputs
 from lstm_forecast.training.run_folder import resolve_ckpt_path, run_info
 from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE
 
@@ -49,11 +51,34 @@ HPARAM_KEYS = (
 )
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate each entry of a name-keyed group (callbacks, loggers); skip empty ones."""
-    if not group:
+# Optional packages with an extra of their own (pyproject.toml), named like their logger config.
+OPTIONAL_EXTRAS = ("mlflow", "wandb")
+
+
+def instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
+    """Instantiate each entry of the name-keyed group ``cfg.<group>`` (callbacks, logger); skip empty ones.
+
+    An entry whose package is not installed (``logger=wandb`` without wandb) is a one-line UserError.
+    """
+    nodes = cfg.get(group)
+    if not nodes:
         return []
-    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+    out = []
+    for name, node in nodes.items():
+        if not node or "_target_" not in node:
+            continue
+        try:
+            out.append(instantiate(node))
+        except Exception as error:
+            missing = next((c for c in causes(error) if isinstance(c, ModuleNotFoundError)), None)
+            if missing is None:
+                raise
+            fix = f"pip install 'lstm-forecast[{name}]'" if name in OPTIONAL_EXTRAS else "install it"
+            raise UserError(
+                f"{group}.{name} needs a package that is not installed ({one_line_reason(missing)}); "
+                f"{fix}, or leave it out ({group}.{name}=null)"
+            ) from None
+    return out
 
 
 def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -96,11 +121,30 @@ def build(
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")) + reliability_callbacks(cfg, run_info(cfg)),
-        logger=instantiate_group(cfg.get("logger")),
+        callbacks=instantiate_group(cfg, "callbacks") + reliability_callbacks(cfg, run_info(cfg)),
+        logger=instantiate_group(cfg, "logger"),
         **plugins,
     )
+    log_device(trainer)
+    report_skipped_tensorboard_outputs(trainer)
     return datamodule, model, trainer
+
+
+def log_device(trainer: pl.Trainer) -> None:
+    """Say in one info line (rank 0) where the run trains: ``training on cuda:0 (NVIDIA H100 80GB HBM3)``,
+    ``training on cpu (8 threads)``; with the number of processes when there are several."""
+    if not is_rank_zero():
+        return
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        detail = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        threads = torch.get_num_threads()
+        detail = f"{threads} thread{'s' if threads > 1 else ''}"
+    else:
+        detail = device.type
+    processes = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    log.info("training on %s (%s)%s", device, detail, processes)
 
 
 def checked_resume_checkpoint(cfg: DictConfig, model: ForecastModule) -> str | None:
@@ -151,7 +195,8 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
         pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg, table)
     ckpt_path = checked_resume_checkpoint(cfg, model)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    with in_process_loading():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
     # Timings go to TensorBoard only: metrics.json holds results, repeatable bit for bit.
     metrics: dict[str, Any] = {
