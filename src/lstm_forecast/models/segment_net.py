@@ -150,9 +150,8 @@ class SegmentBiLSTM(nn.Module):
             nn.Embedding(cardinality, static_embedding_dim) for cardinality in static_cardinalities or []
         )
         # C: the series and static embeddings, fed to every segment and every output position.
-        conditioning_dim = (embedding_dim if self.embedding is not None else 0) + static_embedding_dim * len(
-            self.static_embeddings
-        )
+        series_dim = embedding_dim if self.embedding is not None else 0
+        conditioning_dim = series_dim + static_embedding_dim * len(self.static_embeddings)
         rows = num_series + 1 if window_affine == "per_series" else 1
         self.affine_gain = nn.Parameter(torch.ones(rows)) if window_affine != "none" else None
         self.affine_shift = nn.Parameter(torch.zeros(rows)) if window_affine != "none" else None
