@@ -1,7 +1,9 @@
-"""The LightningModule ("system"): loss, metrics and optimiser around :class:`EmbeddingBiLSTM`."""
+"""The LightningModule ("system"): loss, metrics and optimiser around the network its
+``architecture`` names (:class:`EmbeddingBiLSTM` or :class:`SegmentBiLSTM`)."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +14,7 @@ from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.models.ridge import RidgeBaseline
+from lstm_forecast.models.segment_net import SegmentBiLSTM
 
 Batch = dict[str, torch.Tensor]
 
@@ -19,6 +22,26 @@ Batch = dict[str, torch.Tensor]
 # window layout change incompatibly.
 CHECKPOINT_FORMAT_KEY = "lstm_forecast_format"
 CHECKPOINT_FORMAT = 1
+
+# model.architecture -> the network. Checkpoints written before the key existed hold a bilstm.
+NETWORKS: dict[str, type[nn.Module]] = {"bilstm": EmbeddingBiLSTM, "seg_bilstm": SegmentBiLSTM}
+
+
+def build_network(architecture: str, net: dict[str, Any], **from_data: Any) -> nn.Module:
+    """The network ``architecture`` names, built from the ``model.net`` options ``net`` and the sizes
+    that come from the data and the model (``num_series``, ``horizon``...); unknown options are
+    refused in one line."""
+    if architecture not in NETWORKS:
+        raise UserError(f"model.architecture must be one of {list(NETWORKS)}, got {architecture!r}")
+    network = NETWORKS[architecture]
+    accepted = set(inspect.signature(network).parameters) - set(from_data)
+    unknown = sorted(set(net) - accepted)
+    if unknown:
+        raise UserError(
+            f"model.net.{unknown[0]} is not an option of model.architecture={architecture}; "
+            f"remove it (options: {', '.join(sorted(accepted))})"
+        )
+    return network(**from_data, **net)
 
 
 class ForecastModule(pl.LightningModule):
@@ -34,7 +57,11 @@ class ForecastModule(pl.LightningModule):
     horizon : int
         Steps predicted at once.
     net : dict
-        Keyword arguments of :class:`EmbeddingBiLSTM` (sizes, dropout).
+        Keyword arguments of the network (sizes, dropout...).
+    architecture : {"bilstm", "seg_bilstm"}
+        The network: :class:`EmbeddingBiLSTM` (the method) or :class:`SegmentBiLSTM`.
+    window_size : int or None
+        Steps per window, from the data (``seg_bilstm`` and ``net.recurrent=linear`` need it).
     lr, weight_decay : float
         Adam's learning rate and L2 weight decay.
     highway_init : {"random", "least_squares"}
@@ -42,6 +69,7 @@ class ForecastModule(pl.LightningModule):
         on the training windows before the first step (ridge, regularisation chosen on validation) and
         zeroes the dense head, so training starts at the linear model and the LSTM learns what it
         misses (a zero-initialised residual branch). ``random``: PyTorch's default initialisation.
+        Highways are ``bilstm``'s only.
     freeze_highway : bool
         Keep a least-squares highway fixed during training, so the network fits only the linear
         model's residuals (the hybrid of Zhang 2003). Adam moves every weight by about ``lr`` a step
@@ -61,18 +89,27 @@ class ForecastModule(pl.LightningModule):
         static_cardinalities: list[int] | None = None,
         highway_init: str = "random",
         freeze_highway: bool = False,
+        architecture: str = "bilstm",
+        window_size: int | None = None,
     ) -> None:
         super().__init__()
         if highway_init not in ("random", "least_squares"):
             raise UserError(f"model.highway_init must be random or least_squares, got {highway_init!r}")
+        if architecture != "bilstm" and (highway_init != "random" or freeze_highway):
+            raise UserError(
+                f"model.highway_init and model.freeze_highway are options of model=bilstm, not of "
+                f"model.architecture={architecture}; remove them"
+            )
         # logger=False: the run logs hyperparameters once, with the final metrics.
         self.save_hyperparameters(logger=False)
-        self.net = EmbeddingBiLSTM(
-            num_series,
-            num_features,
+        self.net = build_network(
+            architecture,
+            net or {},
+            num_series=num_series,
+            num_features=num_features,
             horizon=horizon,
             static_cardinalities=static_cardinalities,
-            **(net or {}),
+            window_size=window_size,
         )
         if highway_init == "least_squares" and self.net.highway is None:
             raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")

@@ -11,20 +11,59 @@ from torch import nn
 from lstm_forecast.errors import UserError
 
 WINDOW_NORMS = ("none", "last", "standard")
+# What computes the summary of the window: the BiLSTM, or (an ablation) a linear map of the same inputs.
+RECURRENT_PARTS = ("lstm", "linear")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_positive_int(key: str, value: Any) -> None:
+def check_positive_int(key: str, value: Any) -> None:
     if not (_is_int(value) and value >= 1):
         raise UserError(f"{key} must be a positive integer, got {value!r}")
 
 
-def _check_bool(key: str, value: Any) -> None:
+def check_bool(key: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise UserError(f"{key} must be true or false, got {value!r}")
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise UserError(f"{key} must be one of {list(choices)}, got {value!r}")
+
+
+def check_dropout(value: Any) -> None:
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1):
+        raise UserError(f"model.net.dropout must be a number in [0, 1), got {value!r}")
+
+
+def window_reference(values: torch.Tensor, window_norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
+    if window_norm == "last":
+        return values[:, -1:], torch.ones_like(values[:, -1:])
+    if window_norm == "standard":
+        mean = values.mean(dim=1, keepdim=True)
+        # The epsilon keeps flat (or zero-padded) windows finite, as RevIN does.
+        return mean, torch.sqrt(values.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
+    return torch.zeros_like(values[:, -1:]), torch.ones_like(values[:, -1:])
+
+
+def series_conditioning(
+    embedding: nn.Embedding | None,
+    static_embeddings: nn.ModuleList,
+    series_id: torch.Tensor,
+    static: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """The series embedding and the static embeddings side by side: ``[B, D + K * Ds]``, or None
+    when the net has neither (univariate data without static columns)."""
+    tables = [embedding(series_id)] if embedding is not None else []  # [B, D]
+    if len(static_embeddings):
+        if static is None:
+            raise ValueError("this net has static embeddings: pass static [B, K]")
+        tables += [table(static[:, k]) for k, table in enumerate(static_embeddings)]  # [B, Ds] each
+    return torch.cat(tables, dim=-1) if tables else None  # [B, D + K * Ds]
 
 
 class Highway(nn.Module):
@@ -94,6 +133,13 @@ class EmbeddingBiLSTM(nn.Module):
         ``static_embedding_dim`` used like the series embedding. Empty (the default): the method's net.
     static_embedding_dim : int
         Size of each static embedding.
+    recurrent : {"lstm", "linear"}
+        ``lstm``: the method. ``linear`` (an ablation, to show what the LSTM adds): the BiLSTM stack is
+        replaced by one linear map of the same inputs, the flattened window ``[W x (F + D)]``, to a
+        summary of the same size ``[2U]`` (``num_lstm_layers`` then unused).
+    window_size : int or None
+        Steps per window (from the data): needed by ``recurrent=linear``, and checked against
+        ``highway_window`` when given.
     """
 
     def __init__(
@@ -112,6 +158,8 @@ class EmbeddingBiLSTM(nn.Module):
         highway_per_series: bool = False,
         static_cardinalities: list[int] | None = None,
         static_embedding_dim: int = 4,
+        recurrent: str = "lstm",
+        window_size: int | None = None,
     ) -> None:
         super().__init__()
         # Each size named as its config key (num_series, num_features and static_cardinalities come
@@ -126,15 +174,18 @@ class EmbeddingBiLSTM(nn.Module):
             ("model.horizon", horizon),
             ("model.net.static_embedding_dim", static_embedding_dim),
         ):
-            _check_positive_int(key, value)
-        if not (isinstance(dropout, numbers.Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
-            raise UserError(f"model.net.dropout must be a number in [0, 1), got {dropout!r}")
-        _check_bool("model.net.last_value_skip", last_value_skip)
-        _check_bool("model.net.highway_per_series", highway_per_series)
+            check_positive_int(key, value)
+        check_dropout(dropout)
+        check_bool("model.net.last_value_skip", last_value_skip)
+        check_bool("model.net.highway_per_series", highway_per_series)
         for cardinality in static_cardinalities or []:
-            _check_positive_int("static_cardinalities (codes per static column in the data)", cardinality)
-        if not isinstance(window_norm, str) or window_norm not in WINDOW_NORMS:
-            raise UserError(f"model.net.window_norm must be one of {list(WINDOW_NORMS)}, got {window_norm!r}")
+            check_positive_int("static_cardinalities (codes per static column in the data)", cardinality)
+        check_choice("model.net.window_norm", window_norm, WINDOW_NORMS)
+        check_choice("model.net.recurrent", recurrent, RECURRENT_PARTS)
+        if window_size is not None:
+            check_positive_int("window_size (data.window_size)", window_size)
+        elif recurrent == "linear":
+            raise UserError("model.net.recurrent=linear needs the window size: pass window_size")
         if last_value_skip and window_norm != "none":
             raise UserError(
                 "model.net.last_value_skip adds the last value that window_norm already adds back; "
@@ -144,6 +195,11 @@ class EmbeddingBiLSTM(nn.Module):
             raise UserError(
                 "model.net.highway_window must be 0 (off) or a positive number of steps, "
                 f"got {highway_window!r}"
+            )
+        if window_size is not None and highway_window > window_size:
+            raise UserError(
+                f"model.net.highway_window={highway_window} is longer than the window "
+                f"(data.window_size={window_size}); use at most the window size"
             )
         self.horizon = horizon
         self.window_norm = window_norm
@@ -157,14 +213,20 @@ class EmbeddingBiLSTM(nn.Module):
         self.conditioning_dim = self.embedding_dim + static_embedding_dim * len(self.static_embeddings)
         # One multi-layer LSTM is the stack "BiLSTM -> dropout -> BiLSTM" (dropout between layers)
         # and runs as a single fused kernel (cuDNN on GPUs).
-        self.lstm = nn.LSTM(
-            input_size=self.conditioning_dim + num_features,
-            hidden_size=num_units,
-            num_layers=num_lstm_layers,
-            bidirectional=True,
-            batch_first=True,
-            dropout=dropout if num_lstm_layers > 1 else 0.0,
+        self.lstm = (
+            nn.LSTM(
+                input_size=self.conditioning_dim + num_features,
+                hidden_size=num_units,
+                num_layers=num_lstm_layers,
+                bidirectional=True,
+                batch_first=True,
+                dropout=dropout if num_lstm_layers > 1 else 0.0,
+            )
+            if recurrent == "lstm"
+            else None
         )
+        steps_in = (window_size or 0) * (self.conditioning_dim + num_features)
+        self.linear_summary = nn.Linear(steps_in, 2 * num_units) if recurrent == "linear" else None
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(2 * num_units + self.conditioning_dim, dense_size)
         self.head = nn.Linear(dense_size, horizon)
@@ -200,16 +262,17 @@ class EmbeddingBiLSTM(nn.Module):
                 f"windows of {x.shape[1]} steps are shorter than highway_window={self.highway_window}"
             )
         parts = [x]
-        tables = [self.embedding(series_id)] if self.embedding is not None else []  # [B, D]
-        if len(self.static_embeddings):
-            if static is None:
-                raise ValueError("this net has static embeddings: pass static [B, K]")
-            tables += [table(static[:, k]) for k, table in enumerate(self.static_embeddings)]  # [B, Ds]
-        if tables:
-            embedded = torch.cat(tables, dim=-1)  # [B, D + K * Ds]
+        embedded = series_conditioning(
+            self.embedding, self.static_embeddings, series_id, static
+        )  # [B, D + K * Ds]
+        if embedded is not None:
             parts.insert(0, embedded.unsqueeze(1).expand(-1, x.shape[1], -1))  # [B, W, D + K * Ds]
-        _, (h_n, _) = self.lstm(torch.cat(parts, dim=-1))  # h_n: [layers * 2, B, U]
-        summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # last layer, forward and backward: [B, 2U]
+        inputs = torch.cat(parts, dim=-1)  # [B, W, D + K * Ds + F]
+        if self.lstm is not None:
+            _, (h_n, _) = self.lstm(inputs)  # h_n: [layers * 2, B, U]
+            summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # last layer, forward and backward: [B, 2U]
+        else:
+            summary = self.linear_summary(inputs.flatten(1))  # [B, W * (D + K * Ds + F)] -> [B, 2U]
         summary = self.dropout(summary)
         if self.conditioning_dim:
             summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
@@ -223,10 +286,4 @@ class EmbeddingBiLSTM(nn.Module):
 
     def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
-        if self.window_norm == "last":
-            return values[:, -1:], torch.ones_like(values[:, -1:])
-        if self.window_norm == "standard":
-            mean = values.mean(dim=1, keepdim=True)
-            # The epsilon keeps flat (or zero-padded) windows finite, as RevIN does.
-            return mean, torch.sqrt(values.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
-        return torch.zeros_like(values[:, -1:]), torch.ones_like(values[:, -1:])
+        return window_reference(values, self.window_norm)

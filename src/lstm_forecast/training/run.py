@@ -34,6 +34,7 @@ HPARAM_KEYS = (
     "data.window_size",
     "data.batch_size",
     "data.padding_mask",
+    "model.architecture",
     "model.horizon",
     "model.lr",
     "model.weight_decay",
@@ -44,6 +45,8 @@ HPARAM_KEYS = (
     "model.net.dropout",
     "model.net.window_norm",
     "model.net.last_value_skip",
+    "model.net.recurrent",
+    "model.net.seg_len",
     "trainer.accelerator",
     "trainer.precision",
     "trainer.gradient_clip_val",
@@ -110,12 +113,8 @@ def build(
         num_series=datamodule.num_series,
         num_features=datamodule.num_features,
         static_cardinalities=datamodule.static_cardinalities,
+        window_size=datamodule.window_size,
     )
-    if model.net.highway_window > datamodule.window_size:
-        raise UserError(
-            f"model.net.highway_window={model.net.highway_window} is longer than the window "
-            f"(data.window_size={datamodule.window_size}); use at most the window size"
-        )
     # Reliability (finite-loss guard, per-epoch seeding, run info in checkpoints, atomic checkpoint
     # writes) is not optional, so it is added here rather than in the callbacks group.
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
