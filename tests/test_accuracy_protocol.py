@@ -80,6 +80,7 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow  # four tiny trainings: ~10 s on an idle 2-core machine
 def test_protocol_selects_on_validation_reports_seed_statistics_and_resumes(tmp_path, wide_file, monkeypatch):
     dataset = {
         "overrides": ["data=wide_file", "data.source.path={tiny}", "data.split={train:160,val:40,test:40}"],

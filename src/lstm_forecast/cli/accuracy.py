@@ -5,6 +5,7 @@ Examples
     python scripts/accuracy.py --list
     python scripts/accuracy.py --dry-run
     python scripts/accuracy.py --cell etth1:bilstm:h96
+    python scripts/accuracy.py --report             # rewrite docs/accuracy*.md from the records
     python scripts/accuracy.py                      # every enabled cell, then docs/accuracy.md
 """
 
@@ -141,6 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cell", action="append", default=[], help="a cell id (repeatable); default: all")
     parser.add_argument("--list", action="store_true", help="list every cell and its state")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its cost; train nothing")
+    parser.add_argument("--report", action="store_true", help="only rewrite the pages from the records")
     parser.add_argument(
         "--override", action="append", default=[], help="extra lstm-train override, every run"
     )
@@ -163,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         records, files = Path(args.records), {name: getattr(args, name) for name in DATA_FILES}
         if args.list:
             print_plan(protocol, protocol.cells, records, args.override, dry_run=False)
+            return 0
+        if args.report:
+            write_pages(protocol, records, Path(args.docs))
+            print(f"tables: {Path(args.docs) / 'accuracy.md'}, {Path(args.docs) / 'accuracy_selection.md'}")
             return 0
         cells = chosen_cells(protocol, args.cell)
         print_plan(protocol, cells, records, args.override, dry_run=True)

@@ -63,13 +63,13 @@ def cell_row(cell: Cell, record: dict[str, Any] | None) -> dict[str, str]:
     complete = record is not None and record["status"] == "complete"
     if not complete:
         status = "disabled" if not cell.enabled else (record or {}).get("status", "pending")
-        row.update({"selected (validation)": status, f"val {cell.objective}": ""})
+        row.update({"selected (validation)": status, cell.objective: ""})
         row.update({heading: "" for heading, _ in columns})
         row.update({"seeds": "", "wall time": "", "command": f"`{CELL_COMMAND.format(id=cell.id)}`"})
         return row
     selected = " ".join(record["selected"]["candidate"]) or "(no grid)"
     row["selected (validation)"] = f"`{selected}`"
-    row[f"val {cell.objective}"] = f"{record['selected'][cell.objective]:.4f}"
+    row[cell.objective] = f"{record['selected'][cell.objective]:.4f}"
     row.update(zip((h for h, _ in columns), _score_cells(cell, record["result"]), strict=True))
     row["seeds"] = ",".join(str(s) for s in record["seeds"])
     seconds = record["wall_s"]
