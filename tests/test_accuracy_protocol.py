@@ -138,7 +138,7 @@ def test_protocol_selects_on_validation_reports_seed_statistics_and_resumes(tmp_
     write_pages(protocol, records, tmp_path / "docs")
     page = (tmp_path / "docs" / "accuracy.md").read_text()
     row = next(line for line in page.splitlines() if line.startswith("| `tiny:bilstm:h1`"))
-    assert f"{np.mean(seed_test):.3f} ± {np.std(seed_test, ddof=1):.3f}" in row
+    assert f"{np.mean(seed_test):.4f} ± {np.std(seed_test, ddof=1):.4f}" in row
     assert " ".join(record["selected"]["candidate"]) in row
     log = (tmp_path / "docs" / "accuracy_selection.md").read_text()
     assert log.count("**selected**") == 1

@@ -45,8 +45,8 @@ def _pair(result: dict[str, Any], prefix: str, first: str, second: str) -> str:
 def _score_cells(cell: Cell, result: dict[str, Any]) -> list[str]:
     if cell.score == "windows":
         return [
-            _mean_std(result, "test/mse_z"),
-            _mean_std(result, "test/mae_z"),
+            _mean_std(result, "test/mse_z", digits=4),
+            _mean_std(result, "test/mae_z", digits=4),
             *(_pair(result, key, "mse_z", "mae_z") for _, key in WINDOW_COLUMNS[2:]),
         ]
     return [
