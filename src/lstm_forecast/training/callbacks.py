@@ -66,9 +66,10 @@ class RunEndCallback(Callback):
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
-        """Called on rank 0 with the best weights loaded and ``test_forecasts`` of every test window."""
+        """Called on rank 0 with the best weights loaded and ``test_forecasts`` of every test window
+        (None when the run does not score the test split: ``test_after_fit=false``)."""
 
 
 # --------------------------------------------------------------------------------------------- scalars

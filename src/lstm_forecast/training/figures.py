@@ -245,10 +245,10 @@ class ForecastFigures(RunEndCallback):
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
         writer = tensorboard_writer(trainer)
-        if writer is None:
+        if writer is None or test_forecasts is None:
             return
         if not self._indices:
             self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
@@ -329,10 +329,10 @@ class SeriesErrorChart(RunEndCallback):
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
         writer = tensorboard_writer(trainer)
-        if writer is None:
+        if writer is None or test_forecasts is None:
             return
         model_mse, baseline_mse = per_series_mse_z(test_forecasts, datamodule)
         figure = series_error_figure(
@@ -366,7 +366,7 @@ class EmbeddingProjector(RunEndCallback):
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
         writer = tensorboard_writer(trainer)
         embedding = getattr(module.net, "embedding", None)

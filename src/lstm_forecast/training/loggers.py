@@ -119,7 +119,7 @@ def log_run_end(
     trainer: pl.Trainer,
     module: ForecastModule,
     datamodule: ForecastDataModule,
-    test_forecasts: WindowForecasts,
+    test_forecasts: WindowForecasts | None,
     metrics: dict[str, Any],
     hparams: dict[str, Any],
 ) -> None:
