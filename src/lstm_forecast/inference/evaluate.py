@@ -26,7 +26,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = loaded.datamodule
     datamodule.setup("test")
     scores, forecasts, _ = evaluate_windows(
-        loaded.module.net,
+        loaded.module,
         datamodule,
         datamodule.windows[cfg.split],
         cfg.split,

@@ -32,6 +32,7 @@ HPARAM_KEYS = (
     "data.batch_size",
     "data.padding_mask",
     "model.horizon",
+    "model.loss",
     "model.lr",
     "model.weight_decay",
     "model.net.embedding_dim",
@@ -153,11 +154,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
     # The selection objective: val/loss is in scaled units, which differ between data.scaler choices;
     # the best checkpoint's z-normalised validation error compares any two runs on the same data.
-    val_forecasts = predict_windows(model.net, datamodule.windows["val"], datamodule.eval_batch_size, device)
+    val_forecasts = predict_windows(model, datamodule.windows["val"], datamodule.eval_batch_size, device)
     val_scores = score_models(val_forecasts, datamodule, "val", baselines={})
     metrics.update({k: v for k, v in val_scores.metrics.items() if "@" not in k})
+    # The test windows' intervals are calibrated on the validation forecasts just made.
     scores, test_forecasts, _ = evaluate_windows(
-        model.net, datamodule, datamodule.windows["test"], "test", device=device, options=options
+        model,
+        datamodule,
+        datamodule.windows["test"],
+        "test",
+        device=device,
+        options=options,
+        calibration=val_forecasts,
     )
     if options.tables:
         scores.write_tables(output_dir)
