@@ -56,7 +56,7 @@ def score_checkpoint(
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
     warn_drift(datamodule, datamodule.windows[cfg.split], warn_share, f"{data_name} ({cfg.split} split)")
     scores, forecasts, _ = evaluate_windows(
-        loaded.module.net,
+        loaded.module,
         datamodule,
         datamodule.windows[cfg.split],
         cfg.split,

@@ -9,6 +9,10 @@ refitted on the new file. Writes into the run folder, in the one forecast-table 
 - ``forecast.csv`` with ``horizon=H``: the H steps after each series' last row (``actual`` where
   ``future.path`` holds the series);
 - ``predictions.png``: history, predictions, forecast and known actuals of a few series.
+
+With ``intervals=[0.8,0.95]`` both tables get conformal intervals ``lo-80, hi-80, lo-95, hi-95``
+calibrated on the validation split of the data (the checkpoint's ``data.split``) and the plot their
+bands; a quantile model's tables hold its quantiles ``q0.1 ...`` in any case.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from lstm_forecast.data.sources import (
 )
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
+from lstm_forecast.evaluation.intervals import ConformalIntervals, check_interval_levels
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_table
@@ -92,15 +97,20 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     if horizon is None and future_path is not None:
         raise UserError("future.path is only read when forecasting past the data; add horizon=H")
     warn_share = check_warn_share(OmegaConf.select(cfg, "drift.warn_share", default=DEFAULT_WARN_SHARE))
+    levels = check_interval_levels(cfg.get("intervals"), "intervals")
     loaded = load_for_prediction(cfg)
-    datamodule, net, device = loaded.datamodule, loaded.module.net, loaded.device
+    datamodule, module, device = loaded.datamodule, loaded.module, loaded.device
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
-    windows = prediction_windows(datamodule, net.horizon)
-    warn_drift(datamodule, windows, warn_share, data_name)
-    predictions = forecast_table(
-        predict_windows(net, windows, datamodule.eval_batch_size, device), datamodule
+    intervals = (
+        calibrated_intervals(loaded, levels, bool(cfg.get("intervals_per_series"))) if levels else None
     )
-    forecast = None if horizon is None else future_forecast(cfg, loaded, horizon)
+    windows = prediction_windows(datamodule, module.net.horizon)
+    warn_drift(datamodule, windows, warn_share, data_name)
+    window_forecasts = predict_windows(module, windows, datamodule.eval_batch_size, device)
+    if intervals is not None:
+        window_forecasts = intervals.apply(window_forecasts)
+    predictions = forecast_table(window_forecasts, datamodule)
+    forecast = None if horizon is None else future_forecast(cfg, loaded, horizon, intervals=intervals)
     # Written once every forecast is made, so bad input leaves no output behind.
     output_dir = Path(cfg.paths.output_dir)
     written = {"predictions": write_table(output_dir / "predictions.csv", predictions)}
@@ -130,11 +140,34 @@ def load_for_prediction(cfg: DictConfig, table: pd.DataFrame | None = None) -> L
     return loaded
 
 
+def calibrated_intervals(
+    loaded: LoadedModel, levels: tuple[float, ...], per_series: bool
+) -> ConformalIntervals:
+    """Conformal margins from the model's forecasts of the validation windows of the data."""
+    datamodule = loaded.datamodule
+    try:
+        datamodule.setup("test")
+    except UserError as error:
+        raise UserError(
+            f"intervals are calibrated on the data's validation split, which failed: {error}"
+        ) from None
+    calibration = predict_windows(
+        loaded.module, datamodule.windows["val"], datamodule.eval_batch_size, loaded.device
+    )
+    return ConformalIntervals.calibrate(calibration, levels, per_series, datamodule.num_series)
+
+
 def future_forecast(
-    cfg: DictConfig, loaded: LoadedModel, horizon: int, future_table: pd.DataFrame | None = None
+    cfg: DictConfig,
+    loaded: LoadedModel,
+    horizon: int,
+    future_table: pd.DataFrame | None = None,
+    intervals: ConformalIntervals | None = None,
 ) -> pd.DataFrame:
     """The forecast table of the ``horizon`` steps after each series' end, with the future file's
-    extra columns and actuals when ``future.path`` (or ``future_table``, its rows in memory) is given."""
+    extra columns and actuals when ``future.path`` (or ``future_table``, its rows in memory) is given,
+    and ``intervals`` applied (bounds NaN past the model's own horizon, where no residuals were
+    calibrated)."""
     datamodule, net = loaded.datamodule, loaded.module.net
     future = None
     future_path = OmegaConf.select(cfg, "future.path")
@@ -144,7 +177,18 @@ def future_forecast(
         future = read_future(
             future_path, timestamp_column, datamodule.series_names, extra_names, future_table
         )
-    forecasts = forecast_future(net, datamodule, horizon, net.horizon, future, loaded.device)
+    forecasts = forecast_future(loaded.module, datamodule, horizon, net.horizon, future, loaded.device)
+    if intervals is not None:
+        if horizon > net.horizon:
+            log.warning(
+                "intervals cover the model's %d-step horizon; steps %d..%d of the forecast have none "
+                "(train with model.horizon=%d for calibrated intervals on every step)",
+                net.horizon,
+                net.horizon + 1,
+                horizon,
+                horizon,
+            )
+        forecasts = intervals.apply(forecasts)
     forecast = forecast_table(forecasts, datamodule)
     if future is not None:
         forecast["actual"] = future_actuals(forecast, future)

@@ -13,6 +13,13 @@ from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
 
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.net import EmbeddingBiLSTM
+from lstm_forecast.models.quantiles import (
+    LOSSES,
+    check_quantile_levels,
+    monotone_quantiles,
+    pinball_loss,
+    point_forecast,
+)
 from lstm_forecast.models.ridge import RidgeBaseline
 from lstm_forecast.models.segment_net import SegmentBiLSTM
 
@@ -45,7 +52,7 @@ def build_network(architecture: str, net: dict[str, Any], **from_data: Any) -> n
 
 
 class ForecastModule(pl.LightningModule):
-    """MSE-trained forecaster. Hyperparameters are plain data, so checkpoints load with
+    """MSE- or quantile-trained forecaster. Hyperparameters are plain data, so checkpoints load with
     ``torch.load(weights_only=True)``.
 
     Gradient clipping, early stopping and checkpointing are Trainer and callback config, not code here.
@@ -76,6 +83,13 @@ class ForecastModule(pl.LightningModule):
         whatever its gradient, which walks a fitted linear map away from its optimum.
     static_cardinalities : list of int or None
         Codes per static category column of the data (long panels); batches then carry ``static``.
+    loss : {"mse", "quantile"}
+        ``mse``: one output per step, the method. ``quantile``: one output per level of ``quantiles``
+        (the net's ``outputs_per_step``), sorted so they never cross, trained with the pinball loss;
+        the point forecast is the 0.5 quantile, or the mean of the quantiles without one.
+    quantiles : list of float or None
+        Levels in (0, 1), sorted without repeats, e.g. ``[0.1, 0.5, 0.9]``; read only with
+        ``loss=quantile``.
     """
 
     def __init__(
@@ -91,6 +105,8 @@ class ForecastModule(pl.LightningModule):
         freeze_highway: bool = False,
         architecture: str = "bilstm",
         window_size: int | None = None,
+        loss: str = "mse",
+        quantiles: list[float] | None = None,
     ) -> None:
         super().__init__()
         if highway_init not in ("random", "least_squares"):
@@ -100,6 +116,12 @@ class ForecastModule(pl.LightningModule):
                 f"model.highway_init and model.freeze_highway are options of model=bilstm, not of "
                 f"model.architecture={architecture}; remove them"
             )
+        if loss not in LOSSES:
+            raise UserError(f"model.loss must be one of {list(LOSSES)}, got {loss!r}")
+        # Empty for a point (MSE) model; the levels of the last output axis for a quantile model.
+        self.quantile_levels: tuple[float, ...] = (
+            check_quantile_levels(quantiles) if loss == "quantile" else ()
+        )
         # logger=False: the run logs hyperparameters once, with the final metrics.
         self.save_hyperparameters(logger=False)
         self.net = build_network(
@@ -110,6 +132,7 @@ class ForecastModule(pl.LightningModule):
             horizon=horizon,
             static_cardinalities=static_cardinalities,
             window_size=window_size,
+            outputs_per_step=max(len(self.quantile_levels), 1),
         )
         if highway_init == "least_squares" and self.net.highway is None:
             raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")
@@ -124,20 +147,31 @@ class ForecastModule(pl.LightningModule):
         # nan_strategy="disable": the default NaN check reads the GPU every step (a host sync);
         # a NaN loss still shows, as a NaN epoch mean.
         self.train_loss = MeanMetric(nan_strategy="disable")
-        self.val_loss = MeanSquaredError()
+        self.val_loss = MeanSquaredError() if loss == "mse" else MeanMetric(nan_strategy="disable")
         self.val_loss_best = MinMetric()
         self._resumed_val_loss_best: torch.Tensor | None = None
 
     def forward(
         self, x: torch.Tensor, series_id: torch.Tensor, static: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``x [B, W, F]``, ``series_id [B]``, optional ``static [B, K]`` -> scaled forecasts ``[B, H]``."""
-        return self.net(x, series_id, static)
+        """``x [B, W, F]``, ``series_id [B]``, optional ``static [B, K]`` -> scaled forecasts: ``[B, H]``
+        for a point model, non-crossing quantiles ``[B, H, Q]`` (levels :attr:`quantile_levels`) for a
+        quantile model."""
+        output = self.net(x, series_id, static)  # [B, H] or [B, H, Q]
+        if not self.quantile_levels:
+            return output
+        if output.dim() == 2:  # one level: the net's [B, H] convention for Q = 1
+            output = output.unsqueeze(-1)  # [B, H, 1]
+        return monotone_quantiles(output)  # [B, H, Q]
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``."""
-        preds = self(batch["x"], batch["series_id"], batch.get("static"))
-        return self.loss_fn(preds, batch["y"]), preds, batch["y"]
+        """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``; a quantile
+        model's ``preds`` are its point forecasts."""
+        output = self(batch["x"], batch["series_id"], batch.get("static"))  # [B, H] or [B, H, Q]
+        if not self.quantile_levels:
+            return self.loss_fn(output, batch["y"]), output, batch["y"]
+        loss = pinball_loss(output, batch["y"], self.quantile_levels)
+        return loss, point_forecast(output, self.quantile_levels), batch["y"]
 
     def on_train_start(self) -> None:
         if self.hparams.highway_init == "least_squares" and self.trainer.ckpt_path is None:
@@ -182,8 +216,11 @@ class ForecastModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        _, preds, target = self.model_step(batch)
-        self.val_loss(preds, target)
+        loss, preds, target = self.model_step(batch)
+        if self.quantile_levels:  # val/loss is the loss trained on: the pinball loss
+            self.val_loss(loss, weight=target.numel())
+        else:
+            self.val_loss(preds, target)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:

@@ -140,6 +140,11 @@ class EmbeddingBiLSTM(nn.Module):
     window_size : int or None
         Steps per window (from the data): needed by ``recurrent=linear``, and checked against
         ``highway_window`` when given.
+    outputs_per_step : int
+        Outputs per forecast step (``Q``): 1 (the method) returns ``[B, H]``; more returns the raw
+        ``[B, H, Q]`` (e.g. one per quantile), ``window_norm``'s reference, the highway and
+        ``last_value_skip`` applied to each alike. What the ``Q`` outputs mean (and any ordering
+        between them) is the caller's business.
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class EmbeddingBiLSTM(nn.Module):
         static_embedding_dim: int = 4,
         recurrent: str = "lstm",
         window_size: int | None = None,
+        outputs_per_step: int = 1,
     ) -> None:
         super().__init__()
         # Each size named as its config key (num_series, num_features and static_cardinalities come
@@ -173,6 +179,7 @@ class EmbeddingBiLSTM(nn.Module):
             ("model.net.dense_size", dense_size),
             ("model.horizon", horizon),
             ("model.net.static_embedding_dim", static_embedding_dim),
+            ("outputs_per_step (model.quantiles)", outputs_per_step),
         ):
             check_positive_int(key, value)
         check_dropout(dropout)
@@ -202,6 +209,7 @@ class EmbeddingBiLSTM(nn.Module):
                 f"(data.window_size={window_size}); use at most the window size"
             )
         self.horizon = horizon
+        self.outputs_per_step = outputs_per_step
         self.window_norm = window_norm
         self.last_value_skip = last_value_skip
         self.embedding_dim = embedding_dim if num_series > 1 else 0
@@ -229,7 +237,7 @@ class EmbeddingBiLSTM(nn.Module):
         self.linear_summary = nn.Linear(steps_in, 2 * num_units) if recurrent == "linear" else None
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(2 * num_units + self.conditioning_dim, dense_size)
-        self.head = nn.Linear(dense_size, horizon)
+        self.head = nn.Linear(dense_size, horizon * outputs_per_step)
         self.highway_window = highway_window
         rows = num_series + 1 if highway_per_series else 1
         self.highway = Highway(highway_window, horizon, rows) if highway_window else None
@@ -251,7 +259,8 @@ class EmbeddingBiLSTM(nn.Module):
         Returns
         -------
         Tensor
-            ``[B, H]`` scaled forecasts for steps ``t .. t+H-1``.
+            ``[B, H]`` scaled forecasts for steps ``t .. t+H-1``; ``[B, H, Q]`` with
+            ``outputs_per_step = Q > 1``.
         """
         values = x[..., -1]  # [B, W]
         offset, scale = self.window_reference(values)  # [B, 1] each
@@ -276,13 +285,15 @@ class EmbeddingBiLSTM(nn.Module):
         summary = self.dropout(summary)
         if self.conditioning_dim:
             summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
-        forecast = self.head(torch.tanh(self.dense(summary)))  # [B, H]
+        forecast = self.head(torch.tanh(self.dense(summary)))  # [B, H * Q]
+        forecast = forecast.view(forecast.shape[0], self.horizon, self.outputs_per_step)  # [B, H, Q]
         if self.highway is not None:
-            forecast = forecast + self.highway(x[:, -self.highway_window :, -1], series_id)
-        forecast = forecast * scale + offset
+            highway = self.highway(x[:, -self.highway_window :, -1], series_id)  # [B, H]
+            forecast = forecast + highway.unsqueeze(-1)  # [B, H, Q]
+        forecast = forecast * scale.unsqueeze(-1) + offset.unsqueeze(-1)  # [B, H, Q]
         if self.last_value_skip:
-            forecast = forecast + values[:, -1:]
-        return forecast
+            forecast = forecast + values[:, -1:].unsqueeze(-1)  # [B, H, Q]
+        return forecast.squeeze(-1) if self.outputs_per_step == 1 else forecast  # [B, H] or [B, H, Q]
 
     def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""

@@ -36,6 +36,7 @@ HPARAM_KEYS = (
     "data.padding_mask",
     "model.architecture",
     "model.horizon",
+    "model.loss",
     "model.lr",
     "model.weight_decay",
     "model.net.embedding_dim",
@@ -216,14 +217,21 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
     # The selection objective: val/loss is in scaled units, which differ between data.scaler choices;
     # the best checkpoint's z-normalised validation error compares any two runs on the same data.
-    val_forecasts = predict_windows(model.net, datamodule.windows["val"], datamodule.eval_batch_size, device)
+    val_forecasts = predict_windows(model, datamodule.windows["val"], datamodule.eval_batch_size, device)
     val_scores = score_models(val_forecasts, datamodule, "val", baselines={})
     metrics.update({k: v for k, v in val_scores.metrics.items() if "@" not in k})
     test_forecasts = None
     # Off while selecting a configuration (the accuracy protocol): the test split is not even read.
     if cfg.get("test_after_fit", True):
+        # The test windows' intervals are calibrated on the validation forecasts just made.
         scores, test_forecasts, _ = evaluate_windows(
-            model.net, datamodule, datamodule.windows["test"], "test", device=device, options=options
+            model,
+            datamodule,
+            datamodule.windows["test"],
+            "test",
+            device=device,
+            options=options,
+            calibration=val_forecasts,
         )
         if options.tables:
             scores.write_tables(output_dir)
