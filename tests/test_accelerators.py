@@ -117,7 +117,7 @@ def test_summary_of_a_sweep_with_an_unfinished_and_a_record_less_job(tmp_path):
     (older / "metrics.json").write_text(json.dumps({"val/mse_z": 0.5, "test/mse_z": 0.7, "epochs": 3}))
     (tmp_path / ".submitit").mkdir()  # not a job
 
-    table = summarize_sweep(tmp_path)
+    table = summarize_sweep(tmp_path, show_test=True)
     assert list(table["job"]) == ["1", "0"]
     assert list(table["status"]) == ["completed", "incomplete"]
     assert list(table["overrides"]) == ["seed=2", "seed=1"]
