@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench bench-gpu clean
+.PHONY: help install train test test-fast lint format bench bench-gpu accuracy accuracy-cell accuracy-cell-given clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,22 @@ bench: $(STAMP)  ## run the CPU benchmarks (JSON in scripts/results/)
 
 bench-gpu: $(STAMP)  ## GPU throughput table (exits cleanly without a GPU)
 	$(PY) scripts/bench_gpu.py
+
+# The accuracy protocol (docs/accuracy_protocol.md): hours of CPU; resumable, finished runs are kept.
+ETTH1 ?= ../shared/data/ETTh1.csv
+M4_TRAIN ?= ../shared/data/m4_weekly_train.parquet
+M4_TEST ?= ../shared/data/m4_weekly_test.parquet
+ACCURACY_DATA = --etth1 $(ETTH1) --m4-train $(M4_TRAIN) --m4-test $(M4_TEST)
+
+accuracy: $(STAMP)  ## every cell of the accuracy protocol -> docs/accuracy.md (ARGS="--dry-run" for the plan)
+	$(PY) scripts/accuracy.py $(ACCURACY_DATA) $(ARGS)
+
+# Checked before the install prerequisite, so a forgotten CELL fails at once.
+accuracy-cell-given:
+	@test -n "$(CELL)" || { echo "error: give the cell, e.g. make accuracy-cell CELL=etth1:bilstm:h96 (ids: make accuracy ARGS=--list)" >&2; exit 2; }
+
+accuracy-cell: accuracy-cell-given $(STAMP)  ## one cell of the accuracy protocol: make accuracy-cell CELL=etth1:bilstm:h96
+	$(PY) scripts/accuracy.py $(ACCURACY_DATA) --cell $(CELL) $(ARGS)
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,8 +1,9 @@
 """Training-throughput benchmark at ETTh1 size: our whole training loop against the blog's way.
 
-All in one process and one run, on the same net (2 BiLSTMs of 64 units, embedding 8, dense 32),
-data (7 series, 17420 hourly rows, 4 calendar features, window 96, the 8640-row training split),
-batch 256 and thread count:
+All in one process and one run, for each model preset (``--model bilstm``: the method's net, 2
+BiLSTMs of 64 units, embedding 8, dense 32; ``--model seg_bilstm``: conf/model/seg_bilstm.yaml;
+``--model all``, the default: both), on the same data (7 series, 17420 hourly rows, 4 calendar
+features, window 96, the 8640-row training split), batch 256 and thread count:
 
 * ``pure step``: forward, MSE, backward, clipping and Adam on one fixed batch, no data at all: the
   ceiling any loop can reach;
@@ -12,8 +13,9 @@ batch 256 and thread count:
   epoch (progress bar on, no validation, no checkpoints), timed by a callback;
 * ``data path``: our training ``DataLoader`` alone for the same batches, as a share of our step time.
 
-It also reports the achieved GFLOP/s of the LSTM training step (analytic FLOP count: 3x the forward
-matmuls) against a large fp32 matmul's GFLOP/s measured in the same run.
+It also reports the achieved GFLOP/s of the training step (analytic FLOP count: 3x the forward
+matmuls) against a large fp32 matmul's GFLOP/s measured in the same run, and the load average before
+and after (other processes slow every loop; compare ratios within one run only).
 
 Run ``python scripts/bench_train.py`` (one full epoch each: minutes on 2 free cores; ``--batches``
 runs fewer batches, ``--rounds`` repeats the loops interleaved and keeps each one's best); results
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,12 +39,17 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lstm_forecast.cli.app import CONFIG_DIR
 from lstm_forecast.models.net import EmbeddingBiLSTM
+from lstm_forecast.models.segment_net import SegmentBiLSTM
 from lstm_forecast.training.run import build
+
+PRESETS = ("bilstm", "seg_bilstm")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA_OVERRIDES = [
@@ -95,16 +104,36 @@ class StepClock(pl.Callback):
             self.batches += 1
 
 
-def lstm_training_flops(net: EmbeddingBiLSTM, window: int) -> float:
-    """Multiply-adds x 2 of one window's LSTM and dense layers, forward + backward (3x forward)."""
-    lstm = net.lstm
+def lstm_flops(lstm: nn.LSTM, steps: int) -> float:
+    """Multiply-adds x 2 of a (bidirectional, stacked) LSTM's forward pass over ``steps`` steps."""
     units, directions = lstm.hidden_size, 2 if lstm.bidirectional else 1
     forward = 0.0
     for layer in range(lstm.num_layers):
         inputs = lstm.input_size if layer == 0 else directions * units
-        forward += directions * window * 2 * 4 * units * (inputs + units)
-    forward += 2 * net.dense.in_features * net.dense.out_features + 2 * net.head.in_features
-    return 3 * forward
+        forward += directions * steps * 2 * 4 * units * (inputs + units)
+    return forward
+
+
+def linear_flops(layer: nn.Linear, times: int = 1) -> float:
+    return 2 * layer.in_features * layer.out_features * times
+
+
+def training_flops(net: nn.Module, window: int) -> float | None:
+    """Multiply-adds x 2 of one window's matmuls, forward + backward (3x forward); None for the
+    ``recurrent=linear`` ablation (not counted)."""
+    if isinstance(net, EmbeddingBiLSTM) and net.lstm is not None:
+        forward = lstm_flops(net.lstm, window) + linear_flops(net.dense) + linear_flops(net.head)
+        return 3 * forward
+    if isinstance(net, SegmentBiLSTM) and net.recurrent == "lstm":
+        cell = net.decoder  # one step of an LSTM cell per output segment
+        forward = (
+            linear_flops(net.segment_embedding, net.num_segments)
+            + lstm_flops(net.encoder, net.num_segments)
+            + net.num_positions * 2 * 4 * cell.hidden_size * (cell.input_size + cell.hidden_size)
+            + linear_flops(net.head, net.num_positions)
+        )
+        return 3 * forward
+    return None
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -124,9 +153,17 @@ def train_step(net, optimizer, loss_fn, x, series_id, y, clip: float) -> None:
     optimizer.step()
 
 
-def fresh_net(datamodule, cfg: DictConfig) -> EmbeddingBiLSTM:
+def fresh_net(datamodule, cfg: DictConfig) -> nn.Module:
+    """The configured preset's network, sized from the data as ``build`` sizes it."""
     torch.manual_seed(0)
-    return EmbeddingBiLSTM(datamodule.num_series, datamodule.num_features, horizon=1, **cfg.model.net)
+    module = instantiate(
+        cfg.model,
+        num_series=datamodule.num_series,
+        num_features=datamodule.num_features,
+        static_cardinalities=datamodule.static_cardinalities,
+        window_size=datamodule.window_size,
+    )
+    return module.net
 
 
 def run_pure_step(datamodule, cfg, steps: int, warmup: int) -> float:
@@ -192,8 +229,43 @@ def run_data_path(datamodule, batches: int) -> float:
     return (time.perf_counter() - start) / count
 
 
+def load_average() -> float:
+    """The 1-minute load average (processes wanting a core); other work slows every loop."""
+    return os.getloadavg()[0]
+
+
+def bench_preset(cfg: DictConfig, datamodule, batches: int, args: argparse.Namespace) -> dict:
+    """Pure step, blog loop and our loop of one preset in ``args.rounds`` interleaved rounds; the best
+    round of each counts."""
+    pures, blogs, ourses = [], [], []
+    for round_number in range(1, args.rounds + 1):
+        pures.append(run_pure_step(datamodule, cfg, steps=min(batches, 30), warmup=args.warmup))
+        blogs.append(run_blog_loop(datamodule, cfg, batches, args.warmup)["windows_per_s"])
+        ourses.append(run_ours(cfg, batches, args.warmup)["windows_per_s"])
+        print(
+            f"{cfg.model.architecture} round {round_number}: pure step {pures[-1]:.1f}, "
+            f"blog loop {blogs[-1]:.1f}, ours {ourses[-1]:.1f} windows/s; load {load_average():.2f}",
+            flush=True,
+        )
+    pure, blog, ours = max(pures), max(blogs), max(ourses)
+    flops = training_flops(fresh_net(datamodule, cfg), cfg.data.window_size)
+    return {
+        "per_round": {"pure_step": pures, "blog_loop": blogs, "ours": ourses},
+        "pure_step_windows_per_s": pure,
+        "blog_loop_windows_per_s": blog,
+        "ours_windows_per_s": ours,
+        "ratio_ours_over_blog": ours / blog,
+        "ratio_ours_over_pure_step": ours / pure,
+        "step_s": cfg.data.batch_size / ours,
+        "train_flop_per_window": flops,
+        "step_gflops": flops * ours / 1e9 if flops else None,
+        "pure_step_gflops": flops * pure / 1e9 if flops else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=[*PRESETS, "all"], default="all", help="model preset(s)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--batches", type=int, default=0, help="batches per loop, warm-up included (0: one epoch)"
@@ -203,66 +275,56 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "bench_train.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    presets = PRESETS if args.model == "all" else (args.model,)
+    load_before = load_average()
+    print(f"load average {load_before:.2f} on {os.cpu_count()} cores before the run", flush=True)
 
+    results = {}
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config(output_dir, [*DATA_OVERRIDES, *RUN_OVERRIDES, f"num_threads={args.threads}"])
+        base = [*DATA_OVERRIDES, *RUN_OVERRIDES, f"num_threads={args.threads}"]
+        cfg = compose_config(output_dir, base)
         datamodule, _, _ = build(cfg)
         datamodule.setup("fit")
-        epoch_batches = -(-len(datamodule.windows["train"]) // cfg.data.batch_size)
+        epoch_batches = math.ceil(len(datamodule.windows["train"]) / cfg.data.batch_size)
         batches = min(args.batches or epoch_batches, epoch_batches) - args.warmup
         print(
             f"{batches} timed batches of {cfg.data.batch_size} per loop, {args.threads} threads", flush=True
         )
-
-        # Rounds interleave the loops so that load from other processes hits them alike; the best
-        # round of each is its figure (interference only ever slows a loop down).
-        matmuls, pures, blogs, ourses = [], [], [], []
-        for round_number in range(1, args.rounds + 1):
-            matmuls.append(matmul_gflops())
-            pures.append(run_pure_step(datamodule, cfg, steps=min(batches, 30), warmup=args.warmup))
-            blogs.append(run_blog_loop(datamodule, cfg, batches, args.warmup)["windows_per_s"])
-            ourses.append(run_ours(cfg, batches, args.warmup)["windows_per_s"])
-            print(
-                f"round {round_number}: pure step {pures[-1]:.1f}, blog loop {blogs[-1]:.1f}, "
-                f"ours {ourses[-1]:.1f} windows/s; matmul {matmuls[-1]:.1f} GFLOP/s",
-                flush=True,
-            )
-        matmul, pure, blog, ours = max(matmuls), max(pures), max(blogs), max(ourses)
+        matmul = matmul_gflops()
+        for preset in presets:
+            preset_cfg = compose_config(output_dir, [*base, f"model={preset}"])
+            results[preset] = bench_preset(preset_cfg, datamodule, batches, args)
         data_s = run_data_path(datamodule, batches)
     GlobalHydra.instance().clear()
+    load_after = load_average()
 
-    step_s = cfg.data.batch_size / ours
-    flops = lstm_training_flops(fresh_net(datamodule, cfg), cfg.data.window_size)
     result = {
         "threads": args.threads,
         "batch_size": cfg.data.batch_size,
         "window": cfg.data.window_size,
         "timed_batches": batches,
         "rounds": args.rounds,
-        "per_round": {"pure_step": pures, "blog_loop": blogs, "ours": ourses, "matmul_gflops": matmuls},
         "full_epoch": batches + args.warmup == epoch_batches,
-        "pure_step_windows_per_s": pure,
-        "blog_loop_windows_per_s": blog,
-        "ours_windows_per_s": ours,
-        "ratio_ours_over_blog": ours / blog,
-        "ratio_ours_over_pure_step": ours / pure,
-        "data_path_s_per_batch": data_s,
-        "data_path_share_of_step": data_s / step_s,
-        "train_flop_per_window": flops,
-        "lstm_step_gflops": flops * ours / 1e9,
-        "pure_step_gflops": flops * pure / 1e9,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "cpu_count": os.cpu_count(),
         "matmul_gflops": matmul,
+        "data_path_s_per_batch": data_s,
+        "models": results,
     }
     print(
-        f"\nours / blog loop   {result['ratio_ours_over_blog']:.2f}x   (target >= 1.0)\n"
-        f"ours / pure step   {result['ratio_ours_over_pure_step']:.2f}     (target >= 0.95)\n"
-        f"data path          {1e3 * data_s:.2f} ms per batch = "
-        f"{100 * result['data_path_share_of_step']:.2f} % "
-        f"of a {1e3 * step_s:.0f} ms step (target < 5 %)\n"
-        f"LSTM step          {result['lstm_step_gflops']:.1f} GFLOP/s ({flops / 1e6:.1f} MFLOP per window); "
-        f"pure step {result['pure_step_gflops']:.1f}; fp32 matmul {matmul:.1f} GFLOP/s "
-        f"({100 * result['pure_step_gflops'] / matmul:.0f} % of it)"
+        f"\nload average {load_before:.2f} before, {load_after:.2f} after; fp32 matmul {matmul:.1f} GFLOP/s"
     )
+    for preset, row in results.items():
+        row["data_path_share_of_step"] = data_s / row["step_s"]
+        gflops = f"{row['step_gflops']:.1f} GFLOP/s" if row["step_gflops"] else "not counted"
+        print(
+            f"{preset:<11} ours {row['ours_windows_per_s']:.1f} windows/s; "
+            f"ours / pure step {row['ratio_ours_over_pure_step']:.2f} (target >= 0.95); "
+            f"ours / blog loop {row['ratio_ours_over_blog']:.2f}x (target >= 1.0); "
+            f"data path {100 * row['data_path_share_of_step']:.2f} % of a "
+            f"{1e3 * row['step_s']:.0f} ms step (target < 5 %); step {gflops}"
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results in {args.output}")

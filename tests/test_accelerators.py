@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from conftest import assert_one_line_error, run_app, tiny_cli_args
-from lstm_forecast.training.distributed import _cpu_supports_bf16, is_rank_zero, relaunches_command_line
+from lstm_forecast.errors import UserError
+from lstm_forecast.training import distributed
+from lstm_forecast.training.distributed import (
+    _cpu_supports_bf16,
+    is_rank_zero,
+    refuse_unsupported_precision,
+    relaunches_command_line,
+)
+from lstm_forecast.training.run import build
 from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SweepSummaryCallback, summarize_sweep
 
 
@@ -59,6 +69,33 @@ def test_trainer_configs_compose(compose_train_cfg, name):
         assert trainer.num_nodes == 1
 
 
+@pytest.mark.parametrize(("name", "processes"), [("default", ""), ("cpu", ""), ("ddp_cpu", ", 2 processes")])
+def test_the_run_says_which_device_it_trains_on(compose_train_cfg, caplog, name, processes):
+    """The default trainer takes the GPU when there is one, else the CPU; trainer=cpu forces the CPU."""
+    caplog.set_level(logging.INFO, logger="lstm_forecast.training.run")
+    cfg = compose_train_cfg(f"trainer={name}")
+    expected_choice = {"default": ("auto", 1), "cpu": ("cpu", 1), "ddp_cpu": ("cpu", 2)}[name]
+    assert (cfg.trainer.accelerator, cfg.trainer.devices) == expected_choice
+    _, _, trainer = build(cfg)
+    threads = torch.get_num_threads()
+    if name == "default" and torch.cuda.is_available():
+        expected = f"training on cuda:0 ({torch.cuda.get_device_name(0)})"
+    else:
+        expected = f"training on cpu ({threads} thread{'s' if threads > 1 else ''}){processes}"
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("training on")] == [expected]
+    assert str(trainer.strategy.root_device) == expected.split()[2]
+
+
+def test_bf16_with_the_auto_accelerator_and_no_gpu_is_refused_as_on_the_cpu(monkeypatch):
+    trainer = OmegaConf.create({"accelerator": "auto", "precision": "bf16-mixed"})
+    monkeypatch.setattr(distributed, "_cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"bf16-mixed needs a GPU .* use trainer.precision=32-true"):
+        refuse_unsupported_precision(trainer)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    refuse_unsupported_precision(trainer)  # auto takes the GPU, which runs bf16
+
+
 @pytest.mark.slow
 def test_bf16_on_a_cpu_without_bf16_is_one_line_error(tmp_path):
     if _cpu_supports_bf16():
@@ -80,7 +117,7 @@ def test_summary_of_a_sweep_with_an_unfinished_and_a_record_less_job(tmp_path):
     (older / "metrics.json").write_text(json.dumps({"val/mse_z": 0.5, "test/mse_z": 0.7, "epochs": 3}))
     (tmp_path / ".submitit").mkdir()  # not a job
 
-    table = summarize_sweep(tmp_path)
+    table = summarize_sweep(tmp_path, show_test=True)
     assert list(table["job"]) == ["1", "0"]
     assert list(table["status"]) == ["completed", "incomplete"]
     assert list(table["overrides"]) == ["seed=2", "seed=1"]

@@ -23,7 +23,18 @@ def test_evaluate_writes_long_forecasts_of_wide_data(compose_train_cfg, tmp_path
     evaluated = evaluate(cfg)
     assert evaluated["test/mse_z"] == pytest.approx(metrics["test/mse_z"], rel=1e-5)
     forecasts = pd.read_parquet(tmp_path / "forecasts.parquet")
-    assert list(forecasts.columns) == ["series", "timestamp", "step", "prediction", "actual"]
+    # The forecast table and the conformal intervals of the default evaluation.interval_levels.
+    assert list(forecasts.columns) == [
+        "series",
+        "timestamp",
+        "step",
+        "prediction",
+        "actual",
+        "lo-80",
+        "hi-80",
+        "lo-95",
+        "hi-95",
+    ]
     assert len(forecasts) == evaluated["test/num_targets"]
     # Same data as the TINY_OVERRIDES run: 3 series of 240 rows, seed 42, the last 36 rows are test.
     num_test_rows = round(0.15 * 240)

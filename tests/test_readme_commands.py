@@ -70,11 +70,51 @@ def test_the_readme_shows_every_app() -> None:
     assert len(COMMANDS) >= 30
 
 
+# Hydra's own flags that take a value (``--cfg job``, ``--info searchpath``): not overrides.
+FLAGS_WITH_VALUES = {"--cfg", "-c", "--info", "-i", "--package", "-p", "--config-name", "-cn"}
+
+
+def hydra_overrides(arguments: list[str]) -> list[str]:
+    """The ``key=value`` overrides of a command line, without Hydra's flags and their values."""
+    overrides, skip_next = [], False
+    for argument in arguments:
+        if skip_next:
+            skip_next = False
+        elif argument in FLAGS_WITH_VALUES:
+            skip_next = True
+        elif not argument.startswith("-"):
+            overrides.append(argument)
+    return overrides
+
+
+def documented_experiments() -> dict[str, str]:
+    """``{task_name: text}`` of the ``# @package _global_`` experiment files shown in the docs."""
+    experiments = {}
+    for document in DOCUMENTS:
+        for block in re.findall(r"```yaml\n(.*?)```", document.read_text(), flags=re.DOTALL):
+            name = re.search(r"^task_name: (\w+)$", block, flags=re.MULTILINE)
+            if block.startswith("# @package _global_") and name:
+                experiments[name.group(1)] = block
+    return experiments
+
+
+def user_search_path(override: str, tmp_path: Path) -> str:
+    """A ``hydra.searchpath=[file://<your folder>]`` override pointed at a folder holding the
+    experiment files the docs show, so the documented user-folder commands compose as written."""
+    if not override.startswith("hydra.searchpath="):
+        return override
+    for name, text in documented_experiments().items():
+        (tmp_path / "experiment").mkdir(exist_ok=True)
+        (tmp_path / "experiment" / f"{name}.yaml").write_text(text)
+    return f"hydra.searchpath=[file://{tmp_path}]"
+
+
 @pytest.mark.parametrize(
     ("app", "arguments"), COMMANDS, ids=[" ".join([a, *args])[:90] for a, args in COMMANDS]
 )
-def test_readme_command_composes(app: str, arguments: list[str]) -> None:
-    overrides = [argument for argument in arguments if not argument.startswith("-")]
+def test_readme_command_composes(app: str, arguments: list[str], tmp_path: Path) -> None:
+    overrides = hydra_overrides(arguments)
+    overrides = [user_search_path(override, tmp_path) for override in overrides]
     if "-m" in arguments or "--multirun" in arguments:
         overrides = _first_job_overrides(overrides)
     GlobalHydra.instance().clear()

@@ -162,7 +162,7 @@ def test_hparams_logged_once_with_final_metrics(tiny_run: Path) -> None:
     assert hparams["model.net.embedding_dim"] == 3
     assert hparams["model.net.dropout"] == pytest.approx(0.2)
     assert hparams["model.lr"] == pytest.approx(1e-3)
-    assert hparams["trainer.accelerator"] == "cpu"
+    assert hparams["trainer.accelerator"] == "auto"
     assert hparams["trainer.precision"] == "32-true"
     # Keys set on the command line join them (what a sweep varies).
     assert hparams["callbacks.forecast_figures.every_n_epochs"] == 1

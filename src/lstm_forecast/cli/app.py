@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import math
 import shutil
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import hydra
@@ -16,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from lstm_forecast.errors import UserError, causes, find_user_error, innermost_cause, one_line_reason
@@ -81,6 +82,48 @@ def user_error_of(error: BaseException) -> UserError | None:
     return find_user_error(error) or _config_error(error) or _disk_error(error)
 
 
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Re-raise an error that is (or wraps) a user, config or disk error as that one-line UserError."""
+    try:
+        yield
+    except Exception as error:
+        user_error = user_error_of(error)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
+def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides`` by Hydra's compose API: the one place
+    that knows where the configs live. A config error is a one-line UserError."""
+    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"), one_line_errors():
+        return hydra.compose(
+            config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config
+        )
+
+
+def compose_run_config(
+    config_name: str, overrides: list[str], output_dir: str | Path | None = None
+) -> DictConfig:
+    """A single run's config as Hydra's launcher hands it to an app, for calling the app's function
+    (``train(cfg)``) from Python.
+
+    The Hydra config is registered, so ``${hydra:...}`` interpolations resolve and the overrides
+    are recorded as the command line's; the run writes into ``output_dir`` (default
+    ``hydra.run.dir``: ``outputs/runs/<task>/<time>``). The returned config has no ``hydra`` node.
+    """
+    with one_line_errors():
+        cfg = compose_config(config_name, overrides, return_hydra_config=True)
+        run_dir = Path(output_dir if output_dir is not None else cfg.hydra.run.dir).absolute()
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
@@ -112,30 +155,15 @@ def _check_overrides(config_name: str, overrides: list[str]) -> list[str]:
     if any(flag not in MULTIRUN_FLAGS for flag in flags):  # --help, --cfg ...: Hydra's own
         return overrides
     if flags:
-        with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            try:
-                first_job = _first_job_overrides([arg for arg in overrides if arg not in flags])
-            except HydraException as error:
-                raise user_error_of(error) or error from None
-            try:
-                hydra.compose(config_name=config_name, overrides=first_job)
-            except Exception as error:
-                user_error = user_error_of(error)
-                if user_error is None:
-                    raise
-                raise user_error from None
+        with one_line_errors():
+            first_job = _first_job_overrides([arg for arg in overrides if arg not in flags])
+        compose_config(config_name, first_job)
         return overrides
     overrides = resume_overrides(overrides)
-    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        try:
-            cfg = hydra.compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-            run_dir = Path(cfg.hydra.run.dir)
-            min_free_mb = OmegaConf.select(cfg, "paths.min_free_mb", default=DEFAULT_MIN_FREE_MB)
-        except Exception as error:
-            user_error = user_error_of(error)
-            if user_error is None:
-                raise
-            raise user_error from None
+    with one_line_errors():
+        cfg = compose_config(config_name, overrides, return_hydra_config=True)
+        run_dir = Path(cfg.hydra.run.dir)
+        min_free_mb = OmegaConf.select(cfg, "paths.min_free_mb", default=DEFAULT_MIN_FREE_MB)
     if is_rank_zero():  # DDP's other ranks re-execute the command line into rank 0's folder
         check_output_dir(run_dir, resuming=bool(cfg.get("resume")), min_free_mb=float(min_free_mb))
     if not any(override_key(arg) == "hydra.run.dir" for arg in overrides):
@@ -143,14 +171,22 @@ def _check_overrides(config_name: str, overrides: list[str]) -> list[str]:
     return overrides
 
 
+def discard_failed_run(error: UserError, output_dir: Path, keep: bool = False) -> None:
+    """Leave nothing that looks like a finished run: remove ``output_dir``, or mark it with a
+    ``FAILED`` file saying why when it holds checkpoints or ``keep`` (a sweep job, a resumed run)."""
+    if not output_dir.exists():
+        return
+    if keep or (output_dir / "checkpoints").exists():
+        write_atomic(output_dir / "FAILED", lambda tmp: tmp.write_text(f"{error}\n"))
+    else:
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
 def _fail(error: UserError, output_dir: Path | None, multirun: bool, resumed: bool = False) -> None:
     """Report ``error`` in one line and leave nothing that looks like a finished run."""
     print(f"error: {error}", file=sys.stderr)
-    if output_dir is not None and output_dir.exists():
-        if multirun or resumed or (output_dir / "checkpoints").exists():
-            write_atomic(output_dir / "FAILED", lambda tmp: tmp.write_text(f"{error}\n"))
-        else:
-            shutil.rmtree(output_dir, ignore_errors=True)
+    if output_dir is not None:
+        discard_failed_run(error, output_dir, keep=multirun or resumed)
 
 
 def _start_record(cfg: DictConfig, hydra_cfg: DictConfig) -> JobRecord | None:

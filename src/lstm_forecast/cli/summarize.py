@@ -3,6 +3,10 @@
 Examples
 --------
     lstm-summarize outputs/multiruns/train/2026-01-01_12-00-00
+    lstm-summarize outputs/multiruns/train/2026-01-01_12-00-00 --show-test
+
+Test metrics stay out of the table unless ``--show-test`` asks for them (a sweep selects on the
+objective; look at test once the choice is made).
 
 For a sweep that was interrupted, is still running (unfinished jobs show as ``incomplete``) or ran
 on a cluster. Writes ``summary.csv`` and ``summary.md`` into the folder and prints the Markdown
@@ -23,9 +27,14 @@ def main(argv: list[str] | None = None) -> None:
         prog="lstm-summarize", description="Write summary.csv and summary.md for a sweep folder."
     )
     parser.add_argument("sweep_dir", help="folder of a multirun (holds one folder per job)")
+    parser.add_argument(
+        "--show-test",
+        action="store_true",
+        help="add the test metrics (for a finished sweep: choose on the objective, then look at test)",
+    )
     args = parser.parse_args(argv)
     try:
-        table = write_summary(args.sweep_dir)
+        table = write_summary(args.sweep_dir, show_test=args.show_test)
     except Exception as error:
         user_error = user_error_of(error)
         if user_error is None:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 import lstm_forecast.data.future_features as future_features
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
-from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.frame import SeriesFrame, check_same_names
 from lstm_forecast.data.loading import window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
@@ -117,6 +117,7 @@ class ForecastDataModule(pl.LightningDataModule):
         self.device_resident = device_resident
 
         self._frame: SeriesFrame | None = None
+        self._table: pd.DataFrame | None = None  # rows handed over in memory, never a hyperparameter
         self._series_order: list[str] | None = None  # a checkpoint's series order, once restored
         self._static_vocabulary: list[list[str]] | None = None  # per static column, labels of codes 1..C
         self.fitted: FittedScalers | None = None  # fitted in setup, or restored from a checkpoint
@@ -125,13 +126,23 @@ class ForecastDataModule(pl.LightningDataModule):
         self.windows: dict[str, Windows] = {}
 
     # ----------------------------------------------------------------------------- the frame
+    def use_table(self, table: pd.DataFrame) -> None:
+        """Read the file source's rows from ``table`` (a DataFrame in memory) instead of
+        ``source.path``, with the same column roles. The table stays out of the hyperparameters, so
+        a checkpoint records the roles only and reloads with any file of that layout."""
+        if self.source["kind"] == "synthetic":
+            raise UserError("this model was trained on the built-in synthetic data, which reads no table")
+        self._table = table
+        self._frame = None
+        self.windows = {}
+
     def load_frame(self) -> SeriesFrame:
         """The source rows, sorted by series then time (read once and cached)."""
         if self._frame is None:
             options = {k: v for k, v in self.source.items() if k != "kind"}
+            if self._table is not None:
+                options["table"] = self._table
             if self.source["kind"] == "long_file":
-                if options.get("path") is None:
-                    raise UserError("data.source.path is missing; give the long CSV or Parquet file")
                 options["series_names"] = self._series_order
             frame = load_source(self.source["kind"], **options)
             if self._series_order is not None:
@@ -385,16 +396,3 @@ class ForecastDataModule(pl.LightningDataModule):
                 f"{list(state_dict.get('static_names', []))}; set data.source.static_columns as in training"
             )
         future_features.check_same(self.future_feature_names, state_dict.get("future_feature_names", []))
-
-
-def check_same_names(kind: str, found: list[str], expected: list[str], source: str | None) -> None:
-    """Refuse data whose series (or extra feature) names differ from the training data's."""
-    if found == expected:
-        return
-    missing = [c for c in expected if c not in found]
-    unexpected = [c for c in found if c not in expected]
-    detail = f"missing {missing[:10]}, unexpected {unexpected[:10]}" if missing or unexpected else "reordered"
-    raise UserError(
-        f"the {kind} columns of {source or 'the data'} differ from the training data's ({detail}); "
-        "give data with the training columns"
-    )

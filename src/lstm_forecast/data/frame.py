@@ -169,3 +169,16 @@ def fill_within_series(values: np.ndarray, row_series: np.ndarray, method: str) 
         filled[edge_start, column] = values[following[edge_start], column]
         filled[edge_end, column] = values[previous[edge_end], column]
     return filled
+
+
+def check_same_names(kind: str, found: list[str], expected: list[str], source: str | None) -> None:
+    """Refuse data whose series (or extra feature) names differ from the training data's."""
+    if found == expected:
+        return
+    missing = [c for c in expected if c not in found]
+    unexpected = [c for c in found if c not in expected]
+    detail = f"missing {missing[:10]}, unexpected {unexpected[:10]}" if missing or unexpected else "reordered"
+    raise UserError(
+        f"the {kind} columns of {source or 'the data'} differ from the training data's ({detail}); "
+        "give data with the training columns"
+    )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import torch
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lstm_forecast.data.windows import Batch, Windows
@@ -33,6 +36,23 @@ def window_loader(
         even_shards=training,
     )
     return DataLoader(WindowDataset(windows), batch_size=None, sampler=sampler)
+
+
+@contextlib.contextmanager
+def in_process_loading() -> Iterator[None]:
+    """Lightning's advice to give the loaders worker processes, silenced while inside (a fit on
+    :func:`window_loader` loaders).
+
+    Lightning warns about any DataLoader with fewer than two workers. Ours gather a whole batch with
+    one indexing operation in this process (:class:`WindowDataset`), on the training device when the
+    data lives there: workers would only add a copy of every batch between processes. Only that
+    warning is silenced, and only while inside.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"The '\w+' does not have many workers", category=PossibleUserWarning
+        )
+        yield
 
 
 class WindowDataset(Dataset):

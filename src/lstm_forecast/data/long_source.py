@@ -13,7 +13,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from lstm_forecast.data.frame import SeriesFrame, fill_within_series
-from lstm_forecast.data.sources import check_fill_method, numeric_column, read_table, require_columns
+from lstm_forecast.data.sources import check_fill_method, numeric_column, require_columns, source_table
 from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _series_of_row(offsets: np.ndarray, row: int) -> int:
 
 
 def long_file_frame(
-    path: str,
+    path: str | None = None,
     series_column: str = "series",
     timestamp_column: str = "timestamp",
     value_column: str = "value",
@@ -104,13 +104,14 @@ def long_file_frame(
     freq: str | None = None,
     fill_method: str | None = None,
     series_names: list[str] | None = None,
+    table: pd.DataFrame | None = None,
 ) -> SeriesFrame:
     """A long CSV/Parquet file: one row per series and timestamp.
 
     Parameters
     ----------
-    path : str
-        The file (``.csv`` or ``.parquet``).
+    path : str or None
+        The file (``.csv`` or ``.parquet``); not read when ``table`` holds its rows (a DataFrame).
     series_column, timestamp_column, value_column : str
         Column names of the series name, the timestamp and the value.
     extra_columns : list of str
@@ -124,11 +125,13 @@ def long_file_frame(
         :data:`~lstm_forecast.data.frame.FILL_METHODS` fills them within each series.
     series_names : list of str or None
         The series order (a checkpoint's); None sorts the names. Names not listed are refused.
+    table : pandas.DataFrame or None
+        The rows already read, in place of the file.
     """
     extra_columns = list(extra_columns or [])
     static_columns = list(static_columns or [])
     check_fill_method(fill_method)
-    table = read_table(path)
+    table, path = source_table(path, table)
     _check_roles(table, path, series_column, timestamp_column, value_column, extra_columns, static_columns)
     codes, vocabulary = _series_codes(table[series_column], series_names, path, series_column)
     timestamps = _timestamps(table[timestamp_column], path, timestamp_column)

@@ -81,6 +81,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise UserError(f"unsupported file type {suffix!r} for {path}; use .csv or .parquet")
 
 
+IN_MEMORY_NAME = "the DataFrame"
+
+
+def source_table(path: str | Path | None, table: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
+    """The rows of a file source and its name for messages: ``table`` when one was handed over in
+    memory (the Python API's DataFrame), else the file at ``path``, read by :func:`read_table`."""
+    if table is not None:
+        return table, IN_MEMORY_NAME
+    if path is None:
+        raise UserError("data.source.path is missing; give the CSV or Parquet file")
+    return read_table(path), str(path)
+
+
 def require_columns(table: pd.DataFrame, columns: list[str], path: str | Path, key: str) -> None:
     missing = [column for column in columns if column not in table.columns]
     if missing:
@@ -127,21 +140,23 @@ WIDE_TIMESTAMP_COLUMN = "date"
 
 
 def wide_file_frame(
-    path: str,
+    path: str | None = None,
     timestamp_column: str = WIDE_TIMESTAMP_COLUMN,
     series_columns: list[str] | None = None,
     extra_columns: list[str] | None = None,
     fill_method: str | None = None,
+    table: pd.DataFrame | None = None,
 ) -> SeriesFrame:
     """A wide CSV/Parquet file: a timestamp column, series columns and optional extra columns.
 
     By default every numeric column (or one whose cells are mostly numbers) that is neither the
     timestamp nor an extra column is a series. Missing values are refused with their row and column
     unless ``fill_method`` (one of :data:`~lstm_forecast.data.frame.FILL_METHODS`) fills them within
-    each series; infinities are always refused.
+    each series; infinities are always refused. ``table``, when given, holds the file's rows already
+    read (a DataFrame in memory); ``path`` is then not read.
     """
     check_fill_method(fill_method)
-    table = read_table(path)
+    table, path = source_table(path, table)
     extra_columns = list(extra_columns or [])
     require_columns(table, [timestamp_column], path, "data.source.timestamp_column")
     require_columns(table, extra_columns, path, "data.source.extra_columns")

@@ -5,7 +5,10 @@ Keys written to ``metrics.json`` (``<prefix>`` is the split, or ``backtest``):
 - ``<prefix>/<metric>`` and ``baseline/<name>/<metric>``: averaged over windows and horizon steps, for
   every metric of :data:`~lstm_forecast.evaluation.metrics.METRIC_NAMES`;
 - ``<prefix>/mse_z@<h>``, ``<prefix>/mae_z@<h>`` (and the same per baseline): horizon step ``h`` from 1;
-- ``baseline/ridge/alpha``, ``baseline/seasonal_naive/period``: what the baselines used.
+- ``baseline/ridge/alpha``, ``baseline/seasonal_naive/period``: what the baselines used;
+- ``<prefix>/coverage@<level>``, ``<prefix>/width@<level>`` and, for quantile models,
+  ``<prefix>/pinball``: the conformal intervals calibrated on validation
+  (:mod:`~lstm_forecast.evaluation.intervals`).
 
 Every metric per step and per series goes to ``metrics_per_step.csv`` and ``metrics_per_series.csv``.
 """
@@ -13,7 +16,7 @@ Every metric per step and per series goes to ``metrics_per_step.csv`` and ``metr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from lstm_forecast.evaluation.baselines import (
     persistence,
     seasonal_naive,
 )
+from lstm_forecast.evaluation.intervals import ConformalIntervals, check_interval_levels, interval_metrics
 from lstm_forecast.evaluation.metrics import METRIC_NAMES, PER_STEP_KEYS, ForecastErrors
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.files import write_atomic
@@ -55,12 +59,18 @@ class EvaluationOptions:
         Candidate ridge regularisations (relative to the mean diagonal of the Gram matrix).
     tables : bool
         Write the per-step and per-series CSV tables next to ``metrics.json``.
+    interval_levels : tuple of float
+        Coverage levels of the conformal intervals calibrated on validation (empty: none).
+    intervals_per_series : bool
+        Calibrate each series' margins on its own validation windows instead of pooling them.
     """
 
     baselines: tuple[str, ...] = BASELINES
     seasonal_period: int | None = None
     ridge_alphas: tuple[float, ...] = DEFAULT_RIDGE_ALPHAS
     tables: bool = True
+    interval_levels: tuple[float, ...] = (0.8, 0.95)
+    intervals_per_series: bool = False
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> EvaluationOptions:
@@ -73,6 +83,8 @@ class EvaluationOptions:
                 f"unknown evaluation option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
             )
         options = cls(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in node.items()})
+        levels = check_interval_levels(options.interval_levels, "evaluation.interval_levels")
+        options = replace(options, interval_levels=levels)
         bad = sorted(set(options.baselines) - set(BASELINES))
         if bad:
             raise UserError(
@@ -253,19 +265,37 @@ def evaluate_windows(
     index: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     options: EvaluationOptions | None = None,
+    calibration: WindowForecasts | None = None,
 ) -> tuple[SplitScores, WindowForecasts, dict[str, np.ndarray]]:
     """Forecast the windows ``index`` (default all) of ``windows`` with the model and the baselines; score.
+
+    With ``options.interval_levels``, the forecasts get conformal intervals calibrated on
+    ``calibration`` (the model's forecasts of the validation windows; computed when not given) and the
+    scores their coverage and width.
 
     Returns
     -------
     tuple
         ``(scores, the model's forecasts, {baseline: [N, H] scaled forecasts})``.
     """
+    options = options or EvaluationOptions()
     datamodule.setup("test")
     forecasts = predict_windows(net, windows, datamodule.eval_batch_size, device, index)
     baselines, settings = baseline_forecasts(forecasts, datamodule, windows, index, options)
     scores = score_models(forecasts, datamodule, prefix, baselines)
     scores.metrics.update(settings)
+    if options.interval_levels:
+        if calibration is None:
+            calibration = predict_windows(net, datamodule.windows["val"], datamodule.eval_batch_size, device)
+        intervals = ConformalIntervals.calibrate(
+            calibration,
+            options.interval_levels,
+            options.intervals_per_series,
+            datamodule.num_series,
+            skip_uncalibrated=True,
+        )
+        forecasts = intervals.apply(forecasts)
+        scores.metrics.update(interval_metrics(forecasts, datamodule.inverse_values, prefix))
     return scores, forecasts, baselines
 
 

@@ -3,6 +3,9 @@
 ``series``, ``timestamp`` (of the forecast step), ``step`` (1..H), ``prediction`` and ``actual``
 (original units; NaN where the step lies past the data), one row per window and horizon step, in
 window order. Apps add their own columns beside them (a backtest's ``origin`` and baselines).
+
+Forecasts with intervals add ``lo-80``, ``hi-80``, ``lo-95``, ``hi-95`` ... (one pair per coverage
+level, Nixtla's convention), and a quantile model's own quantiles ``q0.1``, ``q0.5`` ... (original units).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.evaluation.intervals import interval_columns, quantile_column
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts
 
 FORECAST_COLUMNS = ("series", "timestamp", "step", "prediction", "actual")
@@ -50,6 +54,8 @@ def forecast_table(
         The data and its scaler.
     extra : dict, optional
         More ``[N, H]`` scaled forecasts (baselines), written as columns of their own.
+
+    Interval and quantile columns are written when ``forecasts`` holds them.
     """
     num_windows, horizon = forecasts.prediction.shape
     series = forecasts.series_index.astype(np.int64)[:, None]  # [N, 1]
@@ -67,6 +73,11 @@ def forecast_table(
             "actual": actual,
         }
     )
-    for name, values in (extra or {}).items():
+    columns = {}
+    for level, (lo, hi) in sorted(forecasts.intervals.items()):
+        columns.update(dict(zip(interval_columns(level), (lo, hi), strict=True)))
+    for position, level in enumerate(forecasts.quantile_levels):
+        columns[quantile_column(level)] = forecasts.quantiles[..., position]
+    for name, values in {**columns, **(extra or {})}.items():
         table[name] = datamodule.inverse_values(values, series).ravel()
     return table

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from lstm_forecast.data.windows import Windows
+from lstm_forecast.models.quantiles import point_forecast
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class WindowForecasts:
         ``[N]`` series of each window, from 0.
     target_row : ndarray
         ``[N]`` data row of the first forecast step.
+    quantiles : ndarray or None
+        ``[N, H, Q]`` scaled quantile forecasts of a quantile model (None for a point model).
+    quantile_levels : tuple of float
+        The ``Q`` levels of ``quantiles``.
+    intervals : dict
+        ``{level: (lo [N, H], hi [N, H])}`` scaled prediction intervals (see
+        :mod:`lstm_forecast.evaluation.intervals`); empty until calibrated.
     """
 
     prediction: np.ndarray
@@ -34,6 +42,22 @@ class WindowForecasts:
     last_value: np.ndarray
     series_index: np.ndarray
     target_row: np.ndarray
+    quantiles: np.ndarray | None = None
+    quantile_levels: tuple[float, ...] = ()
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def subset(self, index: np.ndarray) -> WindowForecasts:
+        """The forecasts of windows ``index [M]`` (positions in these forecasts)."""
+        return WindowForecasts(
+            prediction=self.prediction[index],
+            target=None if self.target is None else self.target[index],
+            last_value=self.last_value[index],
+            series_index=self.series_index[index],
+            target_row=self.target_row[index],
+            quantiles=None if self.quantiles is None else self.quantiles[index],
+            quantile_levels=self.quantile_levels,
+            intervals={level: (lo[index], hi[index]) for level, (lo, hi) in self.intervals.items()},
+        )
 
 
 @torch.no_grad()
@@ -46,9 +70,13 @@ def predict_windows(
 ) -> WindowForecasts:
     """Forecast every window of ``windows`` once, in order, with ``net`` in eval mode.
 
+    ``net`` maps ``(x, series_id, static, x_future)`` to ``[B, H]`` point forecasts, or to ``[B, H, Q]``
+    quantiles when it has non-empty ``quantile_levels`` (a quantile
+    :class:`~lstm_forecast.models.module.ForecastModule`); the point forecast is then derived from them.
     ``index [N]`` (window indices) restricts the forecasts to those windows, in that order, e.g. the
     strided origins of a backtest.
     """
+    levels = tuple(getattr(net, "quantile_levels", ()))
     device = torch.device(device) if device is not None else next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -58,6 +86,7 @@ def predict_windows(
         "last_value": [],
         "series": [],
         "row": [],
+        "quantiles": [],
     }
     try:
         index = torch.arange(len(windows)) if index is None else index
@@ -66,7 +95,12 @@ def predict_windows(
             x = batch["x"].to(device)
             static = batch["static"].to(device) if "static" in batch else None
             future = batch["x_future"].to(device) if "x_future" in batch else None
-            chunks["prediction"].append(net(x, batch["series_id"].to(device), static, future).float().cpu())
+            series_id = batch["series_id"].to(device)  # [B]
+            output = net(x, series_id, static, future).float().cpu()  # [B, H] or [B, H, Q]
+            if levels:
+                chunks["quantiles"].append(output)
+                output = point_forecast(output, levels)  # [B, H]
+            chunks["prediction"].append(output)
             chunks["last_value"].append(batch["x"][:, -1, -1].cpu())
             chunks["series"].append(batch["series_id"].cpu() - 1)
             chunks["row"].append(batch["target_row"].cpu())
@@ -84,4 +118,6 @@ def predict_windows(
         last_value=stack("last_value"),
         series_index=stack("series"),
         target_row=stack("row"),
+        quantiles=stack("quantiles").reshape(len(index), -1, len(levels)) if levels else None,
+        quantile_levels=levels,
     )

@@ -92,7 +92,7 @@ def backtest(cfg: DictConfig) -> dict[str, Any]:
     lo, hi = period_bounds(datamodule, cfg.split, cfg.get("start"), cfg.get("end"))
     windows = origin_windows(datamodule, lo, hi, cfg.stride)
     scores, forecasts, baselines = evaluate_windows(
-        loaded.module.net, datamodule, windows, "backtest", device=loaded.device, options=options
+        loaded.module, datamodule, windows, "backtest", device=loaded.device, options=options
     )
     table = forecast_table(forecasts, datamodule, extra=baselines)
     origins = table.loc[table["step"] == 1, "timestamp"]

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_forecast.data.datamodule import ForecastDataModule, check_same_names
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.frame import check_same_names
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.checkpoint import DATAMODULE_STATE_KEYS, module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import ForecastModule
@@ -27,12 +29,13 @@ def datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def datamodule_from_checkpoint(
-    checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None
+    checkpoint: dict[str, Any], overrides: dict[str, Any] | None = None, table: pd.DataFrame | None = None
 ) -> ForecastDataModule:
     """The training data config with ``overrides`` applied, holding the fitted scaler.
 
     A ``source`` override of the same kind updates the training source; one of another kind
-    replaces it.
+    replaces it. ``table``, when given, holds the source's rows in memory (a DataFrame read with the
+    source's column roles, in place of its file).
     """
     hparams = dict(checkpoint["datamodule_hyper_parameters"])
     for key, value in (overrides or {}).items():
@@ -41,6 +44,8 @@ def datamodule_from_checkpoint(
         else:
             hparams[key] = value
     datamodule = ForecastDataModule(**hparams)
+    if table is not None:
+        datamodule.use_table(table)
     state = datamodule_state(checkpoint)
     datamodule.load_state_dict(state)
     check_same_names(
@@ -111,13 +116,16 @@ class LoadedModel:
 
 
 def load_model(
-    cfg: DictConfig, source_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    cfg: DictConfig,
+    source_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    table: pd.DataFrame | None = None,
 ) -> LoadedModel:
     """Everything a checkpoint app needs, from its config: ``ckpt_path`` or ``run``, ``device``,
     ``num_threads`` and the ``data.*`` overrides.
 
     ``source_for(trained_source)`` may rewrite the ``data.source`` override (predict reads a file
-    even for a model trained on data it did not read from a file).
+    even for a model trained on data it did not read from a file). ``table`` holds the data's rows
+    in memory (the Python API's DataFrame), in place of the source's file.
     """
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -130,5 +138,5 @@ def load_model(
             checkpoint["datamodule_hyper_parameters"]["source"], overrides["source"]
         )
     module = module_from_checkpoint(checkpoint).to(device)
-    datamodule = datamodule_from_checkpoint(checkpoint, overrides)
+    datamodule = datamodule_from_checkpoint(checkpoint, overrides, table)
     return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint))

@@ -190,13 +190,17 @@ def forecast_future(
     already forecast values (the training window layout); a model emitting ``model_horizon`` steps
     per pass advances by that many. Calendar features of the future timestamps are computed; the
     user's own extra columns come from ``future`` (see :func:`future_user_extras`), needed for the
-    steps fed back as context and, for future-known columns, for every forecast step.
+    steps fed back as context and, for future-known columns, for every forecast step. ``net`` is a
+    network or a :class:`~lstm_forecast.models.module.ForecastModule` (see
+    :func:`~lstm_forecast.evaluation.window_forecasts.predict_windows`).
 
     Returns
     -------
     WindowForecasts
         One window per series: ``[M, horizon]`` scaled forecasts, ``target_row`` one past the series'
-        last row (see :func:`~lstm_forecast.evaluation.tables.forecast_table`).
+        last row (see :func:`~lstm_forecast.evaluation.tables.forecast_table`); a quantile model's
+        ``[M, horizon, Q]`` quantiles of the first pass (NaN after it: later passes are conditional on
+        the point forecasts fed back, not on the quantiles).
     """
     if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
         raise UserError(f"horizon must be a positive integer (steps after the data), got {horizon!r}")
@@ -206,16 +210,20 @@ def forecast_future(
     # Each series now ends with ``horizon`` rows to fill; its first one is padded row ``start``.
     start = arrays.padded_rows(series, frame.lengths[series])  # [M]
     forecast = np.empty((len(series), horizon), dtype=np.float32)
+    quantiles = None
     for step in range(0, horizon, model_horizon):
         windows = datamodule.window_set(
             arrays, torch.from_numpy(start + step), model_horizon, with_target=False
         )
-        predicted = predict_windows(net, windows, datamodule.eval_batch_size, device).prediction
+        predicted = predict_windows(net, windows, datamodule.eval_batch_size, device)
         take = min(model_horizon, horizon - step)
-        forecast[:, step : step + take] = predicted[:, :take]
+        forecast[:, step : step + take] = predicted.prediction[:, :take]
+        if step == 0 and predicted.quantiles is not None:
+            quantiles = np.full((len(series), horizon, predicted.quantiles.shape[-1]), np.nan, np.float32)
+            quantiles[:, :take] = predicted.quantiles[:, :take]
         # The forecasts become context of the next pass.
         arrays.values[torch.from_numpy(start[:, None] + step + np.arange(take))] = torch.from_numpy(
-            predicted[:, :take]
+            predicted.prediction[:, :take]
         ).to(arrays.values.device)
     return WindowForecasts(
         prediction=forecast,
@@ -223,4 +231,6 @@ def forecast_future(
         last_value=np.zeros(len(series), dtype=np.float32),
         series_index=series,
         target_row=frame.offsets[series + 1],
+        quantiles=quantiles,
+        quantile_levels=predicted.quantile_levels,
     )

@@ -1,4 +1,5 @@
-"""A PNG of a prediction run: history, one-step predictions, the forecast and known actuals."""
+"""A PNG of a prediction run: history, one-step predictions, the forecast, its intervals and known
+actuals."""
 
 from __future__ import annotations
 
@@ -6,10 +7,34 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.files import write_atomic
+
+
+def interval_levels_of(table: pd.DataFrame) -> list[str]:
+    """Levels (``"80"``, ``"95"``) of the ``lo-<level>`` / ``hi-<level>`` columns of a forecast table,
+    widest first (drawn first, so the narrower bands lie on top)."""
+    levels = [
+        column[3:] for column in table.columns if column.startswith("lo-") and f"hi-{column[3:]}" in table
+    ]
+    return sorted(levels, key=float, reverse=True)
+
+
+def draw_bands(ax: Axes, rows: pd.DataFrame, levels: list[str], color: str, label: str) -> None:
+    """Shade each interval of the forecast-table ``rows`` (levels widest first), labelled once per level."""
+    for shade, level in enumerate(levels):
+        ax.fill_between(
+            rows["timestamp"],
+            rows[f"lo-{level}"],
+            rows[f"hi-{level}"],
+            color=color,
+            alpha=0.15 + 0.15 * shade,
+            linewidth=0,
+            label=f"{label} {level}%",
+        )
 
 
 def plot_forecasts(
@@ -29,9 +54,10 @@ def plot_forecasts(
     frame : SeriesFrame
         The observed data (history, original units).
     predictions : DataFrame
-        Window predictions (the forecast table); the first step is drawn.
+        Window predictions (the forecast table); the first step is drawn, with its intervals
+        (``lo-80``, ``hi-80`` ...) as bands when the table has them.
     forecast : DataFrame, optional
-        Forecast past the data (``timestamp, series, prediction[, actual]``).
+        Forecast past the data (``timestamp, series, prediction[, actual, lo-80, hi-80 ...]``).
     max_series : int
         Panels drawn.
     history : int
@@ -41,6 +67,7 @@ def plot_forecasts(
     observed_values = frame.wide_values(drawn)
     names = list(observed_values.columns)
     predictions = predictions[predictions["step"] == 1]
+    levels = interval_levels_of(predictions)
     figure = Figure(figsize=(10, 2.6 * len(names)), layout="constrained")
     axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
     for ax, name in zip(axes, names, strict=True):
@@ -50,12 +77,14 @@ def plot_forecasts(
         observed = known[known.index >= start]
         ax.plot(observed.index, observed.to_numpy(), color="black", linewidth=1.0, label="actual")
         shown = predictions[(predictions["series"] == name) & (predictions["timestamp"] >= start)]
+        draw_bands(ax, shown, levels, "tab:blue", "interval")
         ax.plot(shown["timestamp"], shown["prediction"], color="tab:blue", linewidth=1.0, label="prediction")
         if forecast is not None:
             ahead = forecast[forecast["series"] == name]
             # Start the forecast line at the last observation so it reads as a continuation.
             times = [end, *ahead["timestamp"]]
             values = [known.iloc[-1], *ahead["prediction"]]
+            draw_bands(ax, ahead, interval_levels_of(ahead), "tab:orange", "forecast")
             ax.plot(times, values, color="tab:orange", linewidth=1.4, label="forecast")
             if "actual" in ahead and ahead["actual"].notna().any():
                 ax.plot(

@@ -1,7 +1,9 @@
-"""The LightningModule ("system"): loss, metrics and optimiser around :class:`EmbeddingBiLSTM`."""
+"""The LightningModule ("system"): loss, metrics and optimiser around the network its
+``architecture`` names (:class:`EmbeddingBiLSTM` or :class:`SegmentBiLSTM`)."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,7 +13,15 @@ from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
 
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.net import EmbeddingBiLSTM
+from lstm_forecast.models.quantiles import (
+    LOSSES,
+    check_quantile_levels,
+    monotone_quantiles,
+    pinball_loss,
+    point_forecast,
+)
 from lstm_forecast.models.ridge import RidgeBaseline
+from lstm_forecast.models.segment_net import SegmentBiLSTM
 
 Batch = dict[str, torch.Tensor]
 
@@ -20,9 +30,29 @@ Batch = dict[str, torch.Tensor]
 CHECKPOINT_FORMAT_KEY = "lstm_forecast_format"
 CHECKPOINT_FORMAT = 1
 
+# model.architecture -> the network. Checkpoints written before the key existed hold a bilstm.
+NETWORKS: dict[str, type[nn.Module]] = {"bilstm": EmbeddingBiLSTM, "seg_bilstm": SegmentBiLSTM}
+
+
+def build_network(architecture: str, net: dict[str, Any], **from_data: Any) -> nn.Module:
+    """The network ``architecture`` names, built from the ``model.net`` options ``net`` and the sizes
+    that come from the data and the model (``num_series``, ``horizon``...); unknown options are
+    refused in one line."""
+    if architecture not in NETWORKS:
+        raise UserError(f"model.architecture must be one of {list(NETWORKS)}, got {architecture!r}")
+    network = NETWORKS[architecture]
+    accepted = set(inspect.signature(network).parameters) - set(from_data)
+    unknown = sorted(set(net) - accepted)
+    if unknown:
+        raise UserError(
+            f"model.net.{unknown[0]} is not an option of model.architecture={architecture}; "
+            f"remove it (options: {', '.join(sorted(accepted))})"
+        )
+    return network(**from_data, **net)
+
 
 class ForecastModule(pl.LightningModule):
-    """MSE-trained forecaster. Hyperparameters are plain data, so checkpoints load with
+    """MSE- or quantile-trained forecaster. Hyperparameters are plain data, so checkpoints load with
     ``torch.load(weights_only=True)``.
 
     Gradient clipping, early stopping and checkpointing are Trainer and callback config, not code here.
@@ -34,7 +64,11 @@ class ForecastModule(pl.LightningModule):
     horizon : int
         Steps predicted at once.
     net : dict
-        Keyword arguments of :class:`EmbeddingBiLSTM` (sizes, dropout).
+        Keyword arguments of the network (sizes, dropout...).
+    architecture : {"bilstm", "seg_bilstm"}
+        The network: :class:`EmbeddingBiLSTM` (the method) or :class:`SegmentBiLSTM`.
+    window_size : int or None
+        Steps per window, from the data (``seg_bilstm`` and ``net.recurrent=linear`` need it).
     lr, weight_decay : float
         Adam's learning rate and L2 weight decay.
     highway_init : {"random", "least_squares"}
@@ -42,6 +76,7 @@ class ForecastModule(pl.LightningModule):
         on the training windows before the first step (ridge, regularisation chosen on validation) and
         zeroes the dense head, so training starts at the linear model and the LSTM learns what it
         misses (a zero-initialised residual branch). ``random``: PyTorch's default initialisation.
+        Highways are ``bilstm``'s only.
     freeze_highway : bool
         Keep a least-squares highway fixed during training, so the network fits only the linear
         model's residuals (the hybrid of Zhang 2003). Adam moves every weight by about ``lr`` a step
@@ -51,6 +86,13 @@ class ForecastModule(pl.LightningModule):
     num_future_features : int
         Future-known features per forecast step of the data (``data.future_columns`` and the calendar
         features); batches then carry ``x_future``. 0: the method's net.
+    loss : {"mse", "quantile"}
+        ``mse``: one output per step, the method. ``quantile``: one output per level of ``quantiles``
+        (the net's ``outputs_per_step``), sorted so they never cross, trained with the pinball loss;
+        the point forecast is the 0.5 quantile, or the mean of the quantiles without one.
+    quantiles : list of float or None
+        Levels in (0, 1), sorted without repeats, e.g. ``[0.1, 0.5, 0.9]``; read only with
+        ``loss=quantile``.
     """
 
     def __init__(
@@ -65,19 +107,37 @@ class ForecastModule(pl.LightningModule):
         highway_init: str = "random",
         freeze_highway: bool = False,
         num_future_features: int = 0,
+        architecture: str = "bilstm",
+        window_size: int | None = None,
+        loss: str = "mse",
+        quantiles: list[float] | None = None,
     ) -> None:
         super().__init__()
         if highway_init not in ("random", "least_squares"):
             raise UserError(f"model.highway_init must be random or least_squares, got {highway_init!r}")
+        if architecture != "bilstm" and (highway_init != "random" or freeze_highway):
+            raise UserError(
+                f"model.highway_init and model.freeze_highway are options of model=bilstm, not of "
+                f"model.architecture={architecture}; remove them"
+            )
+        if loss not in LOSSES:
+            raise UserError(f"model.loss must be one of {list(LOSSES)}, got {loss!r}")
+        # Empty for a point (MSE) model; the levels of the last output axis for a quantile model.
+        self.quantile_levels: tuple[float, ...] = (
+            check_quantile_levels(quantiles) if loss == "quantile" else ()
+        )
         # logger=False: the run logs hyperparameters once, with the final metrics.
         self.save_hyperparameters(logger=False)
-        self.net = EmbeddingBiLSTM(
-            num_series,
-            num_features,
+        self.net = build_network(
+            architecture,
+            net or {},
+            num_series=num_series,
+            num_features=num_features,
             horizon=horizon,
             static_cardinalities=static_cardinalities,
             num_future_features=num_future_features,
-            **(net or {}),
+            window_size=window_size,
+            outputs_per_step=max(len(self.quantile_levels), 1),
         )
         if highway_init == "least_squares" and self.net.highway is None:
             raise UserError("model.highway_init=least_squares needs a highway: set model.net.highway_window")
@@ -92,7 +152,7 @@ class ForecastModule(pl.LightningModule):
         # nan_strategy="disable": the default NaN check reads the GPU every step (a host sync);
         # a NaN loss still shows, as a NaN epoch mean.
         self.train_loss = MeanMetric(nan_strategy="disable")
-        self.val_loss = MeanSquaredError()
+        self.val_loss = MeanSquaredError() if loss == "mse" else MeanMetric(nan_strategy="disable")
         self.val_loss_best = MinMetric()
         self._resumed_val_loss_best: torch.Tensor | None = None
 
@@ -104,13 +164,25 @@ class ForecastModule(pl.LightningModule):
         x_future: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x [B, W, F]``, ``series_id [B]``, optional ``static [B, K]`` and ``x_future [B, H, Ff]``
-        -> scaled forecasts ``[B, H]``."""
-        return self.net(x, series_id, static, x_future)
+        -> scaled forecasts: ``[B, H]`` for a point model, non-crossing quantiles ``[B, H, Q]``
+        (levels :attr:`quantile_levels`) for a quantile model."""
+        output = self.net(x, series_id, static, x_future)  # [B, H] or [B, H, Q]
+        if not self.quantile_levels:
+            return output
+        if output.dim() == 2:  # one level: the net's [B, H] convention for Q = 1
+            output = output.unsqueeze(-1)  # [B, H, 1]
+        return monotone_quantiles(output)  # [B, H, Q]
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``."""
-        preds = self(batch["x"], batch["series_id"], batch.get("static"), batch.get("x_future"))
-        return self.loss_fn(preds, batch["y"]), preds, batch["y"]
+        """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``; a quantile
+        model's ``preds`` are its point forecasts."""
+        output = self(
+            batch["x"], batch["series_id"], batch.get("static"), batch.get("x_future")
+        )  # [B, H] or [B, H, Q]
+        if not self.quantile_levels:
+            return self.loss_fn(output, batch["y"]), output, batch["y"]
+        loss = pinball_loss(output, batch["y"], self.quantile_levels)
+        return loss, point_forecast(output, self.quantile_levels), batch["y"]
 
     def on_train_start(self) -> None:
         if self.hparams.highway_init == "least_squares" and self.trainer.ckpt_path is None:
@@ -155,8 +227,11 @@ class ForecastModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        _, preds, target = self.model_step(batch)
-        self.val_loss(preds, target)
+        loss, preds, target = self.model_step(batch)
+        if self.quantile_levels:  # val/loss is the loss trained on: the pinball loss
+            self.val_loss(loss, weight=target.numel())
+        else:
+            self.val_loss(preds, target)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:

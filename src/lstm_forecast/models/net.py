@@ -11,20 +11,67 @@ from torch import nn
 from lstm_forecast.errors import UserError
 
 WINDOW_NORMS = ("none", "last", "standard")
+# What computes the summary of the window: the BiLSTM, or (an ablation) a linear map of the same inputs.
+RECURRENT_PARTS = ("lstm", "linear")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_positive_int(key: str, value: Any) -> None:
+def check_positive_int(key: str, value: Any) -> None:
     if not (_is_int(value) and value >= 1):
         raise UserError(f"{key} must be a positive integer, got {value!r}")
 
 
-def _check_bool(key: str, value: Any) -> None:
+def check_bool(key: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise UserError(f"{key} must be true or false, got {value!r}")
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise UserError(f"{key} must be one of {list(choices)}, got {value!r}")
+
+
+def check_dropout(value: Any) -> None:
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1):
+        raise UserError(f"model.net.dropout must be a number in [0, 1), got {value!r}")
+
+
+def check_future_features(value: Any) -> None:
+    if not _is_int(value) or value < 0:
+        raise UserError(
+            "num_future_features (future-known features per step in the data) must be 0 or more, "
+            f"got {value!r}"
+        )
+
+
+def window_reference(values: torch.Tensor, window_norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
+    if window_norm == "last":
+        return values[:, -1:], torch.ones_like(values[:, -1:])
+    if window_norm == "standard":
+        mean = values.mean(dim=1, keepdim=True)
+        # The epsilon keeps flat (or zero-padded) windows finite, as RevIN does.
+        return mean, torch.sqrt(values.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
+    return torch.zeros_like(values[:, -1:]), torch.ones_like(values[:, -1:])
+
+
+def series_conditioning(
+    embedding: nn.Embedding | None,
+    static_embeddings: nn.ModuleList,
+    series_id: torch.Tensor,
+    static: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """The series embedding and the static embeddings side by side: ``[B, D + K * Ds]``, or None
+    when the net has neither (univariate data without static columns)."""
+    tables = [embedding(series_id)] if embedding is not None else []  # [B, D]
+    if len(static_embeddings):
+        if static is None:
+            raise ValueError("this net has static embeddings: pass static [B, K]")
+        tables += [table(static[:, k]) for k, table in enumerate(static_embeddings)]  # [B, Ds] each
+    return torch.cat(tables, dim=-1) if tables else None  # [B, D + K * Ds]
 
 
 class Highway(nn.Module):
@@ -106,6 +153,20 @@ class EmbeddingBiLSTM(nn.Module):
     num_future_features : int
         Features per forecast step in ``x_future`` (future-known columns and calendar features, from
         the data); 0 (the default) is the method's net, with the same parameters and outputs.
+    recurrent : {"lstm", "linear"}
+        ``lstm``: the method. ``linear`` (an ablation, to show what the LSTM adds): the BiLSTM stack is
+        replaced by one linear map of the same inputs, the flattened window ``[W x (F + D)]``, to a
+        summary of the same size ``[2U]`` (``num_lstm_layers`` then unused).
+    window_size : int or None
+        Steps per window (from the data): needed by ``recurrent=linear``, and checked against
+        ``highway_window`` when given.
+    outputs_per_step : int
+        Outputs per forecast step (``Q``): 1 (the method) returns ``[B, H]``; more returns the raw
+        ``[B, H, Q]`` (e.g. one per quantile), ``window_norm``'s reference, the highway and
+        ``last_value_skip`` applied to each alike. What the ``Q`` outputs mean (and any ordering
+        between them) is the caller's business. With future-known features, step ``h``'s ``Q``
+        outputs all read step ``h``'s hidden vector (which its features shift), each through its own
+        head row: the features' effect is per (step, output).
     """
 
     def __init__(
@@ -125,6 +186,9 @@ class EmbeddingBiLSTM(nn.Module):
         static_cardinalities: list[int] | None = None,
         static_embedding_dim: int = 4,
         num_future_features: int = 0,
+        recurrent: str = "lstm",
+        window_size: int | None = None,
+        outputs_per_step: int = 1,
     ) -> None:
         super().__init__()
         # Each size named as its config key (num_series, num_features and static_cardinalities come
@@ -138,32 +202,38 @@ class EmbeddingBiLSTM(nn.Module):
             ("model.net.dense_size", dense_size),
             ("model.horizon", horizon),
             ("model.net.static_embedding_dim", static_embedding_dim),
+            ("outputs_per_step (model.quantiles)", outputs_per_step),
         ):
-            _check_positive_int(key, value)
-        if not (isinstance(dropout, numbers.Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
-            raise UserError(f"model.net.dropout must be a number in [0, 1), got {dropout!r}")
-        _check_bool("model.net.last_value_skip", last_value_skip)
-        _check_bool("model.net.highway_per_series", highway_per_series)
+            check_positive_int(key, value)
+        check_dropout(dropout)
+        check_bool("model.net.last_value_skip", last_value_skip)
+        check_bool("model.net.highway_per_series", highway_per_series)
         for cardinality in static_cardinalities or []:
-            _check_positive_int("static_cardinalities (codes per static column in the data)", cardinality)
-        if not isinstance(window_norm, str) or window_norm not in WINDOW_NORMS:
-            raise UserError(f"model.net.window_norm must be one of {list(WINDOW_NORMS)}, got {window_norm!r}")
+            check_positive_int("static_cardinalities (codes per static column in the data)", cardinality)
+        check_choice("model.net.window_norm", window_norm, WINDOW_NORMS)
+        check_choice("model.net.recurrent", recurrent, RECURRENT_PARTS)
+        if window_size is not None:
+            check_positive_int("window_size (data.window_size)", window_size)
+        elif recurrent == "linear":
+            raise UserError("model.net.recurrent=linear needs the window size: pass window_size")
         if last_value_skip and window_norm != "none":
             raise UserError(
                 "model.net.last_value_skip adds the last value that window_norm already adds back; "
                 "use one of them (last_value_skip=false or window_norm=none)"
             )
-        if not _is_int(num_future_features) or num_future_features < 0:
-            raise UserError(
-                "num_future_features (future-known features per step in the data) must be 0 or more, "
-                f"got {num_future_features!r}"
-            )
+        check_future_features(num_future_features)
         if not _is_int(highway_window) or highway_window < 0:
             raise UserError(
                 "model.net.highway_window must be 0 (off) or a positive number of steps, "
                 f"got {highway_window!r}"
             )
+        if window_size is not None and highway_window > window_size:
+            raise UserError(
+                f"model.net.highway_window={highway_window} is longer than the window "
+                f"(data.window_size={window_size}); use at most the window size"
+            )
         self.horizon = horizon
+        self.outputs_per_step = outputs_per_step
         self.window_norm = window_norm
         self.last_value_skip = last_value_skip
         self.embedding_dim = embedding_dim if num_series > 1 else 0
@@ -175,17 +245,23 @@ class EmbeddingBiLSTM(nn.Module):
         self.conditioning_dim = self.embedding_dim + static_embedding_dim * len(self.static_embeddings)
         # One multi-layer LSTM is the stack "BiLSTM -> dropout -> BiLSTM" (dropout between layers)
         # and runs as a single fused kernel (cuDNN on GPUs).
-        self.lstm = nn.LSTM(
-            input_size=self.conditioning_dim + num_features,
-            hidden_size=num_units,
-            num_layers=num_lstm_layers,
-            bidirectional=True,
-            batch_first=True,
-            dropout=dropout if num_lstm_layers > 1 else 0.0,
+        self.lstm = (
+            nn.LSTM(
+                input_size=self.conditioning_dim + num_features,
+                hidden_size=num_units,
+                num_layers=num_lstm_layers,
+                bidirectional=True,
+                batch_first=True,
+                dropout=dropout if num_lstm_layers > 1 else 0.0,
+            )
+            if recurrent == "lstm"
+            else None
         )
+        steps_in = (window_size or 0) * (self.conditioning_dim + num_features)
+        self.linear_summary = nn.Linear(steps_in, 2 * num_units) if recurrent == "linear" else None
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(2 * num_units + self.conditioning_dim, dense_size)
-        self.head = nn.Linear(dense_size, horizon)
+        self.head = nn.Linear(dense_size, horizon * outputs_per_step)
         # Each step's future-known features, into the dense layer's width (added before the tanh).
         self.future_proj = nn.Linear(num_future_features, dense_size) if num_future_features else None
         self.highway_window = highway_window
@@ -216,7 +292,8 @@ class EmbeddingBiLSTM(nn.Module):
         Returns
         -------
         Tensor
-            ``[B, H]`` scaled forecasts for steps ``t .. t+H-1``.
+            ``[B, H]`` scaled forecasts for steps ``t .. t+H-1``; ``[B, H, Q]`` with
+            ``outputs_per_step = Q > 1``.
         """
         values = x[..., -1]  # [B, W]
         offset, scale = self.window_reference(values)  # [B, 1] each
@@ -227,44 +304,44 @@ class EmbeddingBiLSTM(nn.Module):
                 f"windows of {x.shape[1]} steps are shorter than highway_window={self.highway_window}"
             )
         parts = [x]
-        tables = [self.embedding(series_id)] if self.embedding is not None else []  # [B, D]
-        if len(self.static_embeddings):
-            if static is None:
-                raise ValueError("this net has static embeddings: pass static [B, K]")
-            tables += [table(static[:, k]) for k, table in enumerate(self.static_embeddings)]  # [B, Ds]
-        if tables:
-            embedded = torch.cat(tables, dim=-1)  # [B, D + K * Ds]
+        embedded = series_conditioning(
+            self.embedding, self.static_embeddings, series_id, static
+        )  # [B, D + K * Ds]
+        if embedded is not None:
             parts.insert(0, embedded.unsqueeze(1).expand(-1, x.shape[1], -1))  # [B, W, D + K * Ds]
-        _, (h_n, _) = self.lstm(torch.cat(parts, dim=-1))  # h_n: [layers * 2, B, U]
-        summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # last layer, forward and backward: [B, 2U]
+        inputs = torch.cat(parts, dim=-1)  # [B, W, D + K * Ds + F]
+        if self.lstm is not None:
+            _, (h_n, _) = self.lstm(inputs)  # h_n: [layers * 2, B, U]
+            summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # last layer, forward and backward: [B, 2U]
+        else:
+            summary = self.linear_summary(inputs.flatten(1))  # [B, W * (D + K * Ds + F)] -> [B, 2U]
         summary = self.dropout(summary)
         if self.conditioning_dim:
             summary = torch.cat([summary, embedded], dim=-1)  # [B, 2U + D + K * Ds]
-        forecast = self.decode(self.dense(summary), x_future)  # [B, H]
+        forecast = self.decode(self.dense(summary), x_future)  # [B, H, Q]
         if self.highway is not None:
-            forecast = forecast + self.highway(x[:, -self.highway_window :, -1], series_id)
-        forecast = forecast * scale + offset
+            highway = self.highway(x[:, -self.highway_window :, -1], series_id)  # [B, H]
+            forecast = forecast + highway.unsqueeze(-1)  # [B, H, Q]
+        forecast = forecast * scale.unsqueeze(-1) + offset.unsqueeze(-1)  # [B, H, Q]
         if self.last_value_skip:
-            forecast = forecast + values[:, -1:]
-        return forecast
+            forecast = forecast + values[:, -1:].unsqueeze(-1)  # [B, H, Q]
+        return forecast.squeeze(-1) if self.outputs_per_step == 1 else forecast  # [B, H] or [B, H, Q]
 
     def decode(self, hidden: torch.Tensor, x_future: torch.Tensor | None) -> torch.Tensor:
         """The head: the dense layer's output ``hidden [B, Dd]`` (before its tanh), with the forecast
-        steps' ``x_future [B, H, Ff]`` when the net takes them, -> ``[B, H]``."""
+        steps' ``x_future [B, H, Ff]`` when the net takes them, -> ``[B, H, Q]``."""
+        batch, steps_out, outputs = hidden.shape[0], self.horizon, self.outputs_per_step
         if self.future_proj is None:
-            return self.head(torch.tanh(hidden))  # [B, Dd] -> [B, H]
+            forecast = self.head(torch.tanh(hidden))  # [B, Dd] -> [B, H * Q]
+            return forecast.view(batch, steps_out, outputs)  # [B, H, Q]
         if x_future is None:
             raise ValueError("this net takes future-known features: pass x_future [B, H, Ff]")
         steps = torch.tanh(hidden.unsqueeze(1) + self.future_proj(x_future))  # [B, H, Dd]
-        # Row h of the head reads step h's hidden vector: [B, H, Dd] * [H, Dd] summed -> [B, H]
-        return (steps * self.head.weight).sum(dim=-1) + self.head.bias
+        weight = self.head.weight.view(steps_out, outputs, -1)  # [H * Q, Dd] -> [H, Q, Dd]
+        bias = self.head.bias.view(steps_out, outputs)  # [H * Q] -> [H, Q]
+        # Rows (h, q) of the head read step h's hidden vector: [B, H, Dd] x [H, Q, Dd] -> [B, H, Q]
+        return torch.einsum("bhd,hqd->bhq", steps, weight) + bias
 
     def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
-        if self.window_norm == "last":
-            return values[:, -1:], torch.ones_like(values[:, -1:])
-        if self.window_norm == "standard":
-            mean = values.mean(dim=1, keepdim=True)
-            # The epsilon keeps flat (or zero-padded) windows finite, as RevIN does.
-            return mean, torch.sqrt(values.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
-        return torch.zeros_like(values[:, -1:]), torch.ones_like(values[:, -1:])
+        return window_reference(values, self.window_norm)

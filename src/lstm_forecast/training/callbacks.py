@@ -50,16 +50,26 @@ def log_epoch_scalars(pl_module: pl.LightningModule, metrics: dict[str, tuple[fl
 
 
 class RunEndCallback(Callback):
-    """A callback with something to log once the run has scored its best checkpoint on the test split."""
+    """A callback with something to log once the run has scored its best checkpoint on the test split.
+
+    Attributes
+    ----------
+    tensorboard_output : str or None
+        What it writes to TensorBoard only (figures, embeddings), named for the one line that says it is
+        skipped in a run without a TensorBoard logger; None when it writes nothing TensorBoard-only.
+    """
+
+    tensorboard_output: str | None = None
 
     def on_run_end(
         self,
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
-        """Called on rank 0 with the best weights loaded and ``test_forecasts`` of every test window."""
+        """Called on rank 0 with the best weights loaded and ``test_forecasts`` of every test window
+        (None when the run does not score the test split: ``test_after_fit=false``)."""
 
 
 # --------------------------------------------------------------------------------------------- scalars

@@ -86,7 +86,9 @@ def refuse_unsupported_precision(trainer: DictConfig) -> None:
     There oneDNN cannot build the LSTM and the fit dies with a low-level RuntimeError.
     """
     precision = str(trainer.get("precision", "32-true"))
-    if precision.startswith("bf16") and str(trainer.get("accelerator")) == "cpu" and not _cpu_supports_bf16():
+    accelerator = str(trainer.get("accelerator"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if precision.startswith("bf16") and on_cpu and not _cpu_supports_bf16():
         raise UserError(
             f"trainer.precision={precision} needs a GPU (Ampere or newer) or a CPU with bf16 instructions "
             "(AVX512-BF16, AMX), which this one lacks; use trainer.precision=32-true here"

@@ -17,6 +17,7 @@ import torch
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.baselines import persistence
+from lstm_forecast.evaluation.intervals import level_label, quantile_column
 from lstm_forecast.evaluation.metrics import forecast_metrics
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
@@ -69,13 +70,20 @@ def series_indices(names: list[str], wanted: list[str] | None, count: int) -> li
 
 def select_windows(forecasts: WindowForecasts, index: np.ndarray) -> WindowForecasts:
     """The forecasts of windows ``index [N]`` (positions in ``forecasts``)."""
-    return WindowForecasts(
-        prediction=forecasts.prediction[index],
-        target=None if forecasts.target is None else forecasts.target[index],
-        last_value=forecasts.last_value[index],
-        series_index=forecasts.series_index[index],
-        target_row=forecasts.target_row[index],
-    )
+    return forecasts.subset(index)
+
+
+def one_step_band(forecasts: WindowForecasts) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """``(lo [N], hi [N], label)`` (scaled) of the first step: the widest conformal interval, else a
+    quantile model's outermost quantiles (uncalibrated: validation epochs), else None."""
+    if forecasts.intervals:
+        level = max(forecasts.intervals)
+        lo, hi = forecasts.intervals[level]
+        return lo[:, 0], hi[:, 0], f"{level_label(level)}% interval"
+    if forecasts.quantiles is not None and len(forecasts.quantile_levels) > 1:
+        lo, hi = (quantile_column(forecasts.quantile_levels[i]) for i in (0, -1))
+        return forecasts.quantiles[:, 0, 0], forecasts.quantiles[:, 0, -1], f"model {lo} to {hi}"
+    return None
 
 
 class WindowSubset:
@@ -104,7 +112,8 @@ def forecast_figure(
     """Actual vs forecast of one series' windows, in original units, against time.
 
     ``forecasts`` holds ``[N, H]`` windows of a single series in time order. The line is the one-step-ahead
-    forecast; with ``H > 1`` the ``H``-steps-ahead forecast is drawn as well, at the time it forecasts.
+    forecast, shaded with its band (:func:`one_step_band`); with ``H > 1`` the ``H``-steps-ahead forecast
+    is drawn as well, at the time it forecasts.
     """
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
@@ -119,6 +128,10 @@ def forecast_figure(
     figure = new_figure(*size, dpi)
     axes = figure.add_subplot()
     axes.plot(first, actual[:, 0], color="black", linewidth=1.0, label="actual")
+    band = one_step_band(forecasts)
+    if band is not None:
+        lo, hi = (datamodule.inverse_values(bound[:, None], series)[:, 0] for bound in band[:2])
+        axes.fill_between(first, lo, hi, color="tab:orange", alpha=0.25, linewidth=0, label=band[2])
     axes.plot(first, prediction[:, 0], color="tab:orange", linewidth=1.0, label="forecast, 1 step ahead")
     if horizon > 1:
         last = timestamps[forecasts.target_row + horizon - 1].to_numpy()
@@ -164,6 +177,8 @@ class ForecastFigures(RunEndCallback):
     dpi : int
         Pixels per inch.
     """
+
+    tensorboard_output = "forecast figures"
 
     def __init__(
         self,
@@ -232,7 +247,7 @@ class ForecastFigures(RunEndCallback):
         series_index = windows.series_index()
         index = np.concatenate([self._window_index(series_index, series) for series in self._indices])
         forecasts = predict_windows(
-            pl_module.net, WindowSubset(windows, torch.from_numpy(index)), datamodule.eval_batch_size
+            pl_module, WindowSubset(windows, torch.from_numpy(index)), datamodule.eval_batch_size
         )
         self._log_figures(
             writer, forecasts, datamodule, "val", f"epoch {trainer.current_epoch}", trainer.global_step
@@ -243,10 +258,10 @@ class ForecastFigures(RunEndCallback):
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
         writer = tensorboard_writer(trainer)
-        if writer is None:
+        if writer is None or test_forecasts is None:
             return
         if not self._indices:
             self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
@@ -314,6 +329,8 @@ class SeriesErrorChart(RunEndCallback):
         Pixels per inch.
     """
 
+    tensorboard_output = "the per-series error chart"
+
     def __init__(self, max_series: int = 40, dpi: int = 80) -> None:
         if not isinstance(max_series, int) or max_series < 1:
             raise UserError(f"series_error_chart.max_series must be a positive integer, got {max_series!r}")
@@ -325,10 +342,10 @@ class SeriesErrorChart(RunEndCallback):
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
         writer = tensorboard_writer(trainer)
-        if writer is None:
+        if writer is None or test_forecasts is None:
             return
         model_mse, baseline_mse = per_series_mse_z(test_forecasts, datamodule)
         figure = series_error_figure(
@@ -352,6 +369,8 @@ class EmbeddingProjector(RunEndCallback):
         The embedding's name in the projector.
     """
 
+    tensorboard_output = "the embedding projector"
+
     def __init__(self, tag: str = "series_embedding") -> None:
         self.tag = tag
 
@@ -360,7 +379,7 @@ class EmbeddingProjector(RunEndCallback):
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
-        test_forecasts: WindowForecasts,
+        test_forecasts: WindowForecasts | None,
     ) -> None:
         writer = tensorboard_writer(trainer)
         embedding = getattr(module.net, "embedding", None)

@@ -157,7 +157,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     """Reject model and trainer values that would otherwise fail deep inside PyTorch or Lightning.
 
     Only keys no constructor checks: the net's sizes and options (``model.net.*``) are checked by
-    :class:`~lstm_forecast.models.net.EmbeddingBiLSTM`, the data's by the datamodule.
+    the network (:class:`~lstm_forecast.models.net.EmbeddingBiLSTM`,
+    :class:`~lstm_forecast.models.segment_net.SegmentBiLSTM`), the data's by the datamodule.
     """
 
     def get(key: str) -> Any:

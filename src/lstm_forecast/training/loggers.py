@@ -1,8 +1,10 @@
-"""The end of a run in the loggers: test metrics, hyperparameters with the final metrics, the run-end
-figures and embeddings, all in the run's one TensorBoard event file."""
+"""The end of a run in the loggers: test metrics and hyperparameters in every logger; in TensorBoard the
+hyperparameters with the final metrics (the HParams tab), the run-end figures and embeddings, all in the
+run's one event file."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -11,16 +13,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.saving import save_hparams_to_yaml
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lstm_forecast.files import write_atomic
 from lstm_forecast.training.callbacks import RunEndCallback
+from lstm_forecast.training.distributed import is_rank_zero
 
 if TYPE_CHECKING:
     from lstm_forecast.data.datamodule import ForecastDataModule
     from lstm_forecast.evaluation.window_forecasts import WindowForecasts
     from lstm_forecast.models.module import ForecastModule
+
+log = logging.getLogger(__name__)
 
 # The HParams tab's metric columns: what a sweep is compared on.
 HPARAM_METRICS = ("val/loss_best", "val/mse_z", "test/mse_z", "test/mae_z")
@@ -52,6 +57,42 @@ class RunTensorBoardLogger(TensorBoardLogger):
             write_atomic(path, lambda tmp: save_hparams_to_yaml(tmp, self.hparams))
 
 
+class RunMLFlowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger, writing to a local file store (``tracking_uri: file:...``) without a server.
+
+    MLflow 3 keeps its file store in maintenance mode and refuses to open one unless
+    ``MLFLOW_ALLOW_FILE_STORE`` is true; a ``file:`` URI is this logger's purpose, so it sets that
+    variable (unless the environment already sets it). Metric names with ``@`` (``test/mse_z@1``, the
+    error at one horizon step), a character MLflow refuses, are logged as ``test/mse_z_at_1``:
+    Lightning would drop the ``@`` with one warning per name.
+    """
+
+    def __init__(self, *args: Any, tracking_uri: str | None = None, **kwargs: Any) -> None:
+        if tracking_uri is not None and tracking_uri.startswith("file:"):
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        super().__init__(*args, tracking_uri=tracking_uri, **kwargs)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics({name.replace("@", "_at_"): value for name, value in metrics.items()}, step)
+
+
+def report_skipped_tensorboard_outputs(trainer: pl.Trainer) -> None:
+    """Say in one info line (rank 0) which outputs the run leaves out for want of a TensorBoard logger."""
+    if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers) or not is_rank_zero():
+        return
+    skipped = [
+        callback.tensorboard_output
+        for callback in trainer.callbacks
+        if isinstance(callback, RunEndCallback) and callback.tensorboard_output
+    ]
+    if skipped:
+        log.info(
+            "no TensorBoard logger: skipping %s (TensorBoard only; logger=many writes TensorBoard and CSV)",
+            ", ".join(skipped),
+        )
+
+
 def overridden_hparams(cfg: DictConfig) -> dict[str, Any]:
     """Scalar config keys and config group choices set on the command line (what a sweep varies).
 
@@ -78,15 +119,17 @@ def log_run_end(
     trainer: pl.Trainer,
     module: ForecastModule,
     datamodule: ForecastDataModule,
-    test_forecasts: WindowForecasts,
+    test_forecasts: WindowForecasts | None,
     metrics: dict[str, Any],
     hparams: dict[str, Any],
 ) -> None:
     """On rank 0, after the best checkpoint is scored: log what the fit did not, then close the loggers.
 
-    The test and baseline metrics go in as scalars at the final step; the hyperparameters once, with
+    Every logger gets the test and baseline metrics and :data:`HPARAM_METRICS` as metrics at the final
+    step, and the hyperparameters once. A TensorBoard logger gets the hyperparameters paired with
     :data:`HPARAM_METRICS` (their values are those scalars' last points, so the HParams tab and the
-    Scalars tab agree); then each :class:`~lstm_forecast.training.callbacks.RunEndCallback` logs its figures.
+    Scalars tab agree); then each :class:`~lstm_forecast.training.callbacks.RunEndCallback` logs its figures
+    (to TensorBoard, skipped without it).
     """
     step = trainer.global_step
     final = {k: metrics[k] for k in HPARAM_METRICS if isinstance(metrics.get(k), float | int)}
@@ -96,8 +139,13 @@ def log_run_end(
         if isinstance(v, float | int) and "/" in k and k not in trainer.callback_metrics and k not in final
     }
     for logger in trainer.loggers:
-        logger.log_metrics(new, step=step)
-        logger.log_hyperparams(hparams, metrics=final, step=step)
+        if isinstance(logger, TensorBoardLogger):
+            # TensorBoard's own signature: it logs ``final`` as scalars, paired with the hyperparameters.
+            logger.log_metrics(new, step=step)
+            logger.log_hyperparams(hparams, metrics=final, step=step)
+        else:  # the generic Logger signature (CSV, MLflow, W&B, Comet ...)
+            logger.log_metrics({**new, **final}, step=step)
+            logger.log_hyperparams(hparams)
     for callback in trainer.callbacks:
         if isinstance(callback, RunEndCallback):
             callback.on_run_end(trainer, module, datamodule, test_forecasts)

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -13,14 +14,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.errors import UserError
+from lstm_forecast.data.loading import in_process_loading
+from lstm_forecast.errors import UserError, causes, one_line_reason
 from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, score_models
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
+from lstm_forecast.training.distributed import is_rank_zero
 from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
-from lstm_forecast.training.loggers import log_run_end, overridden_hparams
+from lstm_forecast.training.loggers import log_run_end, overridden_hparams, report_skipped_tensorboard_outputs
 from lstm_forecast.training.run_folder import resolve_ckpt_path, run_info
 from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE
 
@@ -31,7 +34,9 @@ HPARAM_KEYS = (
     "data.window_size",
     "data.batch_size",
     "data.padding_mask",
+    "model.architecture",
     "model.horizon",
+    "model.loss",
     "model.lr",
     "model.weight_decay",
     "model.net.embedding_dim",
@@ -41,6 +46,8 @@ HPARAM_KEYS = (
     "model.net.dropout",
     "model.net.window_norm",
     "model.net.last_value_skip",
+    "model.net.recurrent",
+    "model.net.seg_len",
     "trainer.accelerator",
     "trainer.precision",
     "trainer.gradient_clip_val",
@@ -48,11 +55,34 @@ HPARAM_KEYS = (
 )
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate each entry of a name-keyed group (callbacks, loggers); skip empty ones."""
-    if not group:
+# Optional packages with an extra of their own (pyproject.toml), named like their logger config.
+OPTIONAL_EXTRAS = ("mlflow", "wandb")
+
+
+def instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
+    """Instantiate each entry of the name-keyed group ``cfg.<group>`` (callbacks, logger); skip empty ones.
+
+    An entry whose package is not installed (``logger=wandb`` without wandb) is a one-line UserError.
+    """
+    nodes = cfg.get(group)
+    if not nodes:
         return []
-    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+    out = []
+    for name, node in nodes.items():
+        if not node or "_target_" not in node:
+            continue
+        try:
+            out.append(instantiate(node))
+        except Exception as error:
+            missing = next((c for c in causes(error) if isinstance(c, ModuleNotFoundError)), None)
+            if missing is None:
+                raise
+            fix = f"pip install 'lstm-forecast[{name}]'" if name in OPTIONAL_EXTRAS else "install it"
+            raise UserError(
+                f"{group}.{name} needs a package that is not installed ({one_line_reason(missing)}); "
+                f"{fix}, or leave it out ({group}.{name}=null)"
+            ) from None
+    return out
 
 
 def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -66,9 +96,17 @@ def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
-def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Trainer]:
-    """The datamodule, the model sized from its data, and the trainer with callbacks and loggers."""
+def build(
+    cfg: DictConfig, table: pd.DataFrame | None = None
+) -> tuple[ForecastDataModule, ForecastModule, pl.Trainer]:
+    """The datamodule, the model sized from its data, and the trainer with callbacks and loggers.
+
+    ``table``, when given, holds the rows of the configured file source (wide or long) in memory:
+    the Python API's DataFrame, read with the same code as a file (``data.source.path`` unused).
+    """
     datamodule: ForecastDataModule = instantiate(cfg.data)
+    if table is not None:
+        datamodule.use_table(table)
     datamodule.load_frame()  # fail on bad data before anything else starts
     # Static category columns (long files) size the network's extra embeddings.
     model: ForecastModule = instantiate(
@@ -77,22 +115,37 @@ def build(cfg: DictConfig) -> tuple[ForecastDataModule, ForecastModule, pl.Train
         num_features=datamodule.num_features,
         static_cardinalities=datamodule.static_cardinalities,
         num_future_features=len(datamodule.future_feature_names),
+        window_size=datamodule.window_size,
     )
-    if model.net.highway_window > datamodule.window_size:
-        raise UserError(
-            f"model.net.highway_window={model.net.highway_window} is longer than the window "
-            f"(data.window_size={datamodule.window_size}); use at most the window size"
-        )
     # Reliability (finite-loss guard, per-epoch seeding, run info in checkpoints, atomic checkpoint
     # writes) is not optional, so it is added here rather than in the callbacks group.
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")) + reliability_callbacks(cfg, run_info(cfg)),
-        logger=instantiate_group(cfg.get("logger")),
+        callbacks=instantiate_group(cfg, "callbacks") + reliability_callbacks(cfg, run_info(cfg)),
+        logger=instantiate_group(cfg, "logger"),
         **plugins,
     )
+    log_device(trainer)
+    report_skipped_tensorboard_outputs(trainer)
     return datamodule, model, trainer
+
+
+def log_device(trainer: pl.Trainer) -> None:
+    """Say in one info line (rank 0) where the run trains: ``training on cuda:0 (NVIDIA H100 80GB HBM3)``,
+    ``training on cpu (8 threads)``; with the number of processes when there are several."""
+    if not is_rank_zero():
+        return
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        detail = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        threads = torch.get_num_threads()
+        detail = f"{threads} thread{'s' if threads > 1 else ''}"
+    else:
+        detail = device.type
+    processes = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    log.info("training on %s (%s)%s", device, detail, processes)
 
 
 def checked_resume_checkpoint(cfg: DictConfig, model: ForecastModule) -> str | None:
@@ -122,8 +175,18 @@ def best_weights(trainer: pl.Trainer, model: ForecastModule) -> str | None:
     return path
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, then score the best checkpoint on the test split on one device; write ``metrics.json``.
+
+    With ``test_after_fit=false`` the test split is not scored (nor read): ``metrics.json`` then holds
+    the fit's and the validation metrics only, as a run that selects a configuration needs.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The composed ``conf/train.yaml``.
+    table : pandas.DataFrame, optional
+        The data source's rows in memory (see :func:`build`).
 
     Returns
     -------
@@ -134,9 +197,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     validate_train_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer = build(cfg)
+    datamodule, model, trainer = build(cfg, table)
     ckpt_path = checked_resume_checkpoint(cfg, model)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    with in_process_loading():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
     # Timings go to TensorBoard only: metrics.json holds results, repeatable bit for bit.
     metrics: dict[str, Any] = {
@@ -154,27 +218,42 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
     # The selection objective: val/loss is in scaled units, which differ between data.scaler choices;
     # the best checkpoint's z-normalised validation error compares any two runs on the same data.
-    val_forecasts = predict_windows(model.net, datamodule.windows["val"], datamodule.eval_batch_size, device)
+    val_forecasts = predict_windows(model, datamodule.windows["val"], datamodule.eval_batch_size, device)
     val_scores = score_models(val_forecasts, datamodule, "val", baselines={})
     metrics.update({k: v for k, v in val_scores.metrics.items() if "@" not in k})
-    scores, test_forecasts, _ = evaluate_windows(
-        model.net, datamodule, datamodule.windows["test"], "test", device=device, options=options
-    )
-    if options.tables:
-        scores.write_tables(output_dir)
-    metrics.update(scores.metrics)
+    test_forecasts = None
+    # Off while selecting a configuration (the accuracy protocol): the test split is not even read.
+    if cfg.get("test_after_fit", True):
+        # The test windows' intervals are calibrated on the validation forecasts just made.
+        scores, test_forecasts, _ = evaluate_windows(
+            model,
+            datamodule,
+            datamodule.windows["test"],
+            "test",
+            device=device,
+            options=options,
+            calibration=val_forecasts,
+        )
+        if options.tables:
+            scores.write_tables(output_dir)
+        metrics.update(scores.metrics)
     metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
     log_run_end(trainer, model, datamodule, test_forecasts, metrics, selected_hparams(cfg))
     write_json(output_dir / "metrics.json", metrics)
+    log.info("%s; metrics in %s", result_line(metrics), output_dir / "metrics.json")
+    return metrics, objects
+
+
+def result_line(metrics: dict[str, Any]) -> str:
+    """The run's headline: test MSE beside the baselines', or the validation MSE of a run without test."""
+    if "test/mse_z" not in metrics:
+        return f"val/mse_z {metrics['val/mse_z']:.4f} (test not scored: test_after_fit=false)"
     baselines = ", ".join(
         f"{name} {metrics[f'baseline/{name}/mse_z']:.4f}"
         for name in ("persistence", "seasonal_naive", "ridge")
         if f"baseline/{name}/mse_z" in metrics
     )
-    log.info(
-        "test/mse_z %.4f (%s); metrics in %s", metrics["test/mse_z"], baselines, output_dir / "metrics.json"
-    )
-    return metrics, objects
+    return f"test/mse_z {metrics['test/mse_z']:.4f} ({baselines})"
 
 
 def objective_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:

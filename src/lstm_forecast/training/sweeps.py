@@ -2,9 +2,11 @@
 
 Every job of a multirun writes ``job.json`` into its folder (overrides, status, one-line reason,
 wall time, objective); :func:`write_summary` reads those and each job's ``metrics.json`` into
-``summary.csv`` and ``summary.md``, one row per job, best objective first. The Hydra callback
-:class:`SweepSummaryCallback` calls it when a multirun ends; ``lstm-summarize`` calls it on an
-existing sweep folder.
+``summary.csv`` and ``summary.md``, one row per job, best objective first, without test scores
+unless asked for (``show_test``): a sweep selects on validation, and test columns beside the
+objective invite choosing by them. The Hydra callback
+:class:`SweepSummaryCallback` calls it when a multirun ends; ``lstm-summarize`` calls it on
+an existing sweep folder.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ METRICS_FILE = "metrics.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 DEFAULT_OBJECTIVE = "val/mse_z"
-# Metrics shown in the summary besides the objective and every ``test/...`` metric.
+# Metrics shown in the summary besides the objective (and, with show_test, every ``test/...`` metric).
 SUMMARY_METRICS = ("epochs", "val/loss_best")
 
 
@@ -114,12 +116,13 @@ def _job_row(folder: Path) -> dict[str, Any]:
     return row
 
 
-def summarize_sweep(sweep_dir: str | Path) -> pd.DataFrame:
+def summarize_sweep(sweep_dir: str | Path, show_test: bool = False) -> pd.DataFrame:
     """One row per job of ``sweep_dir``, best objective first, failed and incomplete jobs last.
 
     Columns: ``job`` (its folder), ``status``, ``overrides`` (those not shared by every job; the
     shared ones are in ``attrs["common_overrides"]``), ``epochs``, ``val/loss_best``, the
-    objective when it is another metric, every ``test/...`` metric, ``wall_time_s``, ``reason``.
+    objective when it is another metric, ``wall_time_s``, ``reason``; with ``show_test``, every
+    ``test/...`` metric after the objective. The ranking is by the objective either way.
     """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
@@ -139,7 +142,11 @@ def summarize_sweep(sweep_dir: str | Path) -> pd.DataFrame:
         row["overrides"] = " ".join(o for o in row["overrides"] if o not in common)
     table = pd.DataFrame(rows)
     objective = table["objective"].mode().iloc[0]
-    test_columns = sorted(c for c in table.columns if c.startswith("test/") and c != "test/num_targets")
+    test_columns = (
+        sorted(c for c in table.columns if c.startswith("test/") and c != "test/num_targets")
+        if show_test
+        else []
+    )
     metric_columns = [c for c in (*SUMMARY_METRICS, objective, *test_columns) if c in table.columns]
     columns = ["job", "status", "overrides", *dict.fromkeys(metric_columns), "wall_time_s", "reason"]
     table = table.reindex(columns=columns)
@@ -172,10 +179,14 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(sweep_dir: str | Path) -> pd.DataFrame:
-    """Write ``summary.csv`` and ``summary.md`` into ``sweep_dir``; return the table."""
+def write_summary(sweep_dir: str | Path, show_test: bool = False) -> pd.DataFrame:
+    """Write ``summary.csv`` and ``summary.md`` into ``sweep_dir``; return the table.
+
+    ``show_test`` adds the test metrics (:func:`summarize_sweep`): for a finished sweep, once the
+    objective has chosen.
+    """
     sweep_dir = Path(sweep_dir)
-    table = summarize_sweep(sweep_dir)
+    table = summarize_sweep(sweep_dir, show_test)
     counts = table["status"].value_counts()
     heading = (
         f"# Sweep summary\n\n{len(table)} jobs: "

@@ -1,0 +1,244 @@
+"""The Python API: fit, predict, evaluate, save and load from a notebook, on pandas DataFrames.
+
+A :class:`Forecaster` is the command-line apps driven from Python: ``fit`` composes
+``conf/train.yaml`` with the same overrides ``lstm-train`` takes and calls its ``train``;
+``predict`` and ``evaluate`` compose ``conf/predict.yaml`` and ``conf/evaluate.yaml`` and call
+``lstm-predict``'s and ``lstm-evaluate``'s functions on the best checkpoint. The DataFrame is read
+by the data sources' own code, as a file of its layout would be; a checkpoint records the column
+roles, not the data, so the CLI apps reload it with a file of that layout.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lstm_forecast.api.tables import check_frame, table_layout
+from lstm_forecast.cli.app import (
+    compose_config,
+    compose_run_config,
+    discard_failed_run,
+    one_line_errors,
+    user_error_of,
+)
+from lstm_forecast.errors import UserError
+from lstm_forecast.files import write_atomic
+from lstm_forecast.inference.evaluate import score_checkpoint
+from lstm_forecast.inference.predict import future_forecast, load_for_prediction
+from lstm_forecast.models.checkpoint import read_checkpoint
+from lstm_forecast.training.distributed import refuse_unsupported_precision
+from lstm_forecast.training.run import torch_threads, train
+from lstm_forecast.training.run_folder import (
+    DEFAULT_MIN_FREE_MB,
+    check_output_dir,
+    override_key,
+    write_run_info,
+)
+
+PREDICTION_COLUMNS = ["series", "timestamp", "prediction"]
+
+
+class Forecaster:
+    """One embedding + BiLSTM network over many series, trained and used on pandas DataFrames.
+
+    Parameters
+    ----------
+    overrides : sequence of str
+        Any ``lstm-train`` override of ``conf/train.yaml`` (``"data.window_size=48"``,
+        ``"model.horizon=24"``, ``"trainer.max_epochs=20"``, ``"logger=none"``...). The ``data``
+        group is chosen from the DataFrame's layout unless one is given (``"data=etth1"``).
+    layout : {"long", "wide"} or None
+        Long: one row per (series, timestamp) with a value and optional feature columns. Wide: a
+        timestamp column and one column per series. None detects it (long when the table has a
+        series and a value column).
+    columns : dict, optional
+        Column names of the roles ``series``, ``timestamp``, ``value`` when they are not
+        ``series, timestamp, value`` or Nixtla's ``unique_id, ds, y`` (both recognised), e.g.
+        ``{"series": "store", "timestamp": "day", "value": "sales"}``. A wide table's timestamp
+        column is found as ``date``, ``timestamp`` or ``ds`` unless named here.
+    extra_columns : list of str, optional
+        Numeric per-step feature columns (scaled on the training rows, fed to the network).
+    static_columns : list of str, optional
+        Long tables: per-series category columns, each feeding an embedding.
+    run_dir : str or Path, optional
+        Folder of the training run; default ``outputs/runs/train/<time>`` as ``lstm-train``.
+
+    Attributes
+    ----------
+    checkpoint : Path or None
+        The best checkpoint, after :meth:`fit` or :meth:`load`.
+    run_dir : Path or None
+        The training run's folder (``metrics.json``, ``checkpoints/``, ``tensorboard/``).
+    metrics : dict or None
+        What the training run wrote to ``metrics.json``.
+
+    Examples
+    --------
+    >>> from lstm_forecast import Forecaster
+    >>> from lstm_forecast.data.long_source import synthetic_long_table
+    >>> df = synthetic_long_table(num_series=4, min_length=200, max_length=300)
+    >>> df = df.rename(columns={"series": "unique_id", "timestamp": "ds", "value": "y"})
+    >>> quiet = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    >>> f = Forecaster(["data.window_size=24", "trainer.max_epochs=2", *quiet])
+    >>> f = f.fit(df)  # writes outputs/runs/train/<time>/
+    >>> forecast = f.predict(df, horizon=12)  # series, timestamp, prediction
+    >>> forecast.shape
+    (48, 3)
+    >>> f.evaluate(df)["test/mse_z"] > 0
+    True
+    >>> f.save("model.ckpt").name
+    'model.ckpt'
+    >>> Forecaster.load("model.ckpt").predict(df, horizon=12).equals(forecast)
+    True
+    """
+
+    def __init__(
+        self,
+        overrides: Sequence[str] = (),
+        *,
+        layout: str | None = None,
+        columns: dict[str, str] | None = None,
+        extra_columns: list[str] | None = None,
+        static_columns: list[str] | None = None,
+        run_dir: str | Path | None = None,
+    ) -> None:
+        if isinstance(overrides, str):
+            raise UserError(f"overrides is a list of strings, got the string {overrides!r}; wrap it in [...]")
+        self.overrides = [str(override) for override in overrides]
+        self.layout = layout
+        self.columns = dict(columns or {})
+        self.extra_columns = None if extra_columns is None else list(extra_columns)
+        self.static_columns = None if static_columns is None else list(static_columns)
+        self.run_dir: Path | None = None if run_dir is None else Path(run_dir)
+        self.checkpoint: Path | None = None
+        self.metrics: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------------------- training
+    def fit(self, data: pd.DataFrame, run_dir: str | Path | None = None) -> Forecaster:
+        """Train on ``data`` as ``lstm-train`` would on a file holding it; return ``self``.
+
+        Writes the run folder of ``lstm-train`` (``run_info.json``, ``checkpoints/``,
+        ``tensorboard/``, ``metrics.json`` and the metric tables) into ``run_dir`` (default: the
+        constructor's, else ``outputs/runs/train/<time>``). Bad data or config is a one-line
+        :class:`~lstm_forecast.errors.UserError`, and leaves no run folder behind.
+        """
+        with one_line_errors():
+            table = check_frame(data)
+            cfg = self._train_config(table, run_dir if run_dir is not None else self.run_dir)
+            output_dir = Path(cfg.paths.output_dir)
+            min_free_mb = OmegaConf.select(cfg, "paths.min_free_mb", default=DEFAULT_MIN_FREE_MB)
+            check_output_dir(output_dir, resuming=False, min_free_mb=float(min_free_mb))
+            refuse_unsupported_precision(cfg.trainer)
+            torch_threads(cfg)
+            try:
+                write_run_info(output_dir, cfg)
+                metrics, _ = train(cfg, table)
+            except Exception as error:
+                user_error = user_error_of(error)
+                if user_error is not None:
+                    discard_failed_run(user_error, output_dir)
+                raise
+        if not metrics.get("best_checkpoint"):
+            raise UserError(
+                "the run wrote no checkpoint (callbacks.model_checkpoint is off); keep the default callbacks"
+            )
+        self.run_dir, self.metrics = output_dir, metrics
+        self.checkpoint = Path(metrics["best_checkpoint"])
+        return self
+
+    def _train_config(self, table: pd.DataFrame, run_dir: str | Path | None) -> DictConfig:
+        """``conf/train.yaml`` with the overrides, the data group of the table's layout and its
+        column roles, for a run into ``run_dir``."""
+        layout = table_layout(table, self.layout, self.columns, self.extra_columns, self.static_columns)
+        chose_data = any(override_key(o) == "data" for o in self.overrides)
+        overrides = self.overrides if chose_data else [f"data={layout.data_group}", *self.overrides]
+        cfg = compose_run_config("train", overrides, run_dir)
+        kind = OmegaConf.select(cfg, "data.source.kind")
+        if kind != layout.kind:
+            raise UserError(
+                f"the data group reads data.source.kind={kind} but the DataFrame is {layout.layout} "
+                f"({layout.kind}); drop the data= override or choose one of that layout"
+            )
+        # Set on the composed config, not as overrides: column names need no quoting this way.
+        with open_dict(cfg):
+            cfg.data.source.update(layout.source)
+        return cfg
+
+    # ----------------------------------------------------------------------------- using the model
+    def predict(
+        self, data: pd.DataFrame, horizon: int | None = None, future: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Forecast the ``horizon`` steps after each series' last row of ``data``, in its units.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame
+            The series' history, in the layout and column names the model was trained on; it
+            needs at least one window (``data.window_size`` rows) per series forecast.
+        horizon : int, optional
+            Steps to forecast; default the model's own (``model.horizon``). Longer horizons feed
+            forecasts back as context, as ``lstm-predict horizon=H`` does.
+        future : pandas.DataFrame, optional
+            The future values of the model's own extra columns, with the timestamp column (one row
+            per timestamp); needed only when forecasts are fed back and the model has such columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``series``, ``timestamp``, ``prediction``: one row per series and step, the
+            rows of ``lstm-predict``'s ``forecast.csv``.
+        """
+        checkpoint = self._fitted("predict")
+        with one_line_errors():
+            table = check_frame(data)
+            future_table = None if future is None else check_frame(future)
+            cfg = compose_config("predict", [])
+            with open_dict(cfg):
+                cfg.ckpt_path = str(checkpoint)
+            loaded = load_for_prediction(cfg, table)
+            steps = loaded.module.net.horizon if horizon is None else horizon
+            forecast = future_forecast(cfg, loaded, steps, future_table)
+        return forecast[PREDICTION_COLUMNS]
+
+    def evaluate(self, data: pd.DataFrame, split: str = "test") -> dict[str, Any]:
+        """The metrics ``lstm-evaluate`` writes to ``metrics.json`` for ``split`` of ``data``.
+
+        The data is split as in training (``data.split``), scaled with the training scalers and
+        scored beside the baselines; ``test/mse_z``, ``test/mae_orig``... and ``checkpoint``.
+        """
+        checkpoint = self._fitted("evaluate")
+        with one_line_errors():
+            table = check_frame(data)
+            cfg = compose_config("evaluate", [])
+            with open_dict(cfg):
+                cfg.ckpt_path, cfg.split = str(checkpoint), split
+            metrics, *_ = score_checkpoint(cfg, table)
+        return metrics
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def save(self, path: str | Path) -> Path:
+        """Copy the best checkpoint to ``path`` (``lstm-predict ckpt_path=`` reads it too)."""
+        checkpoint = self._fitted("save")
+        return write_atomic(path, lambda tmp: shutil.copyfile(checkpoint, tmp))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Forecaster:
+        """A Forecaster predicting with the checkpoint at ``path`` (from :meth:`save` or ``lstm-train``).
+
+        Column roles, scalers and the network all come from the checkpoint.
+        """
+        with one_line_errors():
+            read_checkpoint(path)  # a one-line error now for a file that is no checkpoint
+        forecaster = cls()
+        forecaster.checkpoint = Path(path)
+        return forecaster
+
+    def _fitted(self, action: str) -> Path:
+        if self.checkpoint is None:
+            raise UserError(f"nothing to {action} yet; call fit(df) first, or Forecaster.load(path)")
+        return self.checkpoint
