@@ -165,7 +165,7 @@ def test_the_inverse_undoes_the_normalisation_and_the_affine(window_norm, window
         with torch.no_grad():
             net.affine_gain.uniform_(0.5, 2.0)
             net.affine_shift.uniform_(-1.0, 1.0)
-    net.forecast_normalised = lambda x, series_id, static, x_future: x[:, -1:, -1:].expand(-1, 5, 1)  # [B, H, 1]
+    net.forecast_normalised = lambda x, *_: x[:, -1:, -1:].expand(-1, 5, 1)  # [B, H, 1]
     with torch.no_grad():
         torch.testing.assert_close(net(x, ids), x[:, -1:, -1].expand(-1, 5))
 

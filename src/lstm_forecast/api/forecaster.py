@@ -184,8 +184,11 @@ class Forecaster:
             Steps to forecast; default the model's own (``model.horizon``). Longer horizons feed
             forecasts back as context, as ``lstm-predict horizon=H`` does.
         future : pandas.DataFrame, optional
-            The future values of the model's own extra columns, with the timestamp column (one row
-            per timestamp); needed only when forecasts are fed back and the model has such columns.
+            The values after the data of the model's own extra columns, as a future file holds them
+            (:mod:`~lstm_forecast.inference.future_values`): wide (the timestamp column, one row per
+            timestamp) or long (the series and timestamp columns, one row per series and timestamp).
+            Needed for the steps fed back as context, and at every forecast step for the model's
+            future-known columns (``data.future_columns``).
 
         Returns
         -------

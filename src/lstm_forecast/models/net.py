@@ -340,7 +340,9 @@ class EmbeddingBiLSTM(nn.Module):
         weight = self.head.weight.view(steps_out, outputs, -1)  # [H * Q, Dd] -> [H, Q, Dd]
         bias = self.head.bias.view(steps_out, outputs)  # [H * Q] -> [H, Q]
         # Rows (h, q) of the head read step h's hidden vector: [B, H, Dd] x [H, Q, Dd] -> [B, H, Q]
-        return torch.einsum("bhd,hqd->bhq", steps, weight) + bias
+        forecast = torch.einsum("bhd,hqd->bhq", steps, weight) + bias  # [B, H, Q]
+        # einsum batches over h, leaving [B, H, Q] strided as [H, B, Q]; callers may view() it.
+        return forecast.contiguous()  # [B, H, Q]
 
     def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
