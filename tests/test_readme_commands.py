@@ -17,11 +17,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from lstm_forecast.cli.app import CONFIG_DIR, _first_job_overrides
+from lstm_forecast.cli.summarize import argument_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 APP = re.compile(
-    r"(?:^|/)lstm-(train|evaluate|predict|backtest)$|^lstm_forecast\.(train|evaluate|predict|backtest)$"
+    r"(?:^|/)lstm-(train|evaluate|predict|backtest|export|summarize)$"
+    r"|^lstm_forecast\.(train|evaluate|predict|backtest|export|summarize)$"
 )
 SHELL_ASSIGNMENT = re.compile(r"^([A-Z_]+)=(.+)$")
 PLACEHOLDERS = {"<time>": "2026-01-01_00-00-00", "<run>": "train/2026-01-01_00-00-00"}
@@ -66,7 +68,14 @@ COMMANDS = [command for document in DOCUMENTS for command in documented_commands
 
 
 def test_the_readme_shows_every_app() -> None:
-    assert {app for app, _ in README_COMMANDS} == {"train", "evaluate", "predict", "backtest"}
+    assert {app for app, _ in README_COMMANDS} == {
+        "train",
+        "evaluate",
+        "predict",
+        "backtest",
+        "export",
+        "summarize",
+    }
     assert len(COMMANDS) >= 30
 
 
@@ -113,6 +122,9 @@ def user_search_path(override: str, tmp_path: Path) -> str:
     ("app", "arguments"), COMMANDS, ids=[" ".join([a, *args])[:90] for a, args in COMMANDS]
 )
 def test_readme_command_composes(app: str, arguments: list[str], tmp_path: Path) -> None:
+    if app == "summarize":  # not a Hydra app: its own command line
+        assert argument_parser().parse_args(arguments).sweep_dir
+        return
     overrides = hydra_overrides(arguments)
     overrides = [user_search_path(override, tmp_path) for override in overrides]
     if "-m" in arguments or "--multirun" in arguments:

@@ -22,7 +22,8 @@ from lstm_forecast.cli.app import EXIT_USER_ERROR, user_error_of
 from lstm_forecast.training.sweeps import SUMMARY_CSV, SUMMARY_MD, markdown_table, write_summary
 
 
-def main(argv: list[str] | None = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line of ``lstm-summarize``."""
     parser = argparse.ArgumentParser(
         prog="lstm-summarize", description="Write summary.csv and summary.md for a sweep folder."
     )
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="add the test metrics (for a finished sweep: choose on the objective, then look at test)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser()
     args = parser.parse_args(argv)
     try:
         table = write_summary(args.sweep_dir, show_test=args.show_test)
