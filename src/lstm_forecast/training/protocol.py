@@ -134,7 +134,9 @@ def load_protocol(table: str | Path | dict[str, Any]) -> Protocol:
                         objective=data.get("objective", "val/mse_z"),
                         score=data["score"],
                         test_file=data.get("test_file"),
-                        seconds_per_epoch=float(data.get("seconds_per_epoch", 0.0)),
+                        # A preset's epoch costs `relative_cost` of the method's (seg_bilstm's far less).
+                        seconds_per_epoch=float(data.get("seconds_per_epoch", 0.0))
+                        * float(spec.get("relative_cost", 1.0)),
                         default_window=int(data["window"]),
                         enabled=bool(spec.get("enabled", True)),
                     )
