@@ -222,16 +222,18 @@ class ForecastModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
-        self.train_loss(loss.detach(), weight=batch["y"].shape[0])
+        # update(), not the metric's __call__: that also computes the batch's own value, a state copy,
+        # compute and merge every step (2.4 ms of a 20 ms seg_bilstm step), which on_step=False never shows.
+        self.train_loss.update(loss.detach(), weight=batch["y"].shape[0])
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, preds, target = self.model_step(batch)
         if self.quantile_levels:  # val/loss is the loss trained on: the pinball loss
-            self.val_loss(loss, weight=target.numel())
+            self.val_loss.update(loss, weight=target.numel())
         else:
-            self.val_loss(preds, target)
+            self.val_loss.update(preds, target)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
