@@ -240,6 +240,20 @@ def test_the_linear_ablation_has_no_lstm_and_trains(architecture):
     assert linear.model_step(batch)[0].item() < 0.5 * first
 
 
+@pytest.mark.parametrize("architecture", ["bilstm", "seg_bilstm"])
+def test_the_mae_loss_trains_and_validates_on_absolute_errors(architecture):
+    net = ABLATED[architecture]["net"]
+    module = ForecastModule(3, 2, horizon=5, architecture=architecture, window_size=12, net=net, loss="mae")
+    x, ids = windows(batch=16)
+    batch = {"x": x, "series_id": ids, "y": x[:, -5:, -1] + 0.3}
+    loss, preds, target = module.model_step(batch)
+    errors = preds.detach() - target
+    assert float(loss) == pytest.approx(float(errors.abs().mean()), rel=1e-6)
+    assert float(loss) != pytest.approx(float(errors.pow(2).mean()), rel=1e-3)
+    module.validation_step(batch, 0)
+    assert float(module.val_loss.compute()) == pytest.approx(float(errors.abs().mean()), rel=1e-6)
+
+
 # ------------------------------------------------------------------------------------ accuracy
 def sinusoid_windows(window: int, horizon: int, rows: int, start: int) -> dict[str, torch.Tensor]:
     """Every window of 4 noiseless sinusoids (periods 8, 12, 16, 24 steps, own phases): ``x [N, W, 1]``."""

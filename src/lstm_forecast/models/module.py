@@ -9,7 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MinMetric
 
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.net import EmbeddingBiLSTM
@@ -86,9 +86,11 @@ class ForecastModule(pl.LightningModule):
     num_future_features : int
         Future-known features per forecast step of the data (``data.future_columns`` and the calendar
         features); batches then carry ``x_future``. 0: the method's net.
-    loss : {"mse", "quantile"}
-        ``mse``: one output per step, the method. ``quantile``: one output per level of ``quantiles``
-        (the net's ``outputs_per_step``), sorted so they never cross, trained with the pinball loss;
+    loss : {"mse", "mae", "quantile"}
+        ``mse``: one output per step, the method. ``mae``: one output per step trained on the mean
+        absolute error, as SegRNN (less pulled by spikes). ``quantile``: one output per level of
+        ``quantiles`` (the net's ``outputs_per_step``), sorted so they never cross, trained with the
+        pinball loss;
         the point forecast is the 0.5 quantile, or the mean of the quantiles without one.
     quantiles : list of float or None
         Levels in (0, 1), sorted without repeats, e.g. ``[0.1, 0.5, 0.9]``; read only with
@@ -147,12 +149,14 @@ class ForecastModule(pl.LightningModule):
                     "model.freeze_highway=true keeps a fitted highway: set model.highway_init=least_squares"
                 )
             self.net.highway.requires_grad_(False)
-        self.loss_fn = nn.MSELoss()
+        self.loss_fn = nn.L1Loss() if loss == "mae" else nn.MSELoss()
         # TorchMetrics objects reduce over every rank at epoch end, weighting uneven shards correctly.
         # nan_strategy="disable": the default NaN check reads the GPU every step (a host sync);
         # a NaN loss still shows, as a NaN epoch mean.
         self.train_loss = MeanMetric(nan_strategy="disable")
-        self.val_loss = MeanSquaredError() if loss == "mse" else MeanMetric(nan_strategy="disable")
+        # val/loss (early stopping's) is the loss trained on, in scaled units.
+        point_losses = {"mse": MeanSquaredError, "mae": MeanAbsoluteError}
+        self.val_loss = point_losses[loss]() if loss in point_losses else MeanMetric(nan_strategy="disable")
         self.val_loss_best = MinMetric()
         self._resumed_val_loss_best: torch.Tensor | None = None
 

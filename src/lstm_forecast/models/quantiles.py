@@ -14,7 +14,7 @@ import torch
 
 from lstm_forecast.errors import UserError
 
-LOSSES = ("mse", "quantile")
+LOSSES = ("mse", "mae", "quantile")
 MEDIAN = 0.5
 
 
