@@ -90,8 +90,7 @@ class ForecastModule(pl.LightningModule):
         ``mse``: one output per step, the method. ``mae``: one output per step trained on the mean
         absolute error, as SegRNN (less pulled by spikes). ``quantile``: one output per level of
         ``quantiles`` (the net's ``outputs_per_step``), sorted so they never cross, trained with the
-        pinball loss;
-        the point forecast is the 0.5 quantile, or the mean of the quantiles without one.
+        pinball loss; the point forecast is the 0.5 quantile, or the mean of the quantiles without one.
     quantiles : list of float or None
         Levels in (0, 1), sorted without repeats, e.g. ``[0.1, 0.5, 0.9]``; read only with
         ``loss=quantile``.
