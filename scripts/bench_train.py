@@ -5,8 +5,8 @@ BiLSTMs of 64 units, embedding 8, dense 32; ``--model seg_bilstm``: conf/model/s
 ``--model all``, the default: both), on the same data (7 series, 17420 hourly rows, 4 calendar
 features, window 96, the 8640-row training split), batch 256 and thread count:
 
-* ``pure step``: forward, MSE, backward, clipping and Adam on one fixed batch, no data at all: the
-  ceiling any loop can reach;
+* ``pure step``: forward, the preset's loss, backward, clipping and Adam on one fixed batch, no data
+  at all: the ceiling any loop can reach;
 * ``blog loop``: a plain PyTorch loop over a ``TensorDataset`` of materialised windows and a
   shuffling per-sample ``DataLoader`` (the method's way);
 * ``ours``: ``lstm_forecast.training.run.build`` from the real Hydra config and ``Trainer.fit`` for one
@@ -153,8 +153,9 @@ def train_step(net, optimizer, loss_fn, x, series_id, y, clip: float) -> None:
     optimizer.step()
 
 
-def fresh_net(datamodule, cfg: DictConfig) -> nn.Module:
-    """The configured preset's network, sized from the data as ``build`` sizes it."""
+def fresh_net(datamodule, cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
+    """The configured preset's network, sized from the data as ``build`` sizes it, and its loss
+    (the preset's: MSE for the method, MAE for seg_bilstm)."""
     torch.manual_seed(0)
     module = instantiate(
         cfg.model,
@@ -163,15 +164,16 @@ def fresh_net(datamodule, cfg: DictConfig) -> nn.Module:
         static_cardinalities=datamodule.static_cardinalities,
         window_size=datamodule.window_size,
     )
-    return module.net
+    return module.net, module.loss_fn
 
 
 def run_pure_step(datamodule, cfg, steps: int, warmup: int) -> float:
     """Windows/s of the training step alone, on one fixed batch."""
-    net = fresh_net(datamodule, cfg).train()
+    net, loss_fn = fresh_net(datamodule, cfg)
+    net.train()
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
     batch = datamodule.windows["train"].gather(torch.arange(cfg.data.batch_size))
-    args = (net, optimizer, torch.nn.MSELoss(), batch["x"], batch["series_id"], batch["y"])
+    args = (net, optimizer, loss_fn, batch["x"], batch["series_id"], batch["y"])
     for _ in range(warmup):
         train_step(*args, cfg.trainer.gradient_clip_val)
     start = time.perf_counter()
@@ -186,9 +188,9 @@ def run_blog_loop(datamodule, cfg, batches: int, warmup: int) -> dict:
     everything = windows.gather(torch.arange(len(windows)))
     dataset = TensorDataset(everything["x"], everything["series_id"], everything["y"])
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True)
-    net = fresh_net(datamodule, cfg).train()
+    net, loss_fn = fresh_net(datamodule, cfg)
+    net.train()
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
-    loss_fn = torch.nn.MSELoss()
     done = measured = 0
     start = time.perf_counter()
     for x, series_id, y in loader:
@@ -248,7 +250,7 @@ def bench_preset(cfg: DictConfig, datamodule, batches: int, args: argparse.Names
             flush=True,
         )
     pure, blog, ours = max(pures), max(blogs), max(ourses)
-    flops = training_flops(fresh_net(datamodule, cfg), cfg.data.window_size)
+    flops = training_flops(fresh_net(datamodule, cfg)[0], cfg.data.window_size)
     return {
         "per_round": {"pure_step": pures, "blog_loop": blogs, "ours": ourses},
         "pure_step_windows_per_s": pure,
