@@ -17,7 +17,7 @@ from lstm_forecast.cli import accuracy
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.evaluation.holdout import holdout_scores, naive_forecast
 from lstm_forecast.training.protocol import Runners, load_protocol, run_cell
-from lstm_forecast.training.protocol_report import write_pages
+from lstm_forecast.training.protocol_report import ablation_rows, write_pages
 
 ROWS, TEST_START = 240, 200  # per series: train 160, val 40, test 40 rows
 TINY_RUN = [o for o in TINY_MODEL if not o.startswith(("model.net.num_units", "trainer.max_epochs"))]
@@ -222,3 +222,43 @@ def test_published_protocol_table_has_the_cells_docs_cite(capsys):
     assert accuracy.main(["--cell", "etth1:bilstm:h97"]) == 2
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 1 and errors[0].startswith("error: no cell 'etth1:bilstm:h97'")
+
+
+def test_the_report_credits_the_lstm_only_beyond_two_seed_standard_deviations(tmp_path):
+    table = {
+        "selection_seed": 0,
+        "seeds": [1, 2, 3],
+        "datasets": {
+            "tiny": {
+                "objective": "val/mse_z",
+                "score": "windows",
+                "overrides": [],
+                "horizons": [1, 2],
+                "window": 8,
+            }
+        },
+        "presets": {
+            "net": {"overrides": []},
+            "net_linear": {"overrides": [], "ablation_of": "net"},
+        },
+    }
+    protocol = load_protocol(table)
+    # (mean, std) of test/mse_z: at h1 the preset wins by 0.03 > 2 x 0.01; at h2 by the same 0.03, but
+    # its own spread is 0.02 (the ablation's 0.001 alone would have credited it).
+    scores = {
+        "net:h1": (0.30, 0.01),
+        "net_linear:h1": (0.33, 0.001),
+        "net:h2": (0.30, 0.02),
+        "net_linear:h2": (0.33, 0.001),
+    }
+    for cell in protocol.cells:
+        mean, std = scores[cell.id.split(":", 1)[1]]
+        record = {"status": "complete", "result": {"test/mse_z": {"mean": mean, "std": std, "values": []}}}
+        (tmp_path / cell.file_name).write_text(json.dumps(record))
+
+    rows = ablation_rows(protocol, tmp_path, "tiny")
+    assert [(row["preset"], row["the LSTM's"]) for row in rows] == [
+        ("`tiny:net:h1`", "yes"),
+        ("`tiny:net:h2`", "no"),
+    ]
+    assert rows[1]["ablation - preset"] == "+0.0300" and rows[1]["2 x larger std"] == "0.0400"

@@ -70,6 +70,8 @@ class Cell:
     seconds_per_epoch: float = 0.0
     default_window: int = 0
     enabled: bool = True
+    # The preset this one ablates (its recurrent part made linear), compared in the report.
+    ablation_of: str | None = None
 
     @property
     def file_name(self) -> str:
@@ -139,6 +141,7 @@ def load_protocol(table: str | Path | dict[str, Any]) -> Protocol:
                         * float(spec.get("relative_cost", 1.0)),
                         default_window=int(data["window"]),
                         enabled=bool(spec.get("enabled", True)),
+                        ablation_of=spec.get("ablation_of"),
                     )
                 )
     return Protocol(cells, int(table["selection_seed"]), tuple(int(s) for s in table["seeds"]))

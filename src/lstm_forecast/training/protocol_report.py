@@ -78,6 +78,42 @@ def cell_row(cell: Cell, record: dict[str, Any] | None) -> dict[str, str]:
     return row
 
 
+def ablation_rows(protocol: Protocol, records: Path, dataset: str) -> list[dict[str, str]]:
+    """What the recurrent part adds: each complete ablation cell of ``dataset`` beside its preset's
+    cell at the same horizon and window, by the headline score (lower is better). A result counts as
+    the LSTM's when the preset beats its ablation by more than two seed standard deviations, the
+    larger of the two cells' (so neither cell's spread hides in the other's)."""
+    cells = {cell.id: cell for cell in protocol.cells if cell.dataset == dataset}
+    rows = []
+    for ablation in cells.values():
+        if ablation.ablation_of is None:
+            continue
+        suffix = ablation.id.split(":", 2)[2]  # hH[:wW]
+        preset = cells.get(f"{dataset}:{ablation.ablation_of}:{suffix}")
+        if preset is None:
+            continue
+        pair = [read_record(records, cell) for cell in (preset, ablation)]
+        if not all(record and record["status"] == "complete" for record in pair):
+            continue
+        key = "test/mse_z" if preset.score == "windows" else "test/smape"
+        (lstm, linear) = (record["result"][key] for record in pair)
+        margin = linear["mean"] - lstm["mean"]
+        threshold = 2 * max(lstm["std"], linear["std"])
+        rows.append(
+            {
+                "preset": f"`{preset.id}`",
+                "ablation": f"`{ablation.id}`",
+                "score": key,
+                "preset's": f"{lstm['mean']:.4f} ± {lstm['std']:.4f}",
+                "ablation's": f"{linear['mean']:.4f} ± {linear['std']:.4f}",
+                "ablation - preset": f"{margin:+.4f}",
+                "2 x larger std": f"{threshold:.4f}",
+                "the LSTM's": "yes" if margin > threshold else "no",
+            }
+        )
+    return rows
+
+
 def accuracy_page(protocol: Protocol, records: Path) -> str:
     """``docs/accuracy.md``: per dataset, one row per cell."""
     lines = [
@@ -105,6 +141,18 @@ def accuracy_page(protocol: Protocol, records: Path) -> str:
         lines += [f"## {dataset}", "", markdown_table(pd.DataFrame(rows)).rstrip(), ""]
         for extra in sorted(extras):
             lines += [f"Some rows ran with the extra overrides `{' '.join(extra)}` (see their records).", ""]
+        ablations = ablation_rows(protocol, records, dataset)
+        if ablations:
+            lines += [
+                f"### {dataset}: what the LSTM adds",
+                "",
+                "Each preset beside its ablation (the recurrent part replaced by a linear map of the same "
+                "inputs), same horizon and window. The result is the LSTM's when the preset beats its "
+                "ablation by more than two seed standard deviations (the larger of the two).",
+                "",
+                markdown_table(pd.DataFrame(ablations)).rstrip(),
+                "",
+            ]
     return "\n".join(lines)
 
 
