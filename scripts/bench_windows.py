@@ -23,7 +23,15 @@ from pathlib import Path
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from bench_train import DATA_OVERRIDES, RESULTS, RUN_OVERRIDES, compose_config, fresh_net, train_step
+from bench_train import (
+    DATA_OVERRIDES,
+    RESULTS,
+    RUN_OVERRIDES,
+    compose_config,
+    fresh_net,
+    load_average,
+    train_step,
+)
 from lstm_forecast.training.run import build
 
 # (preset, window, horizon, extra overrides): the method at the published window, then seg_bilstm
@@ -65,7 +73,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "bench_windows.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
     print(f"load average {load_before:.2f} on {os.cpu_count()} cores before the run", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as output_dir:
@@ -100,7 +108,7 @@ def main() -> None:
                 flush=True,
             )
     GlobalHydra.instance().clear()
-    load_after = os.getloadavg()[0]
+    load_after = load_average()
     print(f"load average {load_before:.2f} before, {load_after:.2f} after")
     result = {
         "threads": args.threads,
