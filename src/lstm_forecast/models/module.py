@@ -232,7 +232,7 @@ class ForecastModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # Logged once an epoch, not from training_step: Lightning's per-call logging bookkeeping cost
-        # more than a millisecond a step (~7 % of a seg_bilstm step), for an epoch mean either way.
+        # 2.8 ms of a 44 ms seg_bilstm step (a profile on a loaded machine), for an epoch mean either way.
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
