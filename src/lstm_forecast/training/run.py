@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import in_process_loading
@@ -21,6 +21,7 @@ from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
+from lstm_forecast.training.callbacks import ThrottledProgressBar
 from lstm_forecast.training.distributed import is_rank_zero
 from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
 from lstm_forecast.training.loggers import log_run_end, overridden_hparams, report_skipped_tensorboard_outputs
@@ -120,9 +121,15 @@ def build(
     # Reliability (finite-loss guard, per-epoch seeding, run info in checkpoints, atomic checkpoint
     # writes) is not optional, so it is added here rather than in the callbacks group.
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    callbacks = instantiate_group(cfg, "callbacks") + reliability_callbacks(cfg, run_info(cfg))
+    # Without a bar in the callbacks group, Lightning would pick the rich bar or TQDM's depending on
+    # what else is installed, both redrawn every batch: ours is the same whatever is installed, and cheap.
+    has_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
+    if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
+        callbacks.append(ThrottledProgressBar())
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg, "callbacks") + reliability_callbacks(cfg, run_info(cfg)),
+        callbacks=callbacks,
         logger=instantiate_group(cfg, "logger"),
         **plugins,
     )
