@@ -123,7 +123,7 @@ def build(
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     callbacks = instantiate_group(cfg, "callbacks") + reliability_callbacks(cfg, run_info(cfg))
     # Without a bar in the callbacks group, Lightning would pick the rich bar or TQDM's depending on
-    # what else is installed, both redrawn every batch: ours is the same whatever is installed, and cheap.
+    # what else is installed, both updated every batch: ours is the same everywhere, and cheap.
     has_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
     if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
         callbacks.append(ThrottledProgressBar())
