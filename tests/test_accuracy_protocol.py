@@ -212,7 +212,7 @@ def test_published_protocol_table_has_the_cells_docs_cite(capsys):
     ids = {cell.id for cell in protocol.cells}
     for preset in ("bilstm", "bilstm_hybrid", "seg_bilstm", "seg_bilstm_linear", "bilstm_linear"):
         assert {f"etth1:{preset}:h{h}" for h in (1, 96, 192, 336, 720)} <= ids
-        assert f"m4_weekly:{preset}:h13" in ids
+        assert f"m4-weekly:{preset}:h13" in ids
     assert {"etth1:seg_bilstm:h96:w336", "etth1:seg_bilstm:h720:w720"} <= ids
     assert protocol.seeds == (1, 2, 3) and protocol.selection_seed not in protocol.seeds
 
