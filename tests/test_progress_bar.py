@@ -11,10 +11,16 @@ from lstm_forecast.training.callbacks import ThrottledProgressBar
 from lstm_forecast.training.run import build
 
 
-def fit_counting_redraws(cfg, monkeypatch, min_interval_s: float) -> tuple[list[int], int]:
-    """Fit ``cfg`` for one epoch with the bar at ``min_interval_s``: the batch counts the training bar
-    was redrawn at, and the epoch's batches."""
-    monkeypatch.setattr(ThrottledProgressBar.__init__, "__defaults__", (min_interval_s,))
+def fit_counting_redraws(compose_train_cfg, monkeypatch, min_interval_s: float) -> tuple[list[int], int]:
+    """Fit one epoch with the bar configured, as a user would, at ``min_interval_s``: the batch counts
+    the training bar was redrawn at, and the epoch's batches."""
+    cfg = compose_train_cfg(
+        "trainer.enable_progress_bar=true",
+        "data.batch_size=16",
+        "trainer.max_epochs=1",
+        "+callbacks.bar._target_=lstm_forecast.training.callbacks.ThrottledProgressBar",
+        f"+callbacks.bar.min_interval_s={min_interval_s}",
+    )
     redraws = []
     real_update = tqdm_progress._update_n
 
@@ -32,8 +38,7 @@ def fit_counting_redraws(cfg, monkeypatch, min_interval_s: float) -> tuple[list[
 def test_within_its_interval_the_bar_is_redrawn_at_most_once_before_the_last_batch(
     compose_train_cfg, monkeypatch
 ):
-    cfg = compose_train_cfg("trainer.enable_progress_bar=true", "data.batch_size=16", "trainer.max_epochs=1")
-    redraws, batches = fit_counting_redraws(cfg, monkeypatch, min_interval_s=3600.0)
+    redraws, batches = fit_counting_redraws(compose_train_cfg, monkeypatch, min_interval_s=3600.0)
     assert batches >= 5
     # The last batch always; before it, at most the first (none here: the sanity check's bar drew last).
     assert redraws[-1] == batches
@@ -41,8 +46,7 @@ def test_within_its_interval_the_bar_is_redrawn_at_most_once_before_the_last_bat
 
 
 def test_a_zero_interval_redraws_every_batch(compose_train_cfg, monkeypatch):
-    cfg = compose_train_cfg("trainer.enable_progress_bar=true", "data.batch_size=16", "trainer.max_epochs=1")
-    redraws, batches = fit_counting_redraws(cfg, monkeypatch, min_interval_s=0.0)
+    redraws, batches = fit_counting_redraws(compose_train_cfg, monkeypatch, min_interval_s=0.0)
     assert redraws == list(range(1, batches + 1))
 
 
