@@ -210,7 +210,14 @@ def test_naive_reference_on_m4_weekly_matches_the_m4_paper():
 def test_published_protocol_table_has_the_cells_docs_cite(capsys):
     protocol = load_protocol(accuracy.PROTOCOL_FILE)
     ids = {cell.id for cell in protocol.cells}
-    for preset in ("bilstm", "bilstm_hybrid", "seg_bilstm", "seg_bilstm_linear", "bilstm_linear"):
+    for preset in (
+        "bilstm",
+        "bilstm_hybrid",
+        "seg_bilstm",
+        "seg_bilstm_linear",
+        "bilstm_linear",
+        "bilstm_hybrid_linear",
+    ):
         assert {f"etth1:{preset}:h{h}" for h in (1, 96, 192, 336, 720)} <= ids
         assert f"m4-weekly:{preset}:h13" in ids
     assert {"etth1:seg_bilstm:h96:w336", "etth1:seg_bilstm:h720:w720"} <= ids
