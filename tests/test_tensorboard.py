@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from google.protobuf import text_format
 from PIL import Image
@@ -24,6 +25,7 @@ from lstm_forecast.evaluation.report import score_models
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.net import EmbeddingBiLSTM
+from lstm_forecast.training.callbacks import GradNormMonitor
 from lstm_forecast.training.figures import (
     figure_to_rgb,
     forecast_figure,
@@ -355,3 +357,53 @@ def test_error_chart_shows_the_worst_series_first() -> None:
     ticks = sorted(axes.get_yticklabels(), key=lambda label: -label.get_position()[1])
     assert [label.get_text() for label in ticks] == ["s1", "s3"]
     assert "2 worst of 5" in axes.get_title()
+
+
+class _Regression(pl.LightningModule):
+    """y = x @ w on fixed random data: gradients of known size, no data module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class _NormBeforeClipping(pl.Callback):
+    """The reference: the norm of every gradient entry at once, where Lightning is about to clip."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        flat = torch.cat([p.grad.flatten() for p in pl_module.parameters()])
+        self.norms.append(float(torch.linalg.vector_norm(flat)))
+
+
+def test_grad_norm_monitor_logs_the_norm_before_clipping(tmp_path: Path) -> None:
+    # Clipping at 1e-3 bites every step, so a norm taken after it (or of the wrong p) would differ.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=generator)
+    data = torch.utils.data.TensorDataset(x, 3 * x.sum(dim=1, keepdim=True))
+    reference = _NormBeforeClipping()
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        callbacks=[GradNormMonitor(), reference],
+        gradient_clip_val=1e-3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_Regression(), torch.utils.data.DataLoader(data, batch_size=8))
+    assert len(reference.norms) == 8 and min(reference.norms) > 1e-2
+    logged = trainer.callback_metrics
+    assert float(logged["train/grad_norm"]) == pytest.approx(np.mean(reference.norms), rel=1e-5)
+    assert float(logged["train/grad_norm_max"]) == pytest.approx(max(reference.norms), rel=1e-5)

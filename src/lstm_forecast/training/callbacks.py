@@ -149,14 +149,11 @@ class GradNormMonitor(Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        norms = [
-            torch.linalg.vector_norm(p.grad.detach(), self.norm_type)
-            for p in pl_module.parameters()
-            if p.grad is not None
-        ]
-        if not norms:
+        grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
             return
-        total = torch.linalg.vector_norm(torch.stack(norms), self.norm_type)  # as clip_grad_norm_ does
+        # The function clip_grad_norm_ computes its norm with (its foreach kernel where it has one).
+        total = torch.nn.utils.get_total_norm(grads, self.norm_type)
         self._sum = total if self._sum is None else self._sum + total
         self._max = total if self._max is None else torch.maximum(self._max, total)
         self._steps += 1
