@@ -251,6 +251,18 @@ TRAIN_CASES = [
     ),
     pytest.param(
         "train",
+        lambda i: i.synthetic("model.lr_decay=1.5"),
+        ["model.lr_decay must be a number in (0, 1]", "1.5"],
+        id="config-lr-decay-above-one",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model.lr_constant_epochs=-1"),
+        ["model.lr_constant_epochs must be an integer >= 0", "-1"],
+        id="config-lr-constant-epochs-negative",
+    ),
+    pytest.param(
+        "train",
         lambda i: i.synthetic("trainer.max_epochs=0"),
         ["trainer.max_epochs must be a positive integer"],
         id="config-max-epochs",

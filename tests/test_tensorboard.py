@@ -241,6 +241,13 @@ def test_single_callback_switches_off(compose_train_cfg, tmp_path: Path) -> None
     assert "time/epoch_s" in acc.Tags()["scalars"]
 
 
+def test_lr_decay_schedule(compose_train_cfg, tmp_path: Path) -> None:
+    # One constant epoch, then halved after each: Lightning's LearningRateMonitor logs the epoch's rate.
+    train(compose_train_cfg("model.lr_decay=0.5", "model.lr_constant_epochs=1", "trainer.max_epochs=3"))
+    rates = [e.value for e in accumulator(tmp_path / "tensorboard").Scalars("lr-Adam")]
+    assert rates == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
 def test_runs_without_a_logger(compose_train_cfg, tmp_path: Path) -> None:
     metrics, _ = train(compose_train_cfg("logger=none", "trainer.max_epochs=1"))
     assert metrics["test/mse_z"] > 0

@@ -71,6 +71,12 @@ class ForecastModule(pl.LightningModule):
         Steps per window, from the data (``seg_bilstm`` and ``net.recurrent=linear`` need it).
     lr, weight_decay : float
         Adam's learning rate and L2 weight decay.
+    lr_decay : float
+        Factor in (0, 1] the learning rate is multiplied by after each epoch once ``lr_constant_epochs``
+        have run (an epoch-interval ``LambdaLR``). 1.0 keeps it constant, the method's Adam; SegRNN
+        trains with 0.8 after 4 constant epochs.
+    lr_constant_epochs : int
+        Epochs at the full learning rate before ``lr_decay`` starts.
     highway_init : {"random", "least_squares"}
         How a highway (``net.highway_window > 0``) starts. ``least_squares`` fits it in closed form
         on the training windows before the first step (ridge, regularisation chosen on validation) and
@@ -104,6 +110,8 @@ class ForecastModule(pl.LightningModule):
         net: dict[str, Any] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_decay: float = 1.0,
+        lr_constant_epochs: int = 0,
         static_cardinalities: list[int] | None = None,
         highway_init: str = "random",
         freeze_highway: bool = False,
@@ -123,6 +131,10 @@ class ForecastModule(pl.LightningModule):
             )
         if loss not in LOSSES:
             raise UserError(f"model.loss must be one of {list(LOSSES)}, got {loss!r}")
+        if isinstance(lr_decay, bool) or not isinstance(lr_decay, int | float) or not 0 < lr_decay <= 1:
+            raise UserError(f"model.lr_decay must be a number in (0, 1] (1: constant), got {lr_decay!r}")
+        if type(lr_constant_epochs) is not int or lr_constant_epochs < 0:
+            raise UserError(f"model.lr_constant_epochs must be an integer >= 0, got {lr_constant_epochs!r}")
         # Empty for a point (MSE) model; the levels of the last output axis for a quantile model.
         self.quantile_levels: tuple[float, ...] = (
             check_quantile_levels(quantiles) if loss == "quantile" else ()
@@ -252,5 +264,15 @@ class ForecastModule(pl.LightningModule):
         # TorchMetrics states are not in the state_dict; a resumed run needs the best loss so far.
         checkpoint["val_loss_best"] = self.val_loss_best.min_value.detach().cpu().clone()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        hparams = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hparams.lr, weight_decay=hparams.weight_decay)
+        decay, constant_epochs = hparams.lr_decay, hparams.lr_constant_epochs
+        if decay == 1.0:
+            return optimizer
+        # LambdaLR's epoch counts finished epochs (Lightning steps it after each): epoch
+        # constant_epochs, the first past the constant ones, trains at lr * decay.
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: decay ** max(0, epoch - constant_epochs + 1)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}

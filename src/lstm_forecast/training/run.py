@@ -40,6 +40,8 @@ HPARAM_KEYS = (
     "model.loss",
     "model.lr",
     "model.weight_decay",
+    "model.lr_decay",
+    "model.lr_constant_epochs",
     "model.net.embedding_dim",
     "model.net.num_units",
     "model.net.num_lstm_layers",
