@@ -18,7 +18,7 @@ from lstm_forecast.cli import accuracy
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.evaluation.holdout import holdout_scores, naive_forecast
 from lstm_forecast.training.protocol import Runners, load_protocol, run_cell
-from lstm_forecast.training.protocol_report import ablation_rows, write_pages
+from lstm_forecast.training.protocol_report import ablation_rows, progress_line, write_pages
 
 ROWS, TEST_START = 240, 200  # per series: train 160, val 40, test 40 rows
 TINY_RUN = [o for o in TINY_MODEL if not o.startswith(("model.net.num_units", "trainer.max_epochs"))]
@@ -274,3 +274,24 @@ def test_the_report_credits_the_lstm_only_beyond_two_seed_standard_deviations(tm
         ("`tiny:net:h2`", "no"),
     ]
     assert rows[1]["ablation - preset"] == "+0.0300" and rows[1]["2 x larger std"] == "0.0400"
+
+
+def test_the_report_states_how_much_of_the_table_has_run(tmp_path):
+    dataset = {
+        "objective": "val/mse_z",
+        "score": "windows",
+        "overrides": [],
+        "horizons": [1, 2, 3],
+        "window": 8,
+    }
+    table = {
+        "selection_seed": 0,
+        "seeds": [1],
+        "datasets": {"tiny": dataset},
+        "presets": {"net": {"overrides": []}},
+    }
+    h1, h2, h3 = load_protocol(table).cells
+    # h1 and h2 complete (their wall times add up), h3 started but not complete: it does not count.
+    for cell, status, wall_s in ((h1, "complete", 5400), (h2, "complete", 1800), (h3, "selected", 900)):
+        (tmp_path / cell.file_name).write_text(json.dumps({"status": status, "wall_s": wall_s}))
+    assert progress_line([h1, h2, h3], tmp_path).startswith("2 of 3 cells complete, 2.0 h of training in all")

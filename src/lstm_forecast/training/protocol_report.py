@@ -114,6 +114,21 @@ def ablation_rows(protocol: Protocol, records: Path, dataset: str) -> list[dict[
     return rows
 
 
+def progress_line(cells: list[Cell], records: Path) -> str:
+    """How much of the table ``cells`` has run: complete cells and the sum of their wall times."""
+    enabled = [cell for cell in cells if cell.enabled]
+    complete = [
+        record
+        for record in (read_record(records, cell) for cell in enabled)
+        if record and record["status"] == "complete"
+    ]
+    hours = sum(record["wall_s"] for record in complete) / 3600
+    return (
+        f"{len(complete)} of {len(enabled)} cells complete, {hours:.1f} h of training in all (the sum of "
+        f"their wall times); the cost of the rest: `{COMMAND} ARGS=--dry-run`."
+    )
+
+
 def accuracy_page(protocol: Protocol, records: Path) -> str:
     """``docs/accuracy.md``: per dataset, one row per cell."""
     lines = [
@@ -138,7 +153,14 @@ def accuracy_page(protocol: Protocol, records: Path) -> str:
             for record in (read_record(records, cell) for cell in cells)
             if record and record["extra_overrides"]
         }
-        lines += [f"## {dataset}", "", markdown_table(pd.DataFrame(rows)).rstrip(), ""]
+        lines += [
+            f"## {dataset}",
+            "",
+            progress_line(cells, records),
+            "",
+            markdown_table(pd.DataFrame(rows)).rstrip(),
+            "",
+        ]
         for extra in sorted(extras):
             lines += [f"Some rows ran with the extra overrides `{' '.join(extra)}` (see their records).", ""]
         ablations = ablation_rows(protocol, records, dataset)
