@@ -1,4 +1,5 @@
-"""Training safeguards: finite losses, per-batch seeding, atomic checkpoints, run metadata in checkpoints.
+"""Training safeguards: finite losses, per-batch seeding, atomic checkpoints, run metadata in checkpoints,
+a clean end to distributed processes.
 
 :func:`reliability_callbacks` and :class:`AtomicCheckpointIO` are added to every trainer by
 :func:`lstm_forecast.training.run.build`, whatever the ``callbacks`` group holds.
@@ -6,6 +7,7 @@
 
 from __future__ import annotations
 
+import atexit
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 
 from lstm_forecast.errors import UserError
 from lstm_forecast.files import write_atomic
@@ -131,6 +134,37 @@ class FlushLogsWithCheckpoints(pl.Callback):
             logger.save()
 
 
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+class ProcessGroupRelease(pl.Callback):
+    """Destroy this rank's process group before its process ends.
+
+    Lightning does so at exit for NCCL only. A gloo group (DDP on CPUs) still alive when a rank's
+    process ends can abort it after a finished fit, "terminate called without an active exception"
+    (pytorch/pytorch#190489), and the run fails although every epoch completed.
+
+    Lightning calls ``teardown`` only after a stage that succeeded on this rank, once its
+    collectives are done, and this callback comes last, so no later hook needs the group.
+    """
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+            # A spawned or forked rank (ddp_spawn, ddp_fork, ddp_notebook): its process ends with
+            # this stage and leaves through os._exit, which runs no atexit handler.
+            torch.distributed.barrier()
+            _destroy_process_group()
+        else:
+            # The ranks live on (a test after the fit; a multirun's next job): destroy at exit,
+            # registered once however many stages run in this process.
+            atexit.unregister(_destroy_process_group)
+            atexit.register(_destroy_process_group)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file beside the target, then rename it into place.
 
@@ -153,6 +187,7 @@ def reliability_callbacks(cfg: DictConfig, run_info: dict[str, Any]) -> list[pl.
     ]
     if cfg.get("seed") is not None:
         callbacks.append(BatchSeeding(int(cfg.seed)))
+    callbacks.append(ProcessGroupRelease())  # last: the teardown hooks before it may still need the group
     return callbacks
 
 

@@ -120,15 +120,17 @@ def build(
         num_future_features=len(datamodule.future_feature_names),
         window_size=datamodule.window_size,
     )
-    # Reliability (finite-loss guard, per-epoch seeding, run info in checkpoints, atomic checkpoint
-    # writes) is not optional, so it is added here rather than in the callbacks group.
-    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
-    callbacks = instantiate_group(cfg, "callbacks") + reliability_callbacks(cfg, run_info(cfg))
+    callbacks = instantiate_group(cfg, "callbacks")
     # Without a bar in the callbacks group, Lightning would pick the rich bar or TQDM's depending on
     # what else is installed, both updated every batch: ours is the same everywhere, and cheap.
     has_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
     if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
         callbacks.append(ThrottledProgressBar())
+    # Reliability (finite-loss guard, per-epoch seeding, run info in checkpoints, atomic checkpoint
+    # writes, the process group's release) is not optional, so it is added here rather than in the
+    # callbacks group, and last: the release must follow every other teardown hook.
+    callbacks += reliability_callbacks(cfg, run_info(cfg))
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
