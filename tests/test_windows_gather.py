@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint
 
 from lstm_forecast.data.blog_layout import seed_arrays
 from lstm_forecast.data.datamodule import ForecastDataModule
@@ -18,6 +19,7 @@ from lstm_forecast.data.loading import WindowBatchSampler, WindowDataset
 from lstm_forecast.data.windows import SeriesArrays, Windows
 from lstm_forecast.models.module import ForecastModule
 from lstm_forecast.training.guards import ProcessGroupRelease
+from lstm_forecast.training.run import build
 
 # One series: (values [T], extras [T, E]).
 Series = tuple[np.ndarray, np.ndarray]
@@ -391,3 +393,12 @@ def test_ddp_ranks_train_on_their_reshuffled_share_validate_every_window_once_an
     # ("terminate called without an active exception"): each rank destroys its group first.
     for rank in range(2):
         assert not torch.load(tmp_path / f"group_alive_at_teardown_rank{rank}.pt").item(), rank
+
+
+def test_the_process_group_is_released_after_every_other_teardown_hook(compose_train_cfg):
+    # The default callbacks, logger and bar, as lstm-train builds them.
+    _, _, trainer = build(compose_train_cfg("trainer.enable_progress_bar=true"))
+    names = [type(callback).__name__ for callback in trainer.callbacks]
+    after_release = trainer.callbacks[names.index(ProcessGroupRelease.__name__) + 1 :]
+    # Lightning moves checkpoint callbacks to the end; they use no collective when tearing down.
+    assert all(isinstance(callback, Checkpoint) for callback in after_release), names

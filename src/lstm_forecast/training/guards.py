@@ -147,7 +147,9 @@ class ProcessGroupRelease(pl.Callback):
     (pytorch/pytorch#190489), and the run fails although every epoch completed.
 
     Lightning calls ``teardown`` only after a stage that succeeded on this rank, once its
-    collectives are done, and this callback comes last, so no later hook needs the group.
+    collectives are done. This callback comes after every other but the checkpoint callbacks
+    (which Lightning moves to the end, and which use no collective when tearing down), so no
+    later hook needs the group.
     """
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -187,7 +189,7 @@ def reliability_callbacks(cfg: DictConfig, run_info: dict[str, Any]) -> list[pl.
     ]
     if cfg.get("seed") is not None:
         callbacks.append(BatchSeeding(int(cfg.seed)))
-    callbacks.append(ProcessGroupRelease())  # last: the teardown hooks before it may still need the group
+    callbacks.append(ProcessGroupRelease())  # last: the teardown hooks before it may need the group
     return callbacks
 
 
