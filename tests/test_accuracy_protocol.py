@@ -294,4 +294,9 @@ def test_the_report_states_how_much_of_the_table_has_run(tmp_path):
     # h1 and h2 complete (their wall times add up), h3 started but not complete: it does not count.
     for cell, status, wall_s in ((h1, "complete", 5400), (h2, "complete", 1800), (h3, "selected", 900)):
         (tmp_path / cell.file_name).write_text(json.dumps({"status": status, "wall_s": wall_s}))
-    assert progress_line([h1, h2, h3], tmp_path).startswith("2 of 3 cells complete, 2.0 h of training in all")
+    line = progress_line([h1, h2, h3], tmp_path)
+    assert line.startswith("2 of 3 cells complete, 2.0 h of training in all") and "cost of the rest" in line
+    # A complete table has no rest to cost.
+    assert progress_line([h1, h2], tmp_path).endswith(
+        "2.0 h of training in all (the sum of their wall times)."
+    )

@@ -123,10 +123,13 @@ def progress_line(cells: list[Cell], records: Path) -> str:
         if record and record["status"] == "complete"
     ]
     hours = sum(record["wall_s"] for record in complete) / 3600
-    return (
-        f"{len(complete)} of {len(enabled)} cells complete, {hours:.1f} h of training in all (the sum of "
-        f"their wall times); the cost of the rest: `{COMMAND} ARGS=--dry-run`."
+    line = (
+        f"{len(complete)} of {len(enabled)} cells complete, "
+        f"{hours:.1f} h of training in all (the sum of their wall times)"
     )
+    if len(complete) == len(enabled):
+        return f"{line}."
+    return f"{line}; the cost of the rest: `{COMMAND} ARGS=--dry-run`."
 
 
 def accuracy_page(protocol: Protocol, records: Path) -> str:
