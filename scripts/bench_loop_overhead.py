@@ -4,7 +4,7 @@ On a network so small that its step takes a few milliseconds (``seg_bilstm`` wit
 96-step segment; ETTh1-sized data as in ``bench_train.py``), one thread, batch 256, each loop's
 milliseconds a step, best of ``--rounds`` interleaved rounds:
 
-* ``pure step``: forward, loss, backward, clipping and Adam on one fixed batch;
+* ``pure step``: forward, loss, backward, clipping and the preset's own (fused) Adam on one fixed batch;
 * ``plain loop``: the same step over our training ``DataLoader`` (adds the data path);
 * ``ours, no bar``: ``build(cfg)`` and ``Trainer.fit`` with ``trainer.enable_progress_bar=false``
   (adds Lightning's loop and our callbacks);
@@ -39,8 +39,8 @@ from bench_train import (
     RUN_OVERRIDES,
     StepClock,
     compose_config,
-    fresh_net,
     load_average,
+    our_step_parts,
     train_step,
 )
 from lstm_forecast.training.run import build
@@ -51,9 +51,8 @@ WARMUP = 5
 
 def plain_steps(datamodule, cfg, batches: int, fixed_batch: bool) -> float:
     """Milliseconds a step of the plain loop, on one fixed batch or over our DataLoader."""
-    net, loss_fn = fresh_net(datamodule, cfg)
+    net, loss_fn, optimizer = our_step_parts(datamodule, cfg)
     net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
     fixed = datamodule.windows["train"].gather(torch.arange(cfg.data.batch_size))
     loader = iter(datamodule.train_dataloader())
     for step in range(WARMUP + batches):

@@ -5,8 +5,9 @@ BiLSTMs of 64 units, embedding 8, dense 32; ``--model seg_bilstm``: conf/model/s
 ``--model all``, the default: both), on the same data (7 series, 17420 hourly rows, 4 calendar
 features, window 96, the 8640-row training split), batch 256 and thread count:
 
-* ``pure step``: forward, the preset's loss, backward, clipping and Adam on one fixed batch, no data
-  at all: the ceiling any loop can reach;
+* ``pure step``: forward, the preset's loss, backward, clipping and the preset's own Adam (fused, as a
+  full-precision run configures it) on one fixed batch, no data at all: the ceiling any loop can
+  reach; also with ``torch.optim.Adam`` at its defaults (unfused), for what fusing saves;
 * ``blog loop``: a plain PyTorch loop over a ``TensorDataset`` of materialised windows and a
   shuffling per-sample ``DataLoader`` (the method's way);
 * ``ours``: ``lstm_forecast.training.run.build`` from the real Hydra config and ``Trainer.fit`` for one
@@ -45,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lstm_forecast.cli.app import CONFIG_DIR
+from lstm_forecast.models.module import ForecastModule
 from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.models.segment_net import SegmentBiLSTM
 from lstm_forecast.training.run import build
@@ -153,25 +155,42 @@ def train_step(net, optimizer, loss_fn, x, series_id, y, clip: float) -> None:
     optimizer.step()
 
 
-def fresh_net(datamodule, cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
-    """The configured preset's network, sized from the data as ``build`` sizes it, and its loss
-    (the preset's: MSE for the method, MAE for seg_bilstm)."""
+def fresh_module(datamodule, cfg: DictConfig) -> ForecastModule:
+    """The configured preset's module, sized from the data as ``build`` sizes it."""
     torch.manual_seed(0)
-    module = instantiate(
+    return instantiate(
         cfg.model,
         num_series=datamodule.num_series,
         num_features=datamodule.num_features,
         static_cardinalities=datamodule.static_cardinalities,
         window_size=datamodule.window_size,
     )
+
+
+def fresh_net(datamodule, cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
+    """The configured preset's network and its loss (the preset's: MSE for the method, MAE for
+    seg_bilstm)."""
+    module = fresh_module(datamodule, cfg)
     return module.net, module.loss_fn
 
 
-def run_pure_step(datamodule, cfg, steps: int, warmup: int) -> float:
-    """Windows/s of the training step alone, on one fixed batch."""
-    net, loss_fn = fresh_net(datamodule, cfg)
+def our_step_parts(datamodule, cfg: DictConfig) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """The preset's network, loss and its own optimiser, as a full-precision run configures it
+    (``ForecastModule.configure_optimizers``: Adam, fused)."""
+    module = fresh_module(datamodule, cfg)
+    optimizer = module.configure_optimizers()
+    if isinstance(optimizer, dict):  # with a learning-rate schedule
+        optimizer = optimizer["optimizer"]
+    return module.net, module.loss_fn, optimizer
+
+
+def run_pure_step(datamodule, cfg, steps: int, warmup: int, default_adam: bool = False) -> float:
+    """Windows/s of the training step alone, on one fixed batch, with the preset's own optimiser (or,
+    with ``default_adam``, ``torch.optim.Adam`` at its defaults, as the blog's loop steps)."""
+    net, loss_fn, optimizer = our_step_parts(datamodule, cfg)
     net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
+    if default_adam:
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
     batch = datamodule.windows["train"].gather(torch.arange(cfg.data.batch_size))
     args = (net, optimizer, loss_fn, batch["x"], batch["series_id"], batch["y"])
     for _ in range(warmup):
@@ -239,21 +258,31 @@ def load_average() -> float:
 def bench_preset(cfg: DictConfig, datamodule, batches: int, args: argparse.Namespace) -> dict:
     """Pure step, blog loop and our loop of one preset in ``args.rounds`` interleaved rounds; the best
     round of each counts."""
-    pures, blogs, ourses = [], [], []
+    pures, default_adams, blogs, ourses = [], [], [], []
+    steps = min(batches, 30)
     for round_number in range(1, args.rounds + 1):
-        pures.append(run_pure_step(datamodule, cfg, steps=min(batches, 30), warmup=args.warmup))
+        pures.append(run_pure_step(datamodule, cfg, steps, args.warmup))
+        default_adams.append(run_pure_step(datamodule, cfg, steps, args.warmup, default_adam=True))
         blogs.append(run_blog_loop(datamodule, cfg, batches, args.warmup)["windows_per_s"])
         ourses.append(run_ours(cfg, batches, args.warmup)["windows_per_s"])
         print(
-            f"{cfg.model.architecture} round {round_number}: pure step {pures[-1]:.1f}, "
-            f"blog loop {blogs[-1]:.1f}, ours {ourses[-1]:.1f} windows/s; load {load_average():.2f}",
+            f"{cfg.model.architecture} round {round_number}: pure step {pures[-1]:.1f} "
+            f"(default Adam {default_adams[-1]:.1f}), blog loop {blogs[-1]:.1f}, ours {ourses[-1]:.1f} "
+            f"windows/s; load {load_average():.2f}",
             flush=True,
         )
-    pure, blog, ours = max(pures), max(blogs), max(ourses)
+    pure, default_adam, blog, ours = max(pures), max(default_adams), max(blogs), max(ourses)
     flops = training_flops(fresh_net(datamodule, cfg)[0], cfg.data.window_size)
     return {
-        "per_round": {"pure_step": pures, "blog_loop": blogs, "ours": ourses},
+        "per_round": {
+            "pure_step": pures,
+            "pure_step_default_adam": default_adams,
+            "blog_loop": blogs,
+            "ours": ourses,
+        },
         "pure_step_windows_per_s": pure,
+        "pure_step_default_adam_windows_per_s": default_adam,
+        "ratio_pure_step_over_default_adam": pure / default_adam,
         "blog_loop_windows_per_s": blog,
         "ours_windows_per_s": ours,
         "ratio_ours_over_blog": ours / blog,
@@ -322,6 +351,7 @@ def main() -> None:
         gflops = f"{row['step_gflops']:.1f} GFLOP/s" if row["step_gflops"] else "not counted"
         print(
             f"{preset:<11} ours {row['ours_windows_per_s']:.1f} windows/s; "
+            f"pure step / with default Adam {row['ratio_pure_step_over_default_adam']:.3f}; "
             f"ours / pure step {row['ratio_ours_over_pure_step']:.2f} (target >= 0.95); "
             f"ours / blog loop {row['ratio_ours_over_blog']:.2f}x (target >= 1.0); "
             f"data path {100 * row['data_path_share_of_step']:.2f} % of a "

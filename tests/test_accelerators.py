@@ -7,11 +7,14 @@ import logging
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
 
 from conftest import assert_one_line_error, run_app, tiny_cli_args
 from lstm_forecast.errors import UserError
+from lstm_forecast.models.module import ForecastModule
 from lstm_forecast.training import distributed
 from lstm_forecast.training.distributed import (
     _cpu_supports_bf16,
@@ -141,3 +144,28 @@ def test_summary_is_refreshed_after_each_job_of_a_multirun(tmp_path):
     single_run = OmegaConf.create({"hydra": {"mode": "RUN", "runtime": {"output_dir": str(job)}}})
     SweepSummaryCallback().on_job_end(single_run)
     assert not (tmp_path / SUMMARY_CSV).exists()
+
+
+@pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", False)])
+def test_adam_runs_fused_at_full_precision_and_mixed_precision_still_clips(precision, fused):
+    """Fused Adam saves a Python loop over the tensors each step, but Lightning refuses it with
+    gradient clipping under mixed precision: such a run must train, on the default Adam."""
+    torch.manual_seed(0)
+    # The linear ablation: oneDNN has no bf16 LSTM on CPUs without bf16 instructions (as here).
+    net = dict(num_units=4, embedding_dim=2, dense_size=4, recurrent="linear")
+    module = ForecastModule(num_series=2, num_features=2, window_size=6, net=net)
+    x = torch.rand(8, 6, 2) * 2 - 1
+    batches = [{"x": x, "series_id": torch.randint(1, 3, (8,)), "y": x[:, -1, -1:]}] * 2
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        gradient_clip_val=1.0,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    assert trainer.global_step == 2
+    assert bool(trainer.optimizers[0].defaults["fused"]) is fused

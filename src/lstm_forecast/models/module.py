@@ -23,6 +23,9 @@ from lstm_forecast.models.quantiles import (
 from lstm_forecast.models.ridge import RidgeBaseline
 from lstm_forecast.models.segment_net import SegmentBiLSTM
 
+# Full precisions, whose plugins leave gradients unscaled: Adam may run fused.
+FUSED_ADAM_PRECISIONS = ("32-true", "64-true")
+
 Batch = dict[str, torch.Tensor]
 
 # Written into every checkpoint; loaders refuse others. Bump it when hyperparameters, state or the
@@ -266,7 +269,15 @@ class ForecastModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         hparams = self.hparams
-        optimizer = torch.optim.Adam(self.parameters(), lr=hparams.lr, weight_decay=hparams.weight_decay)
+        # The fused kernel updates every tensor in one call; the default loops over them in Python
+        # (1.3 ms of seg_bilstm's ~23 ms CPU step, 0.3 ms fused). The update is the same up to float
+        # rounding. Lightning refuses it with gradient clipping under mixed precision (it unscales
+        # inside step()), so mixed precision keeps the default.
+        trainer = self._trainer
+        fused = trainer is None or trainer.precision in FUSED_ADAM_PRECISIONS
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=hparams.lr, weight_decay=hparams.weight_decay, fused=fused
+        )
         decay, constant_epochs = hparams.lr_decay, hparams.lr_constant_epochs
         if decay == 1.0:
             return optimizer
