@@ -1,8 +1,8 @@
 """Cost of one training step against the window length, for docs/models.md's table.
 
 For each (network, window, horizon) row: the preset's pure training step (forward, its loss, backward,
-clipping, Adam; ``bench_train.train_step``) on one fixed batch of ETTh1-sized synthetic data (7
-series, 17420 hourly rows, 4 calendar features, the 8640-row training split), batch 256, on
+clipping, its own Adam; ``bench_train.train_step``) on one fixed batch of ETTh1-sized synthetic data
+(7 series, 17420 hourly rows, 4 calendar features, the 8640-row training split), batch 256, on
 ``--threads`` threads, best of ``--rounds``. Also the implied seconds per training epoch (steps per
 epoch times the step) and the load average before and after: compare rows within one run only.
 
@@ -28,8 +28,8 @@ from bench_train import (
     RESULTS,
     RUN_OVERRIDES,
     compose_config,
-    fresh_net,
     load_average,
+    our_step_parts,
     train_step,
 )
 from lstm_forecast.training.run import build
@@ -48,9 +48,8 @@ ROWS = (
 
 def step_seconds(cfg, datamodule, steps: int, rounds: int) -> float:
     """The best of ``rounds`` mean step times over ``steps`` steps (after 2 untimed ones)."""
-    net, loss_fn = fresh_net(datamodule, cfg)
+    net, loss_fn, optimizer = our_step_parts(datamodule, cfg)
     net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
     batch = datamodule.windows["train"].gather(torch.arange(cfg.data.batch_size))
     clip = cfg.trainer.gradient_clip_val
     args = (net, optimizer, loss_fn, batch["x"], batch["series_id"], batch["y"], clip)
