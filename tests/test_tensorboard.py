@@ -328,8 +328,9 @@ def untrained_net(datamodule: ForecastDataModule) -> EmbeddingBiLSTM:
 def test_per_series_errors_average_to_the_overall_error() -> None:
     datamodule = tiny_datamodule()
     forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["test"])
-    overall = score_models(forecasts, datamodule, "test").metrics
-    model, baseline = per_series_mse_z(forecasts, datamodule)
+    scores = score_models(forecasts, datamodule, "test")
+    overall = scores.metrics
+    model, baseline = per_series_mse_z(scores, datamodule.num_series)
     assert model.shape == baseline.shape == (3,)
     # Every series has as many test windows, so the overall error is the mean of the series' errors.
     assert model.mean() == pytest.approx(overall["test/mse_z"], rel=1e-9)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 import lstm_forecast.data.future_features as future_features
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
 from lstm_forecast.data.frame import SeriesFrame, check_same_names
-from lstm_forecast.data.loading import window_loader
+from lstm_forecast.data.loading import sample_windows, window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
 from lstm_forecast.data.sources import load_source
@@ -66,7 +66,16 @@ class ForecastDataModule(pl.LightningDataModule):
     eval_batch_size : int
         Global batch for validation, test and prediction.
     seed : int
-        Seed of the training shuffle.
+        Seed of the training shuffle, of the sampled epochs and of the validation sample.
+    windows_per_epoch : int or None
+        Train each epoch on this many training windows, drawn uniformly anew every epoch (seeded,
+        disjoint equal shards under DDP); None: every training window once an epoch (the method).
+        An epoch's cost is then set by this number, not by the size of the panel.
+    val_windows : int or None
+        Validate during the fit (``val/loss``: early stopping, checkpoint selection) on this many
+        validation windows, drawn once (seeded) from all of them, the same every epoch and on every
+        rank; None: every validation window. The scores of the best checkpoint in ``metrics.json``
+        are computed on every window either way; conformal intervals are calibrated on the sample.
     device_resident : bool or "auto"
         Keep the scaled arrays on the training device and gather batches there; ``auto`` does so on GPUs.
     """
@@ -85,6 +94,8 @@ class ForecastDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1024,
         seed: int = 0,
         device_resident: bool | str = "auto",
+        windows_per_epoch: int | None = None,
+        val_windows: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -92,9 +103,14 @@ class ForecastDataModule(pl.LightningDataModule):
             ("horizon", horizon),
             ("batch_size", batch_size),
             ("eval_batch_size", eval_batch_size),
+            ("windows_per_epoch", windows_per_epoch),
+            ("val_windows", val_windows),
         ):
+            if value is None and name in ("windows_per_epoch", "val_windows"):
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value!r}")
+                fix = " or null (every window)" if name in ("windows_per_epoch", "val_windows") else ""
+                raise UserError(f"data.{name} must be a positive integer{fix}, got {value!r}")
         if scaler not in SCALERS:
             raise UserError(f"data.scaler must be one of {list(SCALERS)}, got {scaler!r}")
         if source.get("kind") not in SOURCE_KINDS:
@@ -115,6 +131,8 @@ class ForecastDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.device_resident = device_resident
+        self.windows_per_epoch = windows_per_epoch
+        self.val_windows = val_windows
 
         self._frame: SeriesFrame | None = None
         self._table: pd.DataFrame | None = None  # rows handed over in memory, never a hyperparameter
@@ -124,6 +142,8 @@ class ForecastDataModule(pl.LightningDataModule):
         self.bounds: Bounds | None = None  # rows [lo, hi) of each split, per series
         self.arrays: SeriesArrays | None = None  # every row of every series, scaled
         self.windows: dict[str, Windows] = {}
+        # The validation sample (data.val_windows): window positions in windows["val"], sorted.
+        self.val_sample: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------- the frame
     def use_table(self, table: pd.DataFrame) -> None:
@@ -293,6 +313,11 @@ class ForecastDataModule(pl.LightningDataModule):
                 f"({self.horizon}) there (data.split={self.split}); give those splits more rows or use a "
                 "shorter horizon"
             )
+        if self.val_windows is not None and self.val_windows < len(self.windows["val"]):
+            generator = torch.Generator().manual_seed(self.seed)
+            self.val_sample = sample_windows(len(self.windows["val"]), self.val_windows, generator).sort()[0]
+        else:
+            self.val_sample = None
         if self._use_device_arrays():
             arrays = arrays.to(self.trainer.strategy.root_device)
             for windows in self.windows.values():
@@ -336,22 +361,37 @@ class ForecastDataModule(pl.LightningDataModule):
             return self.trainer.strategy.root_device.type == "cuda"
         return bool(self.device_resident)
 
-    # ----------------------------------------------------------------------------- loaders
-    def _loader(self, split: str, training: bool) -> DataLoader:
+    def validation_windows(self) -> Windows:
+        """The windows validated on during the fit: the sample of ``val_windows``, else every one."""
         self.setup()
+        windows = self.windows["val"]
+        if self.val_sample is None:
+            return windows
+        return self.window_set(windows.arrays, windows.targets[self.val_sample.to(windows.targets.device)])
+
+    # ----------------------------------------------------------------------------- loaders
+    def _loader(self, windows: Windows, training: bool) -> DataLoader:
         rank, world_size = (
             (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
         )
         key = "batch_size" if training else "eval_batch_size"
         return window_loader(
-            self.windows[split], getattr(self, key), key, training, self.seed, rank, world_size
+            windows,
+            getattr(self, key),
+            key,
+            training,
+            self.seed,
+            rank,
+            world_size,
+            windows_per_epoch=self.windows_per_epoch if training else None,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", training=True)
+        self.setup()
+        return self._loader(self.windows["train"], training=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", training=False)
+        return self._loader(self.validation_windows(), training=False)
 
     # ----------------------------------------------------------------------------- units
     def inverse_values(self, scaled: np.ndarray, series_index: np.ndarray) -> np.ndarray:

@@ -16,11 +16,19 @@ from lstm_forecast.errors import UserError
 
 
 def window_loader(
-    windows: Windows, global_batch_size: int, key: str, training: bool, seed: int, rank: int, world_size: int
+    windows: Windows,
+    global_batch_size: int,
+    key: str,
+    training: bool,
+    seed: int,
+    rank: int,
+    world_size: int,
+    windows_per_epoch: int | None = None,
 ) -> DataLoader:
     """A loader of whole batches of ``windows``: shuffled and evenly sharded when ``training``,
     in order and unrepeated otherwise. ``global_batch_size`` (the config key ``data.<key>``) is split
-    over the ``world_size`` processes."""
+    over the ``world_size`` processes. ``windows_per_epoch`` (training only) draws that many distinct
+    windows anew each epoch instead of taking every window (see :class:`WindowBatchSampler`)."""
     if global_batch_size % world_size:
         raise UserError(
             f"data.{key}={global_batch_size} does not divide over {world_size} processes; "
@@ -34,6 +42,7 @@ def window_loader(
         rank=rank,
         world_size=world_size,
         even_shards=training,
+        num_samples=windows_per_epoch if training else None,
     )
     return DataLoader(WindowDataset(windows), batch_size=None, sampler=sampler)
 
@@ -91,6 +100,11 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
         Training under DDP needs the same number of steps on every rank: wrap around to pad the
         index list to a multiple of ``world_size``. Evaluation sets pass False: each rank takes a
         contiguous, unrepeated share, so every window is scored exactly once.
+    num_samples : int or None
+        Draw this many distinct windows each epoch (uniformly, a new draw every epoch, the same draw
+        on every rank, which takes its own ``num_samples // world_size`` of it: disjoint, equal
+        shards) instead of every window once. The draw costs memory in proportion to ``num_samples``,
+        not to the number of windows (see :func:`sample_windows`). None: every window (the method).
     """
 
     def __init__(
@@ -102,9 +116,12 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
         rank: int = 0,
         world_size: int = 1,
         even_shards: bool = True,
+        num_samples: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if num_samples is not None and num_samples < 1:
+            raise ValueError("num_samples must be at least 1")
         self.num_windows = num_windows
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -112,6 +129,7 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
         self.rank = rank
         self.world_size = world_size
         self.even_shards = even_shards
+        self.num_samples = None if num_samples is None else min(num_samples, num_windows)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -119,6 +137,11 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
         self.epoch = epoch
 
     def _rank_indices(self) -> torch.Tensor:
+        if self.num_samples is not None:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            drawn = sample_windows(self.num_windows, self.num_samples, generator)
+            per_rank = self.num_samples // self.world_size
+            return drawn[self.rank * per_rank : (self.rank + 1) * per_rank]
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.num_windows, generator=generator)
@@ -139,6 +162,8 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
             yield from torch.split(indices, self.batch_size)
 
     def __len__(self) -> int:
+        if self.num_samples is not None:
+            return -(-(self.num_samples // self.world_size) // self.batch_size)
         if self.world_size == 1:
             count = self.num_windows
         elif self.even_shards:
@@ -147,3 +172,22 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
             bounds = np.linspace(0, self.num_windows, self.world_size + 1).round().astype(int)
             count = int(bounds[self.rank + 1] - bounds[self.rank])
         return -(-count // self.batch_size)
+
+
+def sample_windows(num_windows: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` distinct window indices out of ``num_windows``, uniformly, in random order: ``[count]``.
+
+    Memory and time grow with ``count``, not with ``num_windows``: while ``count`` is a small share of
+    the windows, draws with replacement are deduplicated and topped up (a few rounds at most) instead
+    of permuting every index. A large share is a prefix of one permutation (its memory is then within a
+    few times ``count`` anyway).
+    """
+    if count >= num_windows or 4 * count >= num_windows:
+        return torch.randperm(num_windows, generator=generator)[:count]
+    chosen = torch.empty(0, dtype=torch.long)
+    while len(chosen) < count:
+        # 10 % spare: with count <= num_windows / 4 a round loses at most ~ count / 8 to collisions.
+        draws = torch.randint(num_windows, (count - len(chosen) + count // 10 + 16,), generator=generator)
+        chosen = torch.cat([chosen, draws]).unique()
+    # unique() sorts: shuffle, then keep count (a uniform subset of a uniform subset).
+    return chosen[torch.randperm(len(chosen), generator=generator)[:count]]

@@ -291,11 +291,47 @@ class Windows:
         """``[M]`` series (from 0) of every window, in window order."""
         return self._padded_targets(torch.arange(len(self)))[1].cpu().numpy()
 
+    def full_context(self, index: torch.Tensor) -> torch.Tensor:
+        """``[B]`` bool: whether each of windows ``index [B]`` has its context wholly inside its series
+        (no warm-up padding)."""
+        targets, series = self._padded_targets(index)
+        return (targets - self.window_size >= self.arrays.block_start[series] + self.window_size).cpu()
+
     def full_context_index(self) -> torch.Tensor:
         """Indices of the windows whose context lies wholly inside their series (no warm-up padding)."""
-        targets, series = self._padded_targets(torch.arange(len(self)))
-        first_data_row = self.arrays.block_start[series] + self.window_size
-        return torch.nonzero(targets - self.window_size >= first_data_row).flatten().cpu()
+        return torch.cat(
+            [chunk[self.full_context(chunk)] for chunk in index_chunks(len(self))]
+            or [torch.empty(0, dtype=torch.long)]
+        )
+
+    def observed(self, index: torch.Tensor) -> Batch:
+        """What scoring without a model reads of windows ``index [B]``, with no context gathered:
+        ``last_value [B]`` (the value at the window's last step, what persistence repeats),
+        ``series_id [B]``, ``target_row [B]`` (see :meth:`locate`) and, with targets, ``y [B, H]``."""
+        with single_cpu_thread(self.arrays.values.device):
+            targets, series = self._padded_targets(index)
+            batch = {
+                "last_value": torch.index_select(self.arrays.values, 0, targets - 1),  # [B]
+                "series_id": series + 1,
+                "target_row": targets - (series + 1) * self.window_size,
+            }
+            if self.with_target:
+                batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
+            return batch
+
+    def gather_values(self, index: torch.Tensor) -> Batch:
+        """The values alone of windows ``index [B]``: ``values [B, W]`` (the last feature of ``x``),
+        ``series_id [B]`` and, with targets, ``y [B, H]``; what a regression on the values (the ridge
+        baseline) reads, without the cost of the extra features."""
+        with single_cpu_thread(self.arrays.values.device):
+            targets, series = self._padded_targets(index)
+            batch = {
+                "values": torch.index_select(self._value_windows, 0, targets - self.window_size),
+                "series_id": series + 1,
+            }
+            if self.with_target:
+                batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
+            return batch
 
     def gather(self, index: torch.Tensor) -> Batch:
         """Cut the windows ``index [B]`` out of the arrays.
@@ -349,6 +385,12 @@ class Windows:
             calendar = torch.index_select(self.arrays.calendar_table, 0, keys)  # [B * L, C]
             parts.append(calendar.view(len(first), calendar_windows.shape[1], -1))  # [B, L, C] scaled
         return parts
+
+
+def index_chunks(count: int, size: int = CHUNK_ROWS) -> Iterator[torch.Tensor]:
+    """``arange(count)`` in consecutive pieces of ``size`` (never the whole ``[count]`` index at once)."""
+    for start in range(0, count, size):
+        yield torch.arange(start, min(start + size, count))
 
 
 def index_ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:

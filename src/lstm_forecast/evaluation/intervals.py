@@ -148,10 +148,13 @@ class ConformalIntervals:
         series_margins = None
         if per_series:
             series_margins = np.full((len(levels), num_series, margins.shape[1]), np.nan)
-            for series in np.unique(calibration.series_index):
-                rows = calibration.series_index == series
+            # Windows grouped by series with one sort (not one scan of every window per series).
+            order = np.argsort(calibration.series_index, kind="stable")
+            series, starts = np.unique(calibration.series_index[order], return_index=True)
+            groups = np.split(order, starts[1:]) if len(order) else []
+            for one, rows in zip(series, groups, strict=True):
                 for i, level in enumerate(levels):
-                    series_margins[i, series] = conformal_margin(scores[i][rows], level)
+                    series_margins[i, one] = conformal_margin(scores[i][rows], level)
         return cls(levels, margins, series_margins, bands)
 
     @staticmethod

@@ -100,30 +100,94 @@ class ForecastErrors:
         }
         return cls(terms=terms, series_index=series_index)
 
-    @staticmethod
-    def _finish(means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: np.sqrt(value) if name == "rmse_orig" else value for name, value in means.items()}
+    def totals(self, num_series: int) -> ErrorTotals:
+        """These errors' sums, to be added to those of other windows (:class:`ErrorTotals`)."""
+        totals = ErrorTotals.empty(num_series, next(iter(self.terms.values())).shape[1], list(self.terms))
+        totals.add(self)
+        return totals
 
     def overall(self) -> dict[str, float]:
         """Each metric averaged over every window and horizon step."""
-        means = {name: np.mean(term) for name, term in self.terms.items()}
-        return {name: float(value) for name, value in self._finish(means).items()}
+        return self.totals(int(self.series_index.max(initial=-1)) + 1).overall()
 
     def per_step(self) -> dict[str, np.ndarray]:
         """Each metric per horizon step: ``[H]`` arrays (step ``h`` at index ``h - 1``)."""
-        return self._finish({name: term.mean(axis=0) for name, term in self.terms.items()})
+        return self.totals(int(self.series_index.max(initial=-1)) + 1).per_step()
 
     def per_series(self, num_series: int) -> dict[str, np.ndarray]:
         """Each metric per series: ``[S]`` arrays (NaN for a series without windows)."""
-        counts = np.bincount(self.series_index, minlength=num_series).astype(np.float64)
-        horizon = next(iter(self.terms.values())).shape[1]
+        return self.totals(num_series).per_series()
+
+
+def _finish(means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Means of the error terms -> metrics (RMSE is the root of the mean squared error)."""
+    return {name: np.sqrt(value) if name == "rmse_orig" else value for name, value in means.items()}
+
+
+@dataclass
+class ErrorTotals:
+    """Sums of error terms per horizon step and per series, added up chunk by chunk of windows.
+
+    What the metrics of any number of windows need in ``O(S + H)`` memory: every metric is a mean of
+    its terms, so the overall, per-step and per-series means of all windows follow from these sums
+    (float64) and the window counts, exactly as if the terms of every window had been held at once.
+
+    Attributes
+    ----------
+    step_sums : dict of str to ndarray
+        ``[H]`` sum of each metric's terms at each horizon step.
+    series_sums : dict of str to ndarray
+        ``[S]`` sum of each metric's terms over each series' windows and steps.
+    series_windows : ndarray
+        ``[S]`` windows of each series.
+    """
+
+    step_sums: dict[str, np.ndarray]
+    series_sums: dict[str, np.ndarray]
+    series_windows: np.ndarray
+
+    @classmethod
+    def empty(
+        cls, num_series: int, horizon: int, names: list[str] | tuple[str, ...] = METRIC_NAMES
+    ) -> ErrorTotals:
+        return cls(
+            step_sums={name: np.zeros(horizon) for name in names},
+            series_sums={name: np.zeros(num_series) for name in names},
+            series_windows=np.zeros(num_series, dtype=np.int64),
+        )
+
+    @property
+    def num_windows(self) -> int:
+        return int(self.series_windows.sum())
+
+    def add(self, errors: ForecastErrors) -> None:
+        """Add the terms of ``errors`` (a chunk of windows)."""
+        num_series = len(self.series_windows)
+        self.series_windows += np.bincount(errors.series_index, minlength=num_series)
+        for name, term in errors.terms.items():
+            self.step_sums[name] += term.sum(axis=0)
+            self.series_sums[name] += np.bincount(
+                errors.series_index, weights=term.sum(axis=1), minlength=num_series
+            )
+
+    def overall(self) -> dict[str, float]:
+        """Each metric averaged over every window and horizon step (NaN without windows)."""
+        count = self.num_windows * len(next(iter(self.step_sums.values())))
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = {
-                name: np.bincount(self.series_index, weights=term.sum(axis=1), minlength=num_series)
-                / (counts * horizon)
-                for name, term in self.terms.items()
-            }
-        return self._finish(means)
+            means = {name: np.float64(total.sum()) / count for name, total in self.step_sums.items()}
+        return {name: float(value) for name, value in _finish(means).items()}
+
+    def per_step(self) -> dict[str, np.ndarray]:
+        """Each metric per horizon step: ``[H]`` arrays (step ``h`` at index ``h - 1``)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _finish({name: total / self.num_windows for name, total in self.step_sums.items()})
+
+    def per_series(self) -> dict[str, np.ndarray]:
+        """Each metric per series: ``[S]`` arrays (NaN for a series without windows)."""
+        horizon = len(next(iter(self.step_sums.values())))
+        counts = self.series_windows.astype(np.float64) * horizon
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _finish({name: total / counts for name, total in self.series_sums.items()})
 
 
 def forecast_metrics(

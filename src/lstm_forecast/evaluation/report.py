@@ -15,7 +15,7 @@ Every metric per step and per series goes to ``metrics_per_step.csv`` and ``metr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import Windows
+from lstm_forecast.data.windows import Windows, index_chunks
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.baselines import (
     DEFAULT_RIDGE_ALPHAS,
@@ -37,12 +37,15 @@ from lstm_forecast.evaluation.baselines import (
     seasonal_naive,
 )
 from lstm_forecast.evaluation.intervals import ConformalIntervals, check_interval_levels, interval_metrics
-from lstm_forecast.evaluation.metrics import METRIC_NAMES, PER_STEP_KEYS, ForecastErrors
+from lstm_forecast.evaluation.metrics import METRIC_NAMES, PER_STEP_KEYS, ErrorTotals, ForecastErrors
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.files import write_atomic
 
 BASELINES = ("persistence", "seasonal_naive", "ridge")
 MODEL = "model"  # the network's name in the CSV tables
+# Windows forecast and scored at a time: a few MiB of float64 error terms per metric, whatever the
+# number of windows (peak memory grows with the series and this chunk, never with the split).
+SCORE_CHUNK_WINDOWS = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -125,16 +128,21 @@ class SplitScores:
 def training_naive_scale(datamodule: ForecastDataModule) -> np.ndarray:
     """MASE denominators ``[S]``: each series' mean absolute one-step change over its training windows
     (target minus the value before it, in original units). Read through the windows, so it holds for
-    wide tables and ragged long panels alike."""
+    wide tables and ragged long panels alike; a chunk of windows at a time, reading two values each."""
     datamodule.setup("test")
-    observed = observed_windows(datamodule.windows["train"])
-    series = observed.series_index[:, None]
-    change = np.abs(
-        datamodule.inverse_values(observed.target[:, :1], series)
-        - datamodule.inverse_values(observed.last_value[:, None], series)
-    )[:, 0]
-    total = np.bincount(observed.series_index, weights=change, minlength=datamodule.num_series)
-    count = np.bincount(observed.series_index, minlength=datamodule.num_series)
+    windows = datamodule.windows["train"]
+    total = np.zeros(datamodule.num_series)
+    count = np.zeros(datamodule.num_series, dtype=np.int64)
+    for chunk in index_chunks(len(windows)):
+        observed = windows.observed(chunk)
+        series_index = (observed["series_id"] - 1).cpu().numpy()
+        series = series_index[:, None]
+        change = np.abs(
+            datamodule.inverse_values(observed["y"][:, :1].cpu().numpy(), series)
+            - datamodule.inverse_values(observed["last_value"][:, None].cpu().numpy(), series)
+        )[:, 0]
+        total += np.bincount(series_index, weights=change, minlength=datamodule.num_series)
+        count += np.bincount(series_index, minlength=datamodule.num_series)
     scale = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
     return np.where(scale > 0, scale, 1.0)
 
@@ -145,14 +153,25 @@ def seasonal_period_of(datamodule: ForecastDataModule, options: EvaluationOption
     return options.seasonal_period
 
 
+def fit_ridge(datamodule: ForecastDataModule, options: EvaluationOptions) -> RidgeBaseline | None:
+    """The ridge baseline, fitted on the training windows (alpha chosen on validation), when asked for."""
+    if "ridge" not in options.baselines:
+        return None
+    datamodule.setup("test")
+    return RidgeBaseline.fit(datamodule.windows["train"], datamodule.windows["val"], options.ridge_alphas)
+
+
 def baseline_forecasts(
     forecasts: WindowForecasts,
     datamodule: ForecastDataModule,
     windows: Windows,
     index: torch.Tensor | None = None,
     options: EvaluationOptions | None = None,
+    ridge: RidgeBaseline | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The baselines' forecasts of the windows ``index`` of ``windows`` (those of ``forecasts``).
+
+    ``ridge``: the fitted ridge baseline (fitted here when asked for and not given).
 
     Returns
     -------
@@ -172,13 +191,89 @@ def baseline_forecasts(
         )
         settings["baseline/seasonal_naive/period"] = period
     if "ridge" in options.baselines:
-        datamodule.setup("test")
-        ridge = RidgeBaseline.fit(
-            datamodule.windows["train"], datamodule.windows["val"], options.ridge_alphas
-        )
+        ridge = ridge or fit_ridge(datamodule, options)
         predictions["ridge"] = ridge.predict(windows, index)
         settings["baseline/ridge/alpha"] = ridge.alpha
     return predictions, settings
+
+
+class SplitScorer:
+    """The metrics of the model and its baselines on a set of windows, added up chunk by chunk.
+
+    Holds ``O(S + H)`` sums per model (:class:`~lstm_forecast.evaluation.metrics.ErrorTotals`) and the
+    MASE scale, never the windows' forecasts: :meth:`add` each chunk of forecasts (with their
+    baselines' and, once calibrated, their intervals), then :meth:`scores`.
+
+    Parameters
+    ----------
+    datamodule : ForecastDataModule
+        The data the windows come from (its scalers invert the forecasts).
+    prefix : str
+        The model's key prefix, ``test``, ``val`` or ``backtest``.
+    include_model : bool
+        Score the model (False: the baselines alone, ``baseline/<name>/...``).
+    """
+
+    def __init__(self, datamodule: ForecastDataModule, prefix: str, include_model: bool = True) -> None:
+        self.datamodule = datamodule
+        self.prefix = prefix
+        self.include_model = include_model
+        self.mase_scale = training_naive_scale(datamodule)
+        self.totals: dict[str, ErrorTotals] = {}
+        self.interval_sums: dict[str, float] = {}
+        self.num_targets = 0
+
+    def add(self, forecasts: WindowForecasts, baselines: Mapping[str, np.ndarray]) -> None:
+        """Add a chunk of windows: the model's ``forecasts`` (with targets) and each baseline's ``[C, H]``."""
+        assert forecasts.target is not None, "scoring needs windows with targets"
+        scored = {MODEL: forecasts.prediction} if self.include_model else {}
+        datamodule = self.datamodule
+        for name, prediction in {**scored, **baselines}.items():
+            errors = ForecastErrors.compute(
+                prediction,
+                forecasts.target,
+                forecasts.series_index,
+                datamodule.inverse_values,
+                datamodule.z_normalise,
+                self.mase_scale,
+            )
+            if name not in self.totals:
+                self.totals[name] = ErrorTotals.empty(datamodule.num_series, forecasts.target.shape[1])
+            self.totals[name].add(errors)
+        if self.include_model and (forecasts.intervals or forecasts.quantiles is not None):
+            # Means of the chunk weighted by its windows: every interval metric is a mean over [C, H].
+            chunk = interval_metrics(forecasts, datamodule.inverse_values, self.prefix)
+            for key, value in chunk.items():
+                self.interval_sums[key] = self.interval_sums.get(key, 0.0) + value * len(forecasts.target)
+        self.num_targets += int(forecasts.target.size)
+
+    def scores(self) -> SplitScores:
+        """The metrics of every window added so far, with their per-step and per-series tables."""
+        metrics: dict[str, float] = {}
+        step_tables, series_tables = [], []
+        windows = 0
+        for name, totals in self.totals.items():
+            windows = totals.num_windows
+            key = self.prefix if name == MODEL else f"baseline/{name}"
+            metrics.update({f"{key}/{metric}": value for metric, value in totals.overall().items()})
+            per_step = totals.per_step()
+            for metric in PER_STEP_KEYS:
+                metrics.update({f"{key}/{metric}@{h + 1}": float(v) for h, v in enumerate(per_step[metric])})
+            steps = pd.DataFrame(per_step, columns=list(METRIC_NAMES))
+            steps.insert(0, "step", np.arange(1, len(steps) + 1))
+            steps.insert(0, "model", name)
+            step_tables.append(steps)
+            series = pd.DataFrame(totals.per_series(), columns=list(METRIC_NAMES))
+            series.insert(0, "series", self.datamodule.series_names)
+            series.insert(0, "model", name)
+            series_tables.append(series)
+        metrics.update({key: total / windows for key, total in self.interval_sums.items()})
+        metrics[f"{self.prefix}/num_targets"] = self.num_targets
+        return SplitScores(
+            metrics=metrics,
+            per_step=pd.concat(step_tables, ignore_index=True) if step_tables else pd.DataFrame(),
+            per_series=pd.concat(series_tables, ignore_index=True) if series_tables else pd.DataFrame(),
+        )
 
 
 def score_models(
@@ -189,55 +284,25 @@ def score_models(
     include_model: bool = True,
 ) -> SplitScores:
     """Metrics of the model (``{prefix}/...``, unless ``include_model`` is False) and of each baseline
-    (``baseline/<name>/...``)."""
-    assert forecasts.target is not None, "scoring needs windows with targets"
+    (``baseline/<name>/...``) on forecasts held in memory (:class:`SplitScorer` for one chunk)."""
     baselines = dict(baselines) if baselines is not None else {"persistence": persistence(forecasts)}
-    mase_scale = training_naive_scale(datamodule)
-    metrics: dict[str, float] = {}
-    step_tables, series_tables = [], []
-    scored = {MODEL: forecasts.prediction} if include_model else {}
-    for name, prediction in {**scored, **baselines}.items():
-        errors = ForecastErrors.compute(
-            prediction,
-            forecasts.target,
-            forecasts.series_index,
-            datamodule.inverse_values,
-            datamodule.z_normalise,
-            mase_scale,
-        )
-        key = prefix if name == MODEL else f"baseline/{name}"
-        metrics.update({f"{key}/{metric}": value for metric, value in errors.overall().items()})
-        per_step = errors.per_step()
-        for metric in PER_STEP_KEYS:
-            metrics.update({f"{key}/{metric}@{h + 1}": float(v) for h, v in enumerate(per_step[metric])})
-        steps = pd.DataFrame(per_step, columns=list(METRIC_NAMES))
-        steps.insert(0, "step", np.arange(1, len(steps) + 1))
-        steps.insert(0, "model", name)
-        step_tables.append(steps)
-        series = pd.DataFrame(errors.per_series(datamodule.num_series), columns=list(METRIC_NAMES))
-        series.insert(0, "series", datamodule.series_names)
-        series.insert(0, "model", name)
-        series_tables.append(series)
-    metrics[f"{prefix}/num_targets"] = int(forecasts.target.size)
-    return SplitScores(
-        metrics=metrics,
-        per_step=pd.concat(step_tables, ignore_index=True),
-        per_series=pd.concat(series_tables, ignore_index=True),
-    )
+    scorer = SplitScorer(datamodule, prefix, include_model)
+    scorer.add(replace(forecasts, intervals={}, quantiles=None), baselines)
+    return scorer.scores()
 
 
 def observed_windows(
-    windows: Windows, index: torch.Tensor | None = None, batch_size: int = 4096
+    windows: Windows, index: torch.Tensor | None = None, batch_size: int = SCORE_CHUNK_WINDOWS
 ) -> WindowForecasts:
     """What the baselines need of windows ``index`` (default all) without a model: targets, last
     values, series and rows; ``prediction`` is NaN (score with ``include_model=False``)."""
-    index = torch.arange(len(windows)) if index is None else index
-    batches = [windows.gather(chunk) for chunk in torch.split(index, batch_size)]
+    chunks = index_chunks(len(windows), batch_size) if index is None else torch.split(index, batch_size)
+    batches = [windows.observed(chunk) for chunk in chunks]
     target = torch.cat([batch["y"].cpu() for batch in batches]).numpy()
     return WindowForecasts(
         prediction=np.full(target.shape, np.nan, dtype=np.float32),
         target=target,
-        last_value=torch.cat([batch["x"][:, -1, -1].cpu() for batch in batches]).numpy(),
+        last_value=torch.cat([batch["last_value"].cpu() for batch in batches]).numpy(),
         series_index=torch.cat([batch["series_id"].cpu() - 1 for batch in batches]).numpy(),
         target_row=torch.cat([batch["target_row"].cpu() for batch in batches]).numpy(),
     )
@@ -246,15 +311,156 @@ def observed_windows(
 def evaluate_baselines(
     datamodule: ForecastDataModule, split: str = "test", evaluation: Mapping[str, Any] | None = None
 ) -> SplitScores:
-    """The baselines alone on every window of ``split`` (no model needed): ``baseline/...`` keys."""
+    """The baselines alone on every window of ``split`` (no model needed): ``baseline/...`` keys,
+    scored a chunk of windows at a time."""
     options = EvaluationOptions.from_config(evaluation)
     datamodule.setup("test")
     windows = datamodule.windows[split]
-    forecasts = observed_windows(windows)
-    baselines, settings = baseline_forecasts(forecasts, datamodule, windows, None, options)
-    scores = score_models(forecasts, datamodule, split, baselines, include_model=False)
+    scorer = SplitScorer(datamodule, split, include_model=False)
+    ridge = fit_ridge(datamodule, options)
+    settings: dict[str, float] = {}
+    for chunk in index_chunks(len(windows), SCORE_CHUNK_WINDOWS):
+        forecasts = observed_windows(windows, chunk)
+        baselines, settings = baseline_forecasts(forecasts, datamodule, windows, chunk, options, ridge)
+        scorer.add(forecasts, baselines)
+    scores = scorer.scores()
     scores.metrics.update(settings)
     return scores
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk of scored windows (:class:`ScoredStream`).
+
+    Attributes
+    ----------
+    positions : ndarray
+        ``[C]`` positions of the chunk's windows in the scored index (0 for its first window).
+    forecasts : WindowForecasts
+        The model's forecasts of the chunk (with their intervals, when calibrated).
+    baselines : dict
+        ``{name: [C, H] scaled forecasts}`` of each baseline.
+    """
+
+    positions: np.ndarray
+    forecasts: WindowForecasts
+    baselines: dict[str, np.ndarray]
+
+
+# Which windows of a chunk to hand back at the end: ``(chunk) -> [C] bool``.
+KeepWindows = Callable[[ScoredChunk], np.ndarray]
+
+
+def _index_chunks(windows: Windows, index: torch.Tensor | None) -> Iterator[torch.Tensor]:
+    if index is None:
+        return index_chunks(len(windows), SCORE_CHUNK_WINDOWS)
+    return iter(torch.split(index, SCORE_CHUNK_WINDOWS))
+
+
+def calibration_forecasts(
+    net: nn.Module, datamodule: ForecastDataModule, device: torch.device | str | None = None
+) -> WindowForecasts:
+    """The model's forecasts of the windows conformal intervals are calibrated on: the validation
+    windows, or their fixed sample when ``data.val_windows`` is set (a uniform subsample keeps the
+    calibration's exchangeability, in memory of the sample's size)."""
+    datamodule.setup("test")
+    return predict_windows(
+        net, datamodule.windows["val"], datamodule.eval_batch_size, device, datamodule.val_sample
+    )
+
+
+def validation_scores(
+    net: nn.Module, datamodule: ForecastDataModule, device: torch.device | str | None = None
+) -> tuple[SplitScores, WindowForecasts]:
+    """The model's scores on every validation window (``val/...``, no baselines) and, from the same
+    pass, its forecasts of the windows intervals are calibrated on (:func:`calibration_forecasts`)."""
+    datamodule.setup("test")
+    sample = None if datamodule.val_sample is None else datamodule.val_sample.cpu().numpy()
+
+    def calibration_windows(chunk: ScoredChunk) -> np.ndarray:
+        if sample is None:
+            return np.ones(len(chunk.positions), dtype=bool)
+        return np.isin(chunk.positions, sample)
+
+    options = EvaluationOptions(baselines=(), interval_levels=())
+    scores, calibration, _ = evaluate_windows(
+        net, datamodule, datamodule.windows["val"], "val", device=device, options=options,
+        keep=calibration_windows,
+    )  # fmt: skip
+    return scores, calibration
+
+
+class ScoredStream:
+    """The windows ``index`` (default all) of ``windows`` forecast by the model and the baselines and
+    scored, :data:`SCORE_CHUNK_WINDOWS` at a time: iterate over it for each :class:`ScoredChunk` (e.g.
+    to write a table piece by piece), then read :meth:`scores`.
+
+    Memory grows with the series and the chunk, not with the windows. With ``options.interval_levels``
+    the forecasts get conformal intervals calibrated on ``calibration`` (the model's forecasts of the
+    validation windows, :func:`calibration_forecasts`; computed when not given) and the scores their
+    coverage and width. Arguments as :func:`evaluate_windows`.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        datamodule: ForecastDataModule,
+        windows: Windows,
+        prefix: str,
+        index: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+        options: EvaluationOptions | None = None,
+        calibration: WindowForecasts | None = None,
+    ) -> None:
+        self.net, self.datamodule, self.windows, self.index, self.device = (
+            net,
+            datamodule,
+            windows,
+            index,
+            device,
+        )
+        self.options = options or EvaluationOptions()
+        datamodule.setup("test")
+        self.intervals = None
+        if self.options.interval_levels:
+            if calibration is None:
+                calibration = calibration_forecasts(net, datamodule, device)
+            self.intervals = ConformalIntervals.calibrate(
+                calibration,
+                self.options.interval_levels,
+                self.options.intervals_per_series,
+                datamodule.num_series,
+                skip_uncalibrated=True,
+            )
+        self.scorer = SplitScorer(datamodule, prefix)
+        self.ridge = fit_ridge(datamodule, self.options)
+        self.settings: dict[str, float] = {}
+        self._done = False
+
+    def __iter__(self) -> Iterator[ScoredChunk]:
+        assert not self._done, "a stream is scored once"
+        start = 0
+        for chunk in _index_chunks(self.windows, self.index):
+            datamodule, windows = self.datamodule, self.windows
+            forecasts = predict_windows(self.net, windows, datamodule.eval_batch_size, self.device, chunk)
+            baselines, self.settings = baseline_forecasts(
+                forecasts, datamodule, windows, chunk, self.options, self.ridge
+            )
+            if self.intervals is not None:
+                forecasts = self.intervals.apply(forecasts)
+            self.scorer.add(forecasts, baselines)
+            yield ScoredChunk(np.arange(start, start + len(chunk)), forecasts, baselines)
+            start += len(chunk)
+        self._done = True
+
+    def scores(self) -> SplitScores:
+        """The scores of every window (iterates over what is left of the stream first)."""
+        if not self._done:
+            for _ in self:
+                pass
+        scores = self.scorer.scores()
+        scores.metrics.update(self.settings)
+        return scores
 
 
 def evaluate_windows(
@@ -266,37 +472,74 @@ def evaluate_windows(
     device: torch.device | str | None = None,
     options: EvaluationOptions | None = None,
     calibration: WindowForecasts | None = None,
+    keep: KeepWindows | None = None,
 ) -> tuple[SplitScores, WindowForecasts, dict[str, np.ndarray]]:
     """Forecast the windows ``index`` (default all) of ``windows`` with the model and the baselines; score.
 
-    With ``options.interval_levels``, the forecasts get conformal intervals calibrated on
-    ``calibration`` (the model's forecasts of the validation windows; computed when not given) and the
-    scores their coverage and width.
+    Scored a chunk at a time (:class:`ScoredStream`); only the windows ``keep`` selects (default:
+    every one) are handed back. With ``options.interval_levels``, the forecasts get conformal
+    intervals calibrated on ``calibration`` (computed when not given) and the scores their coverage
+    and width.
 
     Returns
     -------
     tuple
-        ``(scores, the model's forecasts, {baseline: [N, H] scaled forecasts})``.
+        ``(scores, the model's forecasts of the kept windows, {baseline: [K, H] scaled forecasts of
+        them})``.
     """
-    options = options or EvaluationOptions()
-    datamodule.setup("test")
-    forecasts = predict_windows(net, windows, datamodule.eval_batch_size, device, index)
-    baselines, settings = baseline_forecasts(forecasts, datamodule, windows, index, options)
-    scores = score_models(forecasts, datamodule, prefix, baselines)
-    scores.metrics.update(settings)
-    if options.interval_levels:
-        if calibration is None:
-            calibration = predict_windows(net, datamodule.windows["val"], datamodule.eval_batch_size, device)
-        intervals = ConformalIntervals.calibrate(
-            calibration,
-            options.interval_levels,
-            options.intervals_per_series,
-            datamodule.num_series,
-            skip_uncalibrated=True,
-        )
-        forecasts = intervals.apply(forecasts)
-        scores.metrics.update(interval_metrics(forecasts, datamodule.inverse_values, prefix))
-    return scores, forecasts, baselines
+    stream = ScoredStream(net, datamodule, windows, prefix, index, device, options, calibration)
+    kept: list[ScoredChunk] = []
+    last = None
+    for scored in stream:
+        last = scored
+        mask = np.ones(len(scored.positions), dtype=bool) if keep is None else keep(scored)
+        if mask.all():
+            kept.append(scored)
+        elif mask.any():
+            rows = np.flatnonzero(mask)
+            kept.append(
+                ScoredChunk(
+                    scored.positions[rows],
+                    scored.forecasts.subset(rows),
+                    {name: values[rows] for name, values in scored.baselines.items()},
+                )
+            )
+    if not kept and last is not None:  # an empty selection keeps the shape of the forecasts: [0, H]
+        empty = np.empty(0, dtype=np.int64)
+        kept = [
+            ScoredChunk(empty, last.forecasts.subset(empty), {n: v[empty] for n, v in last.baselines.items()})
+        ]
+    forecasts = concat_forecasts([c.forecasts for c in kept])
+    baselines = {name: np.concatenate([c.baselines[name] for c in kept]) for name in kept[0].baselines}
+    return stream.scores(), forecasts, baselines
+
+
+def concat_forecasts(parts: list[WindowForecasts]) -> WindowForecasts:
+    """The forecasts of several chunks of windows, in order, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+
+    def joined(name: str) -> np.ndarray | None:
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return WindowForecasts(
+        prediction=joined("prediction"),
+        target=joined("target"),
+        last_value=joined("last_value"),
+        series_index=joined("series_index"),
+        target_row=joined("target_row"),
+        quantiles=joined("quantiles"),
+        quantile_levels=first.quantile_levels,
+        intervals={
+            level: (
+                np.concatenate([part.intervals[level][0] for part in parts]),
+                np.concatenate([part.intervals[level][1] for part in parts]),
+            )
+            for level in first.intervals
+        },
+    )
 
 
 def print_summary(metrics: dict[str, Any], path: Path) -> None:

@@ -216,7 +216,7 @@ class ForecastModule(pl.LightningModule):
         net = self.net
 
         def referenced(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-            values = batch["x"][..., -1]  # [B, W]
+            values = batch["values"]  # [B, W] (Windows.gather_values)
             offset, scale = net.window_reference(values)  # [B, 1] each
             inputs = ((values - offset) / scale)[:, -net.highway_window :]
             skip = values[:, -1:] if net.last_value_skip else 0.0  # added after the highway

@@ -9,24 +9,42 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lstm_forecast.data.windows import Windows
+from lstm_forecast.data.windows import Windows, index_chunks
 from lstm_forecast.errors import UserError
 
 DEFAULT_RIDGE_ALPHAS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-def _batches(windows: Windows, index: torch.Tensor, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-    for chunk in torch.split(index, batch_size):
-        yield windows.gather(chunk)
+def _batches(
+    windows: Windows, index: torch.Tensor | None, batch_size: int, full_context: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Value batches (:meth:`Windows.gather_values`) of ``batch_size`` windows of ``index`` (None: every
+    window, never indexed all at once), only those with a full context if ``full_context`` (the
+    batches are then those of the filtered index, whatever the chunking)."""
+    if index is not None:
+        for chunk in torch.split(index, batch_size):
+            yield windows.gather_values(chunk)
+        return
+    carry = torch.empty(0, dtype=torch.long)
+    for chunk in index_chunks(len(windows)):
+        if full_context:
+            chunk = chunk[windows.full_context(chunk)]
+        carry = torch.cat([carry, chunk])
+        whole = len(carry) - len(carry) % batch_size
+        for batch in torch.split(carry[:whole], batch_size):
+            yield windows.gather_values(batch)
+        carry = carry[whole:]
+    if len(carry):
+        yield windows.gather_values(carry)
 
 
-# Maps a batch to the regression's (inputs [B, K], targets [B, H]).
+# Maps a value batch (Windows.gather_values) to the regression's (inputs [B, K], targets [B, H]).
 Regression = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
 
 
 def window_values(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The ridge baseline's regression: the window's values onto the targets."""
-    return batch["x"][..., -1], batch["y"]
+    return batch["values"], batch["y"]
 
 
 def _design(inputs: torch.Tensor) -> torch.Tensor:
@@ -71,16 +89,14 @@ class RidgeBaseline:
         (``weights [num_series + 1, K + 1, H]``, row 0 unused) with one ``alpha`` for all.
         :meth:`predict` assumes the defaults.
 
-        The normal equations are accumulated batch by batch (``O(K^2)`` memory per model whatever the
-        number of windows) and solved once per ``alpha`` with a least-squares solver, so ``alpha = 0``
-        (plain least squares) works even when the Gram matrix is singular. The intercept is not penalised.
+        The normal equations are accumulated batch by batch over the values alone (``O(K^2)`` memory
+        per model whatever the number of windows; no extra features gathered) and solved once per
+        ``alpha`` with a least-squares solver, so ``alpha = 0`` (plain least squares) works even when
+        the Gram matrix is singular. The intercept is not penalised.
         """
         alphas = [float(a) for a in alphas]
         if not alphas or any(a < 0 for a in alphas):
             raise UserError(f"evaluation.ridge_alphas must be non-negative numbers, got {alphas}")
-        train_index = train.full_context_index()
-        if len(train_index) == 0:
-            raise UserError("the ridge baseline needs training windows with a full context; use more rows")
 
         def grouped(batch: dict[str, torch.Tensor]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
             """``(group, design [b, K + 1], targets [b, H])`` for each group (series) in the batch."""
@@ -96,10 +112,12 @@ class RidgeBaseline:
 
         grams: dict[int, torch.Tensor] = {}  # X^T X [K + 1, K + 1] per group
         moments: dict[int, torch.Tensor] = {}  # X^T Y [K + 1, H] per group
-        for batch in _batches(train, train_index, batch_size):
+        for batch in _batches(train, None, batch_size, full_context=True):
             for group, design, targets in grouped(batch):
                 grams[group] = grams.get(group, 0) + design.T @ design
                 moments[group] = moments.get(group, 0) + design.T @ targets
+        if not grams:
+            raise UserError("the ridge baseline needs training windows with a full context; use more rows")
         groups = range(max(grams) + 1)  # a group without training windows gets zeros, solved as 0
         gram = torch.stack([grams.get(g, torch.zeros_like(grams[max(grams)])) for g in groups])
         moment = torch.stack([moments.get(g, torch.zeros_like(moments[max(grams)])) for g in groups])
@@ -114,7 +132,7 @@ class RidgeBaseline:
         )  # [A, G, K + 1, H]
         squared_error = torch.zeros(len(alphas), dtype=torch.float64)
         count = 0
-        for batch in _batches(val, torch.arange(len(val)), batch_size):
+        for batch in _batches(val, None, batch_size):
             for group, design, targets in grouped(batch):
                 if group >= candidates.shape[1]:
                     continue  # a series without training windows (a long panel's late starter)
@@ -133,7 +151,6 @@ class RidgeBaseline:
         self, windows: Windows, index: torch.Tensor | None = None, batch_size: int = 4096
     ) -> np.ndarray:
         """Forecast windows ``index`` (default: all, in order) of ``windows``: ``[N, H]`` scaled."""
-        index = torch.arange(len(windows)) if index is None else index
         chunks = [
             _design(window_values(batch)[0]) @ self.weights for batch in _batches(windows, index, batch_size)
         ]

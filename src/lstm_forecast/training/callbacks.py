@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
     from lstm_forecast.data.datamodule import ForecastDataModule
+    from lstm_forecast.evaluation.report import SplitScores
     from lstm_forecast.evaluation.window_forecasts import WindowForecasts
     from lstm_forecast.models.module import ForecastModule
 
@@ -62,15 +63,23 @@ class RunEndCallback(Callback):
 
     tensorboard_output: str | None = None
 
+    def series_to_keep(self, datamodule: ForecastDataModule) -> list[int]:
+        """Series (from 0) whose test windows' forecasts :meth:`on_run_end` reads; the test split is
+        scored a chunk at a time and only those windows are kept."""
+        return []
+
     def on_run_end(
         self,
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
         test_forecasts: WindowForecasts | None,
+        test_scores: SplitScores | None = None,
     ) -> None:
-        """Called on rank 0 with the best weights loaded and ``test_forecasts`` of every test window
-        (None when the run does not score the test split: ``test_after_fit=false``)."""
+        """Called on rank 0 with the best weights loaded, ``test_forecasts`` of every test window of
+        the series of :meth:`series_to_keep` and ``test_scores``, the test split's scores with their
+        per-series table (both None when the run does not score the test split:
+        ``test_after_fit=false``)."""
 
 
 # ----------------------------------------------------------------------------------------- progress bar

@@ -16,9 +16,8 @@ import torch
 
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.baselines import persistence
 from lstm_forecast.evaluation.intervals import level_label, quantile_column
-from lstm_forecast.evaluation.metrics import forecast_metrics
+from lstm_forecast.evaluation.report import MODEL, SplitScores
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
 
@@ -253,18 +252,23 @@ class ForecastFigures(RunEndCallback):
             writer, forecasts, datamodule, "val", f"epoch {trainer.current_epoch}", trainer.global_step
         )
 
+    def series_to_keep(self, datamodule: ForecastDataModule) -> list[int]:
+        if not self._indices:
+            self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
+        return list(self._indices)
+
     def on_run_end(
         self,
         trainer: pl.Trainer,
         module: ForecastModule,
         datamodule: ForecastDataModule,
         test_forecasts: WindowForecasts | None,
+        test_scores: SplitScores | None = None,
     ) -> None:
         writer = tensorboard_writer(trainer)
         if writer is None or test_forecasts is None:
             return
-        if not self._indices:
-            self._indices = series_indices(datamodule.series_names, self.series, self.num_series)
+        self.series_to_keep(datamodule)
         index = np.concatenate(
             [self._window_index(test_forecasts.series_index, series) for series in self._indices]
         )
@@ -272,24 +276,16 @@ class ForecastFigures(RunEndCallback):
         self._log_figures(writer, selected, datamodule, "test", "best checkpoint", trainer.global_step)
 
 
-def per_series_mse_z(
-    forecasts: WindowForecasts, datamodule: ForecastDataModule
-) -> tuple[np.ndarray, np.ndarray]:
-    """Test MSE in z-normalised units of the model and of persistence, per series: two ``[S]`` arrays."""
-    baseline = persistence(forecasts)
-    model_mse, baseline_mse = np.full(datamodule.num_series, np.nan), np.full(datamodule.num_series, np.nan)
-    for series in range(datamodule.num_series):
-        rows = forecasts.series_index == series
-        if not rows.any():
-            continue
-        for out, prediction in ((model_mse, forecasts.prediction), (baseline_mse, baseline)):
-            out[series] = forecast_metrics(
-                prediction[rows],
-                forecasts.target[rows],
-                forecasts.series_index[rows],
-                datamodule.inverse_values,
-                datamodule.z_normalise,
-            )["mse_z"]
+def per_series_mse_z(scores: SplitScores, num_series: int) -> tuple[np.ndarray, np.ndarray]:
+    """Test MSE in z-normalised units of the model and of persistence, per series, from the test
+    scores' per-series table: two ``[S]`` arrays (NaN where a series has no test window, or for
+    persistence when it was not scored)."""
+    table = scores.per_series
+    model_mse, baseline_mse = np.full(num_series, np.nan), np.full(num_series, np.nan)
+    for out, name in ((model_mse, MODEL), (baseline_mse, "persistence")):
+        rows = table[table["model"] == name]
+        if len(rows):
+            out[:] = rows["mse_z"].to_numpy()
     return model_mse, baseline_mse
 
 
@@ -343,11 +339,12 @@ class SeriesErrorChart(RunEndCallback):
         module: ForecastModule,
         datamodule: ForecastDataModule,
         test_forecasts: WindowForecasts | None,
+        test_scores: SplitScores | None = None,
     ) -> None:
         writer = tensorboard_writer(trainer)
-        if writer is None or test_forecasts is None:
+        if writer is None or test_scores is None:
             return
-        model_mse, baseline_mse = per_series_mse_z(test_forecasts, datamodule)
+        model_mse, baseline_mse = per_series_mse_z(test_scores, datamodule.num_series)
         figure = series_error_figure(
             datamodule.series_names, model_mse, baseline_mse, self.max_series, self.dpi
         )
@@ -380,6 +377,7 @@ class EmbeddingProjector(RunEndCallback):
         module: ForecastModule,
         datamodule: ForecastDataModule,
         test_forecasts: WindowForecasts | None,
+        test_scores: SplitScores | None = None,
     ) -> None:
         writer = tensorboard_writer(trainer)
         embedding = getattr(module.net, "embedding", None)

@@ -22,6 +22,7 @@ from lstm_forecast.training.distributed import is_rank_zero
 
 if TYPE_CHECKING:
     from lstm_forecast.data.datamodule import ForecastDataModule
+    from lstm_forecast.evaluation.report import SplitScores
     from lstm_forecast.evaluation.window_forecasts import WindowForecasts
     from lstm_forecast.models.module import ForecastModule
 
@@ -122,6 +123,7 @@ def log_run_end(
     test_forecasts: WindowForecasts | None,
     metrics: dict[str, Any],
     hparams: dict[str, Any],
+    test_scores: SplitScores | None = None,
 ) -> None:
     """On rank 0, after the best checkpoint is scored: log what the fit did not, then close the loggers.
 
@@ -148,7 +150,7 @@ def log_run_end(
             logger.log_hyperparams(hparams)
     for callback in trainer.callbacks:
         if isinstance(callback, RunEndCallback):
-            callback.on_run_end(trainer, module, datamodule, test_forecasts)
+            callback.on_run_end(trainer, module, datamodule, test_forecasts, test_scores)
     for logger in trainer.loggers:
         if isinstance(logger, RunTensorBoardLogger):
             logger.close()

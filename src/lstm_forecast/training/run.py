@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
@@ -16,12 +17,17 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import in_process_loading
 from lstm_forecast.errors import UserError, causes, one_line_reason
-from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, score_models
-from lstm_forecast.evaluation.window_forecasts import predict_windows
+from lstm_forecast.evaluation.report import (
+    EvaluationOptions,
+    KeepWindows,
+    ScoredChunk,
+    evaluate_windows,
+    validation_scores,
+)
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
-from lstm_forecast.training.callbacks import ThrottledProgressBar
+from lstm_forecast.training.callbacks import RunEndCallback, ThrottledProgressBar
 from lstm_forecast.training.distributed import is_rank_zero
 from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
 from lstm_forecast.training.loggers import log_run_end, overridden_hparams, report_skipped_tensorboard_outputs
@@ -229,30 +235,49 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
     # The selection objective: val/loss is in scaled units, which differ between data.scaler choices;
     # the best checkpoint's z-normalised validation error compares any two runs on the same data.
-    val_forecasts = predict_windows(model, datamodule.windows["val"], datamodule.eval_batch_size, device)
-    val_scores = score_models(val_forecasts, datamodule, "val", baselines={})
+    # Every validation window is scored (a chunk at a time), also when the fit validated on a sample.
+    val_scores, calibration = validation_scores(model, datamodule, device)
     metrics.update({k: v for k, v in val_scores.metrics.items() if "@" not in k})
-    test_forecasts = None
+    test_forecasts = test_scores = None
     # Off while selecting a configuration (the accuracy protocol): the test split is not even read.
     if cfg.get("test_after_fit", True):
-        # The test windows' intervals are calibrated on the validation forecasts just made.
-        scores, test_forecasts, _ = evaluate_windows(
+        # The test windows' intervals are calibrated on the validation forecasts just made; only the
+        # windows the run-end figures draw are kept, the rest is scored and let go chunk by chunk.
+        test_scores, test_forecasts, _ = evaluate_windows(
             model,
             datamodule,
             datamodule.windows["test"],
             "test",
             device=device,
             options=options,
-            calibration=val_forecasts,
+            calibration=calibration,
+            keep=run_end_windows(trainer, datamodule),
         )
         if options.tables:
-            scores.write_tables(output_dir)
-        metrics.update(scores.metrics)
+            test_scores.write_tables(output_dir)
+        metrics.update(test_scores.metrics)
     metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
-    log_run_end(trainer, model, datamodule, test_forecasts, metrics, selected_hparams(cfg))
+    log_run_end(trainer, model, datamodule, test_forecasts, metrics, selected_hparams(cfg), test_scores)
     write_json(output_dir / "metrics.json", metrics)
     log.info("%s; metrics in %s", result_line(metrics), output_dir / "metrics.json")
     return metrics, objects
+
+
+def run_end_windows(trainer: pl.Trainer, datamodule: ForecastDataModule) -> KeepWindows:
+    """Which scored test windows to keep for the run-end callbacks: those of the series they read."""
+    wanted = sorted(
+        {
+            series
+            for callback in trainer.callbacks
+            if isinstance(callback, RunEndCallback)
+            for series in callback.series_to_keep(datamodule)
+        }
+    )
+
+    def keep(chunk: ScoredChunk) -> np.ndarray:
+        return np.isin(chunk.forecasts.series_index, wanted)
+
+    return keep
 
 
 def result_line(metrics: dict[str, Any]) -> str:

@@ -1,0 +1,263 @@
+"""Big panels: sampled training epochs, a fixed validation sample, and scores streamed chunk by chunk.
+
+The sampled epoch and the validation sample are checked on the sampler and the datamodule here, and
+over two real DDP processes (the CLI with ``trainer=ddp_cpu``) in the test marked ``ddp``. The streamed
+scores are compared with a plain reference that holds every window's forecasts and error terms at once
+(what scoring did before it streamed), on the apps-matrix data: wide, long ragged and synthetic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+import lstm_forecast.evaluation.report as report
+from conftest import TINY_MODEL, TINY_OVERRIDES, compose_config, run_app
+from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.loading import WindowBatchSampler, sample_windows, window_loader
+from lstm_forecast.evaluation.baselines import RidgeBaseline, seasonal_naive
+from lstm_forecast.evaluation.intervals import ConformalIntervals
+from lstm_forecast.evaluation.metrics import METRIC_NAMES, ForecastErrors
+from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, seasonal_period_of
+from lstm_forecast.evaluation.window_forecasts import predict_windows
+from test_apps_matrix import long_layout, wide_layout
+
+TESTS = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------------------------- sampling
+def drawn(sampler: WindowBatchSampler) -> torch.Tensor:
+    return torch.cat(list(sampler))
+
+
+def test_a_sampled_epoch_draws_that_many_distinct_windows_anew_each_epoch() -> None:
+    for num_windows in (1_000_000, 9_000):  # a small share of the windows, and a large one
+        sampler = WindowBatchSampler(num_windows, batch_size=64, shuffle=True, seed=3, num_samples=5_000)
+        first = drawn(sampler)
+        assert len(first) == 5_000 == len(set(first.tolist()))  # distinct
+        assert int(first.min()) >= 0 and int(first.max()) < num_windows
+        assert len(sampler) == -(-5_000 // 64) == len(list(sampler))
+        assert torch.equal(drawn(sampler), first)  # seeded: the same epoch draws the same windows
+        sampler.set_epoch(1)
+        second = drawn(sampler)
+        assert len(set(second.tolist())) == 5_000
+        assert len(set(first.tolist()) & set(second.tolist())) < 5_000 * 0.75  # a new draw
+        # Uniform: over the windows' range, the draw is spread like a uniform sample.
+        counts = np.bincount(np.asarray(first) * 10 // num_windows, minlength=10)
+        assert counts.min() > 5_000 / 10 * 0.8
+
+
+def test_sampled_shards_are_disjoint_equal_and_together_the_draw() -> None:
+    shards = [
+        drawn(WindowBatchSampler(100_000, 50, True, seed=0, rank=rank, world_size=3, num_samples=3_001))
+        for rank in range(3)
+    ]
+    assert [len(shard) for shard in shards] == [1_000] * 3  # equal: 3,001 // 3 windows each
+    assert len(set(torch.cat(shards).tolist())) == 3_000  # disjoint
+    whole = drawn(WindowBatchSampler(100_000, 50, True, seed=0, num_samples=3_001))
+    assert set(torch.cat(shards).tolist()) <= set(whole.tolist())  # shares of the same draw
+
+
+def test_the_draw_does_not_index_every_window() -> None:
+    # A permutation of 10^12 windows could not be held; a draw of 1,000 of them is instant.
+    sample = sample_windows(10**12, 1_000, torch.Generator().manual_seed(0))
+    assert len(set(sample.tolist())) == 1_000 and int(sample.max()) < 10**12
+
+
+def test_without_windows_per_epoch_every_window_is_shuffled_as_before() -> None:
+    # The method's epochs: every window once, the permutation of seed + epoch (unchanged).
+    sampler = WindowBatchSampler(1_000, 64, shuffle=True, seed=7)
+    sampler.set_epoch(2)
+    expected = torch.randperm(1_000, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(drawn(sampler), expected)
+
+
+def small_datamodule(**options) -> ForecastDataModule:
+    datamodule = ForecastDataModule(
+        source={"kind": "synthetic", "num_series": 4, "num_rows": 600}, window_size=12, horizon=3, **options
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def test_the_validation_sample_is_fixed_spread_and_validated_on() -> None:
+    datamodule = small_datamodule(val_windows=100, windows_per_epoch=500)
+    sample = datamodule.validation_windows()
+    assert len(sample) == 100 < len(datamodule.windows["val"])
+    assert torch.equal(small_datamodule(val_windows=100).val_sample, datamodule.val_sample)  # seeded
+    assert len(set(datamodule.val_sample.tolist())) == 100
+    assert set(sample.series_index().tolist()) == {0, 1, 2, 3}  # every series, over its whole period
+    rows = sample.locate(torch.arange(len(sample)))[0].numpy()
+    lo, hi = datamodule.bounds["val"]
+    assert np.ptp(rows) > 0.5 * (hi - lo).max()
+    # The loader serves the sample, in order, every epoch; the training loader the sampled epoch.
+    loader = datamodule.val_dataloader()
+    targets = [batch["target_row"] for batch in loader]
+    assert torch.equal(torch.cat(targets), torch.cat([batch["target_row"] for batch in loader]))
+    assert len(torch.cat(targets)) == 100
+    assert sum(len(batch["y"]) for batch in datamodule.train_dataloader()) == 500
+
+
+@pytest.mark.parametrize("key", ["windows_per_epoch", "val_windows"])
+def test_sample_sizes_must_be_positive(key) -> None:
+    with pytest.raises(Exception, match=rf"data.{key} must be a positive integer or null"):
+        ForecastDataModule(source={"kind": "synthetic"}, **{key: 0})
+
+
+def test_a_loader_refuses_nothing_it_used_to() -> None:
+    # Evaluation loaders ignore windows_per_epoch: every window, in order, once.
+    datamodule = small_datamodule()
+    loader = window_loader(datamodule.windows["val"], 64, "eval_batch_size", False, 0, 0, 1, 10)
+    assert sum(len(batch["y"]) for batch in loader) == len(datamodule.windows["val"])
+
+
+# --------------------------------------------------------------------------------------------- DDP
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_sampled_epochs_and_the_validation_sample_over_two_real_ddp_ranks(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "seen"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    result = run_app(
+        "train",
+        *TINY_OVERRIDES,
+        "trainer=ddp_cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=3",
+        "callbacks.early_stopping=null",
+        "data.windows_per_epoch=300",
+        "data.val_windows=90",
+        "+callbacks.window_recorder._target_=window_recorder.WindowRecorder",
+        f"+callbacks.window_recorder.folder={folder}",
+        cwd=tmp_path,
+        subprocess=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    seen = {rank: json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)}
+    for epoch in ("0", "1", "2"):
+        train = [set(seen[rank]["train"][epoch]) for rank in (0, 1)]
+        assert len(train[0]) == len(train[1]) == 150  # equal shards of distinct windows
+        assert not train[0] & train[1]  # disjoint
+        val = [seen[rank]["val"][epoch] for rank in (0, 1)]
+        assert not set(val[0]) & set(val[1]) and len(val[0]) + len(val[1]) == 90
+        assert sorted(val[0] + val[1]) == sorted(seen[0]["val"]["0"] + seen[1]["val"]["0"])  # fixed
+    epochs = [set(seen[0]["train"][e]) | set(seen[1]["train"][e]) for e in ("0", "1", "2")]
+    assert epochs[0] != epochs[1] != epochs[2]  # a new draw every epoch
+
+
+# --------------------------------------------------------------------------------------------- streaming
+def reference_scores(net, datamodule: ForecastDataModule, options: EvaluationOptions) -> dict:
+    """Every test window's forecasts, baselines and error terms held at once, averaged with NumPy."""
+    windows = datamodule.windows["test"]
+    # Batches of the streamed chunks' size: the same float32 forecasts, bit for bit.
+    forecasts = predict_windows(net, windows, batch_size=report.SCORE_CHUNK_WINDOWS)
+    train = datamodule.windows["train"]
+    batch = train.gather(torch.arange(len(train)))
+    series = (batch["series_id"] - 1).numpy()
+    change = np.abs(
+        datamodule.inverse_values(batch["y"][:, :1].numpy(), series[:, None])
+        - datamodule.inverse_values(batch["x"][:, -1:, -1].numpy(), series[:, None])
+    )[:, 0]
+    scale = np.array([change[series == s].mean() for s in range(datamodule.num_series)])
+    horizon = forecasts.prediction.shape[1]
+    predictions = {
+        "model": forecasts.prediction,
+        "persistence": np.repeat(forecasts.last_value[:, None], horizon, axis=1),
+        "seasonal_naive": seasonal_naive(
+            windows.arrays,
+            forecasts.target_row,
+            forecasts.series_index,
+            horizon,
+            seasonal_period_of(datamodule, options),
+        ),
+        "ridge": RidgeBaseline.fit(train, datamodule.windows["val"]).predict(windows),
+    }
+    out = {}
+    for name, prediction in predictions.items():
+        terms = ForecastErrors.compute(
+            prediction,
+            forecasts.target,
+            forecasts.series_index,
+            datamodule.inverse_values,
+            datamodule.z_normalise,
+            scale,
+        ).terms
+        key = "test" if name == "model" else f"baseline/{name}"
+        for metric, term in terms.items():
+            root = np.sqrt if metric == "rmse_orig" else (lambda v: v)
+            out[f"{key}/{metric}"] = float(root(np.mean(term)))
+            out[f"{key}/{metric}@steps"] = root(term.mean(axis=0))
+            out[f"{key}/{metric}@series"] = np.array(
+                [root(term[forecasts.series_index == s].mean()) for s in range(datamodule.num_series)]
+            )
+    val = predict_windows(net, datamodule.windows["val"])
+    intervals = ConformalIntervals.calibrate(
+        val, options.interval_levels, options.intervals_per_series, datamodule.num_series
+    ).apply(forecasts)
+    series = forecasts.series_index[:, None]
+    target = datamodule.inverse_values(forecasts.target, series)
+    for level, (lo, hi) in intervals.intervals.items():
+        lower, upper = datamodule.inverse_values(lo, series), datamodule.inverse_values(hi, series)
+        out[f"test/coverage@{round(level * 100)}"] = float(np.mean((lower <= target) & (target <= upper)))
+        out[f"test/width@{round(level * 100)}"] = float(np.mean(upper - lower))
+    out["forecasts"] = intervals
+    return out
+
+
+def layout_datamodule(name: str, folder: Path) -> tuple[ForecastDataModule, torch.nn.Module]:
+    overrides = {
+        "synthetic": ["data.source.num_series=3", "data.source.num_rows=240"],
+        "wide": wide_layout(folder).overrides if name == "wide" else [],
+        "long": long_layout(folder).overrides if name == "long" else [],
+    }[name]
+    cfg = compose_config("train", folder, [*TINY_MODEL, *overrides, "model.horizon=3"])
+    datamodule: ForecastDataModule = instantiate(cfg.data)
+    datamodule.setup()
+    torch.manual_seed(0)
+    module = instantiate(
+        cfg.model,
+        num_series=datamodule.num_series,
+        num_features=datamodule.num_features,
+        static_cardinalities=datamodule.static_cardinalities,
+        num_future_features=len(datamodule.future_feature_names),
+        window_size=datamodule.window_size,
+    )
+    return datamodule, module.eval()
+
+
+@pytest.mark.parametrize("layout", ["wide", "long", "synthetic"])
+@pytest.mark.parametrize("per_series", [False, True])
+def test_streamed_scores_equal_the_scores_of_every_window_at_once(tmp_path, monkeypatch, layout, per_series):
+    datamodule, net = layout_datamodule(layout, tmp_path)
+    options = EvaluationOptions(intervals_per_series=per_series)
+    count = len(datamodule.windows["test"])
+    chunk = next(size for size in (7, 11, 13) if count % size)
+    assert count > 3 * chunk
+    monkeypatch.setattr(report, "SCORE_CHUNK_WINDOWS", chunk)  # many chunks, the last one short
+    expected = reference_scores(net, datamodule, options)
+    scores, forecasts, _ = evaluate_windows(
+        net, datamodule, datamodule.windows["test"], "test", options=options
+    )
+    for key, value in expected.items():
+        if key == "forecasts":
+            continue
+        if key.endswith("@steps") or key.endswith("@series"):
+            name, metric, kind = key.rsplit("/", 1)[0], *key.rsplit("/", 1)[1].split("@")
+            table = scores.per_step if kind == "steps" else scores.per_series
+            model = "model" if name == "test" else name.split("/")[1]
+            ours = table.loc[table["model"] == model, metric].to_numpy()
+            np.testing.assert_allclose(ours, value, rtol=1e-9, err_msg=key)
+        else:
+            assert scores.metrics[key] == pytest.approx(value, rel=1e-9), key
+    assert set(scores.per_series.columns) >= set(METRIC_NAMES)
+    # The kept forecasts (every window by default) are the whole split's, intervals included.
+    reference = expected["forecasts"]
+    np.testing.assert_array_equal(forecasts.prediction, reference.prediction)
+    for level, (lo, hi) in reference.intervals.items():
+        np.testing.assert_array_equal(forecasts.intervals[level][0], lo)
+        np.testing.assert_array_equal(forecasts.intervals[level][1], hi)
