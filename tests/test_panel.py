@@ -188,6 +188,45 @@ def test_row_count_split_counts_from_each_series_first_row(panel_csv):
         assert got == {name: list(steps) for name, steps in per_series.items()}, split
 
 
+def target_steps(dm: ForecastDataModule, split: str) -> dict[str, list[int]]:
+    """Each series' target steps (from its own first row) in ``split``; series without any left out."""
+    batch, got = all_windows(dm, split), {}
+    for index, name in enumerate(dm.series_names):
+        stamps = dm.timestamps[batch["target_row"][batch["series_id"] == index + 1].numpy()]
+        steps = ((stamps - pd.Timestamp(SERIES[name][0])) / pd.Timedelta("1h")).astype(int).tolist()
+        if steps:
+            got[name] = steps
+    return got
+
+
+def test_val_test_counts_from_each_series_end(panel_csv, caplog):
+    # The long default's spelling: the last 5 rows of every series are test, the 4 before them
+    # validation. a (30 rows) and c (20) end at different times and keep their own last rows; b
+    # (8 rows <= 4 + 5) has no training rows: left out of every split, named in a warning.
+    dm = datamodule(panel_csv, split={"train": None, "val": 4, "test": 5})
+    assert {split: target_steps(dm, split) for split in ("train", "val", "test")} == {
+        "train": {"a": list(range(1, 21)), "c": list(range(1, 11))},
+        "val": {"a": list(range(21, 25)), "c": list(range(11, 15))},
+        "test": {"a": list(range(25, 30)), "c": list(range(15, 20))},
+    }
+    assert "1 series have no training rows" in caplog.text and "['b']" in caplog.text
+    dm = datamodule(panel_csv, split={"val": 4, "test": 5}, horizon=2)  # every horizon inside the split
+    assert target_steps(dm, "test") == {"a": list(range(25, 29)), "c": list(range(15, 19))}
+
+
+def test_too_few_rows_with_counts_from_the_end_name_the_counts_to_change(panel_csv):
+    with pytest.raises(
+        UserError,
+        match=r"validation/test splits have 4/5 rows but the horizon is 6; .*"
+        r"\(data.split.val=6 data.split.test=6\)",
+    ):
+        datamodule(panel_csv, split={"val": 4, "test": 5}, horizon=6)
+    with pytest.raises(UserError, match=r"training split has 10 rows .* smaller data.split.val/test counts"):
+        datamodule(panel_csv, split={"val": 10, "test": 10})
+    with pytest.raises(UserError, match=r"training split has 10 rows .* a larger train split"):
+        datamodule(panel_csv, split={"train": 10, "val": 10, "test": 10})
+
+
 def test_date_split_leaves_series_out_of_splits_they_have_no_rows_in(tmp_path, caplog):
     table = ragged_table()
     late = pd.DataFrame(
