@@ -569,3 +569,51 @@ def test_synthetic_long_table_is_ragged_and_multi_scale(tmp_path):
     assert dm.num_series == 30 and dm.static_cardinalities == [4]
     n_train = [rows_per_split(n, (0.7, 0.15, 0.15))[0] for n in spans["size"]]
     assert len(dm.windows["train"]) == sum(n - 1 for n in n_train)
+
+
+# Three hourly series on their own timelines: "short" (20 rows <= 12 + 12) has no training rows.
+FROM_END_LENGTHS = {
+    "long": ("2024-01-01 00:00", 80),
+    "mid": ("2024-01-01 09:00", 50),
+    "short": ("2024-01-02 05:00", 20),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("layout", "split"),
+    [("long", "data.split={val:12,test:12}"), ("wide", "data.split={train:null,val:12,test:12}")],
+)
+def test_the_documented_counts_from_the_end_score_each_series_last_rows(layout, split, tmp_path):
+    # The command lines docs/data.md shows: Hydra merges the dict into data.split, so on a wide
+    # file (whose default is fractions) train:null is what switches to counts from the end.
+    parts = {
+        name: pd.DataFrame({"series": name, "timestamp": pd.date_range(start, periods=n, freq="h")})
+        for name, (start, n) in FROM_END_LENGTHS.items()
+    }
+    table = pd.concat(parts.values()).assign(
+        value=lambda t: np.sin(t.timestamp.dt.hour / 3.0) + t.series.str.len()
+    )
+    if layout == "long":
+        path, data = write(tmp_path, table), ["data=long_csv"]
+        expected = {
+            name: part.timestamp.iloc[-12:].tolist() for name, part in parts.items() if name != "short"
+        }
+    else:  # one 80-step timeline: every series is long enough
+        stamps = parts["long"].timestamp
+        values = {name: np.sin(np.arange(80) / (k + 2)) for k, name in enumerate(parts)}
+        path, data = write(tmp_path, pd.DataFrame({"date": stamps, **values})), ["data=wide_file"]
+        expected = {name: stamps.iloc[-12:].tolist() for name in parts}
+    run_dir = tmp_path / "run"
+    result = run_app(
+        "train", *data, f"data.source.path={path}", split, *TINY_MODEL, f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/num_targets"] == 12 * len(expected)
+    evaluated = tmp_path / "evaluate"
+    result = run_app("evaluate", f"run={run_dir}", f"hydra.run.dir={evaluated}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    forecasts = pd.read_csv(evaluated / "forecasts.csv", parse_dates=["timestamp"])
+    got = {name: group.timestamp.tolist() for name, group in forecasts.groupby("series")}
+    assert got == expected
