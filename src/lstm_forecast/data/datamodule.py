@@ -22,7 +22,7 @@ from lstm_forecast.data.loading import window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
 from lstm_forecast.data.sources import load_source
-from lstm_forecast.data.split import SPLITS, Bounds, counts_from_end, split_bounds
+from lstm_forecast.data.split import SPLITS, Bounds, more_eval_rows, more_train_rows, split_bounds
 from lstm_forecast.data.windows import SeriesArrays, Windows
 from lstm_forecast.errors import UserError
 
@@ -302,21 +302,18 @@ class ForecastDataModule(pl.LightningDataModule):
 
     def _check_split_sizes(self, bounds: Bounds) -> None:
         """Refuse splits that leave no series a full training window or a horizon of targets."""
-        from_end = counts_from_end(self.split)
         train_rows = int((bounds["train"][1] - bounds["train"][0]).max(initial=0))
         if train_rows < max(self.window_size, 2):
-            larger_train = "smaller data.split.val/test counts" if from_end else "a larger train split"
             raise UserError(
                 f"too few rows: the training split has {train_rows} rows but data.window_size is "
-                f"{self.window_size}; use a smaller window, {larger_train} or more data"
+                f"{self.window_size}; use a smaller window, {more_train_rows(self.split)} or more data"
             )
         val_rows, test_rows = (int((hi - lo).max(initial=0)) for lo, hi in (bounds["val"], bounds["test"]))
         if min(val_rows, test_rows) < self.horizon:
-            counts = max(self.horizon, val_rows), max(self.horizon, test_rows)
-            fix = f" (data.split.val={counts[0]} data.split.test={counts[1]})" if from_end else ""
             raise UserError(
                 f"too few rows: validation/test splits have {val_rows}/{test_rows} rows but the horizon is "
-                f"{self.horizon}; give them at least that many rows{fix} or use a shorter horizon"
+                f"{self.horizon}; give them at least that many rows{more_eval_rows(self.split, self.horizon)}"
+                " or use a shorter horizon"
             )
 
     def split_windows(

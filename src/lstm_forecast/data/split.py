@@ -68,6 +68,19 @@ def counts_from_end(split: dict[str, Any]) -> bool:
     )
 
 
+def more_train_rows(split: dict[str, Any]) -> str:
+    """How to give the training split more rows, in ``split``'s own spelling."""
+    return "smaller data.split.val/test counts" if counts_from_end(split) else "a larger train split"
+
+
+def more_eval_rows(split: dict[str, Any], horizon: int) -> str:
+    """The overrides giving validation and test ``horizon`` rows or more, when ``split`` counts them
+    back from each series' end (else empty)."""
+    if not counts_from_end(split):
+        return ""
+    return f" (data.split.val={max(horizon, split['val'])} data.split.test={max(horizon, split['test'])})"
+
+
 def _timestamp(value: Any, key: str, tz: Any) -> pd.Timestamp:
     try:
         stamp = pd.Timestamp(value)
