@@ -72,6 +72,20 @@ class Inputs:
             *extra,
         ]
 
+    def long(self, *extra: str) -> list[str]:
+        """Train on :func:`good_table` as a long file (series ``a`` and ``b``, 240 rows each) with
+        the long default's split, tiny settings."""
+        table = good_table().melt("date", ["a", "b"], var_name="series", value_name="value")
+        path = self.root / "long.csv"
+        table.rename(columns={"date": "timestamp"}).to_csv(path, index=False)
+        return [
+            "data=long_csv",
+            f"data.source.path={path}",
+            *TINY_MODEL,
+            f"hydra.run.dir={self.run_dir}",
+            *extra,
+        ]
+
     def synthetic(self, *extra: str, run_dir: Path | None = None) -> list[str]:
         """Train on the built-in synthetic data with tiny settings."""
         return [*TINY_OVERRIDES, f"hydra.run.dir={run_dir or self.run_dir}", *extra]
@@ -217,6 +231,30 @@ TRAIN_CASES = [
         lambda i: i.synthetic("data.split.train=0.9", "data.split.val=0.2"),
         ["data.split fractions sum to 1.250"],
         id="size-split-over-one",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long("data.split.val=0"),
+        ["data.split.val=0", "count rows back from each series' end", "positive integers"],
+        id="size-split-val-zero",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long("data.split.test=-24"),
+        ["data.split.test=-24", "positive integers"],
+        id="size-split-test-negative",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long("data.split={val:200,test:40}"),
+        ["last 200+40 rows", "longest series has 240 rows", "smaller data.split.val/test counts"],
+        id="size-split-from-end-longer-than-every-series",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(), "data.split={val:28,test:28}"),
+        ["mixes a train fraction (0.7) with row counts", "data.split={train:null,val:28,test:28}"],
+        id="size-split-fraction-mixed-with-counts-from-end",
     ),
     pytest.param(
         "train",

@@ -80,6 +80,45 @@ def test_row_count_split_counts_from_each_series_first_row():
         split_bounds({"train": 61, "val": 20, "test": 20}, frame)
 
 
+def test_val_test_counts_are_taken_back_from_each_series_end():
+    # Long data the M4/M5 way: every series holds its last 20 rows for test and the 10 before them
+    # for validation, whatever its length; a series of at most 30 rows has no training rows (the
+    # datamodule leaves it out of every split), the shortest keeps what it has from the end.
+    frame = ragged_frame([100, 60, 31, 30, 25, 12])
+    for split in ({"val": 10, "test": 20}, {"train": None, "val": 10, "test": 20, "val_start": None}):
+        bounds = split_bounds(split, frame)
+        assert {name: (lo.tolist(), hi.tolist()) for name, (lo, hi) in bounds.items()} == {
+            "train": ([0] * 6, [70, 30, 1, 0, 0, 0]),
+            "val": ([70, 30, 1, 0, 0, 0], [80, 40, 11, 10, 5, 0]),
+            "test": ([80, 40, 11, 10, 5, 0], [100, 60, 31, 30, 25, 12]),
+        }
+    # Dates still take precedence; three counts still count from the start.
+    dates = {"val": 10, "test": 20, "val_start": "2024-01-02", "test_start": "2024-01-03"}
+    assert split_sizes(dates, frame)["train"] == [24, 24, 24, 24, 24, 12]
+    assert split_sizes({"train": 50, "val": 10, "test": 20}, frame)["test"] == [20, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"val": 0, "test": 20}, r"data.split.val=0: val and test count rows back .* positive integers"),
+        ({"val": 10, "test": -3}, r"data.split.test=-3: .* positive integers"),
+        ({"val": True, "test": 5}, r"data.split.val=True: .* positive integers"),
+        ({"val": 0.1, "test": 20}, r"data.split.val=0.1 is a fraction but data.split.train is null"),
+        ({"val": 60, "test": 40}, r"last 60\+40 rows .* longest series has 100 rows"),
+        ({"val": 60, "test": 40, "train": None}, r"last 60\+40 rows"),
+        (
+            {"train": 0.7, "val": 28, "test": 28},
+            r"mixes a train fraction \(0.7\) with row counts .* set data.split.train=null",
+        ),
+        ({"test": 20}, r"row counts \{val, test\} from each series' end"),
+    ],
+)
+def test_bad_counts_from_the_end_are_user_errors(split, message):
+    with pytest.raises(UserError, match=message):
+        split_bounds(split, ragged_frame([100, 60]))
+
+
 def test_window_counts_and_split_boundaries():
     dm = make_datamodule(horizon=2)
     train, val, test = dm.windows["train"], dm.windows["val"], dm.windows["test"]

@@ -188,6 +188,45 @@ def test_row_count_split_counts_from_each_series_first_row(panel_csv):
         assert got == {name: list(steps) for name, steps in per_series.items()}, split
 
 
+def target_steps(dm: ForecastDataModule, split: str) -> dict[str, list[int]]:
+    """Each series' target steps (from its own first row) in ``split``; series without any left out."""
+    batch, got = all_windows(dm, split), {}
+    for index, name in enumerate(dm.series_names):
+        stamps = dm.timestamps[batch["target_row"][batch["series_id"] == index + 1].numpy()]
+        steps = ((stamps - pd.Timestamp(SERIES[name][0])) / pd.Timedelta("1h")).astype(int).tolist()
+        if steps:
+            got[name] = steps
+    return got
+
+
+def test_val_test_counts_from_each_series_end(panel_csv, caplog):
+    # The long default's spelling: the last 5 rows of every series are test, the 4 before them
+    # validation. a (30 rows) and c (20) end at different times and keep their own last rows; b
+    # (8 rows <= 4 + 5) has no training rows: left out of every split, named in a warning.
+    dm = datamodule(panel_csv, split={"train": None, "val": 4, "test": 5})
+    assert {split: target_steps(dm, split) for split in ("train", "val", "test")} == {
+        "train": {"a": list(range(1, 21)), "c": list(range(1, 11))},
+        "val": {"a": list(range(21, 25)), "c": list(range(11, 15))},
+        "test": {"a": list(range(25, 30)), "c": list(range(15, 20))},
+    }
+    assert "1 series have no training rows" in caplog.text and "['b']" in caplog.text
+    dm = datamodule(panel_csv, split={"val": 4, "test": 5}, horizon=2)  # every horizon inside the split
+    assert target_steps(dm, "test") == {"a": list(range(25, 29)), "c": list(range(15, 19))}
+
+
+def test_too_few_rows_with_counts_from_the_end_name_the_counts_to_change(panel_csv):
+    with pytest.raises(
+        UserError,
+        match=r"validation/test splits have 4/5 rows but the horizon is 6; .*"
+        r"\(data.split.val=6 data.split.test=6\)",
+    ):
+        datamodule(panel_csv, split={"val": 4, "test": 5}, horizon=6)
+    with pytest.raises(UserError, match=r"training split has 10 rows .* smaller data.split.val/test counts"):
+        datamodule(panel_csv, split={"val": 10, "test": 10})
+    with pytest.raises(UserError, match=r"training split has 10 rows .* a larger train split"):
+        datamodule(panel_csv, split={"train": 10, "val": 10, "test": 10})
+
+
 def test_date_split_leaves_series_out_of_splits_they_have_no_rows_in(tmp_path, caplog):
     table = ragged_table()
     late = pd.DataFrame(
@@ -530,3 +569,51 @@ def test_synthetic_long_table_is_ragged_and_multi_scale(tmp_path):
     assert dm.num_series == 30 and dm.static_cardinalities == [4]
     n_train = [rows_per_split(n, (0.7, 0.15, 0.15))[0] for n in spans["size"]]
     assert len(dm.windows["train"]) == sum(n - 1 for n in n_train)
+
+
+# Three hourly series on their own timelines: "short" (20 rows <= 12 + 12) has no training rows.
+FROM_END_LENGTHS = {
+    "long": ("2024-01-01 00:00", 80),
+    "mid": ("2024-01-01 09:00", 50),
+    "short": ("2024-01-02 05:00", 20),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("layout", "split"),
+    [("long", "data.split={val:12,test:12}"), ("wide", "data.split={train:null,val:12,test:12}")],
+)
+def test_the_documented_counts_from_the_end_score_each_series_last_rows(layout, split, tmp_path):
+    # The command lines docs/data.md shows: Hydra merges the dict into data.split, so on a wide
+    # file (whose default is fractions) train:null is what switches to counts from the end.
+    parts = {
+        name: pd.DataFrame({"series": name, "timestamp": pd.date_range(start, periods=n, freq="h")})
+        for name, (start, n) in FROM_END_LENGTHS.items()
+    }
+    table = pd.concat(parts.values()).assign(
+        value=lambda t: np.sin(t.timestamp.dt.hour / 3.0) + t.series.str.len()
+    )
+    if layout == "long":
+        path, data = write(tmp_path, table), ["data=long_csv"]
+        expected = {
+            name: part.timestamp.iloc[-12:].tolist() for name, part in parts.items() if name != "short"
+        }
+    else:  # one 80-step timeline: every series is long enough
+        stamps = parts["long"].timestamp
+        values = {name: np.sin(np.arange(80) / (k + 2)) for k, name in enumerate(parts)}
+        path, data = write(tmp_path, pd.DataFrame({"date": stamps, **values})), ["data=wide_file"]
+        expected = {name: stamps.iloc[-12:].tolist() for name in parts}
+    run_dir = tmp_path / "run"
+    result = run_app(
+        "train", *data, f"data.source.path={path}", split, *TINY_MODEL, f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/num_targets"] == 12 * len(expected)
+    evaluated = tmp_path / "evaluate"
+    result = run_app("evaluate", f"run={run_dir}", f"hydra.run.dir={evaluated}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    forecasts = pd.read_csv(evaluated / "forecasts.csv", parse_dates=["timestamp"])
+    got = {name: group.timestamp.tolist() for name, group in forecasts.groupby("series")}
+    assert got == expected

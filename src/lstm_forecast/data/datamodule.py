@@ -22,7 +22,7 @@ from lstm_forecast.data.loading import sample_windows, window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
 from lstm_forecast.data.sources import load_source
-from lstm_forecast.data.split import SPLITS, Bounds, split_bounds
+from lstm_forecast.data.split import SPLITS, Bounds, more_eval_rows, more_train_rows, split_bounds
 from lstm_forecast.data.windows import SeriesArrays, Windows
 from lstm_forecast.errors import UserError
 
@@ -50,7 +50,8 @@ class ForecastDataModule(pl.LightningDataModule):
     horizon : int
         Steps predicted per window (targets ``t .. t+H-1``).
     split : dict
-        See :func:`~lstm_forecast.data.split.split_bounds`: fractions, row counts or dates.
+        See :func:`~lstm_forecast.data.split.split_bounds`: fractions, row counts from each series'
+        start or (``val``/``test`` only) back from its end, or dates.
     calendar_features : list of str
         Calendar features computed from the timestamps, appended after the user's extra columns.
     future_columns : list of str
@@ -330,13 +331,14 @@ class ForecastDataModule(pl.LightningDataModule):
         if train_rows < max(self.window_size, 2):
             raise UserError(
                 f"too few rows: the training split has {train_rows} rows but data.window_size is "
-                f"{self.window_size}; use a smaller window, a larger train split or more data"
+                f"{self.window_size}; use a smaller window, {more_train_rows(self.split)} or more data"
             )
         val_rows, test_rows = (int((hi - lo).max(initial=0)) for lo, hi in (bounds["val"], bounds["test"]))
         if min(val_rows, test_rows) < self.horizon:
             raise UserError(
                 f"too few rows: validation/test splits have {val_rows}/{test_rows} rows but the horizon is "
-                f"{self.horizon}; give them at least that many rows"
+                f"{self.horizon}; give them at least that many rows{more_eval_rows(self.split, self.horizon)}"
+                " or use a shorter horizon"
             )
 
     def split_windows(
