@@ -13,7 +13,8 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.windows import SeriesArrays
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.baselines import RidgeBaseline, default_seasonal_period, seasonal_naive
-from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows
+from lstm_forecast.evaluation.report import EvaluationOptions
+from lstm_forecast.evaluation.streaming import evaluate_windows
 from lstm_forecast.models.net import EmbeddingBiLSTM
 
 
@@ -87,7 +88,8 @@ def test_ridge_chooses_regularisation_on_validation_and_skips_warm_up_windows(tm
     noise = rng.standard_normal((400, 2))
     datamodule = file_datamodule(tmp_path, {"a": noise[:, 0], "b": noise[:, 1]}, window_size=10, horizon=2)
     train = datamodule.windows["train"]
-    index = train.full_context_index()
+    everything = torch.arange(len(train))
+    index = everything[train.full_context(everything)]
     rows, series = train.locate(index)
     steps = datamodule.load_frame().local_index[rows.numpy()]
     for s in (0, 1):  # per series, the first window whose context is all real rows, then every later one

@@ -24,7 +24,8 @@ from lstm_forecast.data.loading import WindowBatchSampler, sample_windows, windo
 from lstm_forecast.evaluation.baselines import RidgeBaseline, seasonal_naive
 from lstm_forecast.evaluation.intervals import ConformalIntervals
 from lstm_forecast.evaluation.metrics import METRIC_NAMES, ForecastErrors
-from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, seasonal_period_of
+from lstm_forecast.evaluation.report import EvaluationOptions, seasonal_period_of
+from lstm_forecast.evaluation.streaming import evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from test_apps_matrix import long_layout, wide_layout
 

@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_OVERRIDES, run_app
-from lstm_forecast.evaluation.report import evaluate_windows
+from lstm_forecast.evaluation.streaming import evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint
 from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint

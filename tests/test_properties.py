@@ -96,7 +96,16 @@ def test_window_gather_matches_the_rows_it_names(case, data):
         np.testing.assert_array_equal(batch["y"][b].numpy(), values[first : first + horizon])
     # Full-context windows are exactly those whose whole window lies in their series' rows.
     full = {i for i, (_, t) in enumerate(pairs) if t >= window}
-    assert set(windows.full_context_index().tolist()) == full
+    everything = torch.arange(num_windows)
+    assert set(everything[windows.full_context(everything)].tolist()) == full
+    # The value-only reads (scoring, the ridge baseline) are the same numbers as the full gather.
+    observed, values_only = windows.observed(index), windows.gather_values(index)
+    np.testing.assert_array_equal(observed["last_value"].numpy(), batch["x"][:, -1, -1].numpy())
+    np.testing.assert_array_equal(values_only["values"].numpy(), batch["x"][..., -1].numpy())
+    for key in ("series_id", "y"):
+        np.testing.assert_array_equal(observed[key].numpy(), batch[key].numpy())
+        np.testing.assert_array_equal(values_only[key].numpy(), batch[key].numpy())
+    np.testing.assert_array_equal(observed["target_row"].numpy(), batch["target_row"].numpy())
 
 
 @FAST

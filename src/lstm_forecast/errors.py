@@ -43,3 +43,13 @@ def one_line_reason(error: BaseException) -> str:
     if isinstance(error, UserError):
         return message
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def check_count(key: str, value: object, or_else: str = "") -> None:
+    """Refuse a config value ``key`` that is not a positive integer (None allowed when ``or_else``
+    names what None means)."""
+    if value is None and or_else:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        alternative = f" or {or_else}" if or_else else ""
+        raise UserError(f"{key} must be a positive integer{alternative}, got {value!r}")

@@ -17,14 +17,14 @@ from torch.utils.data import DataLoader
 
 import lstm_forecast.data.future_features as future_features
 from lstm_forecast.data.calendar import calendar_features as make_calendar_features
-from lstm_forecast.data.frame import SeriesFrame, check_same_names
-from lstm_forecast.data.loading import sample_windows, window_loader
+from lstm_forecast.data.frame import SeriesFrame, check_same_names, static_codes, static_vocabulary
+from lstm_forecast.data.loading import fixed_sample, window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
 from lstm_forecast.data.sources import load_source
-from lstm_forecast.data.split import SPLITS, Bounds, more_eval_rows, more_train_rows, split_bounds
+from lstm_forecast.data.split import SPLITS, Bounds, check_split_sizes, split_bounds
 from lstm_forecast.data.windows import SeriesArrays, Windows
-from lstm_forecast.errors import UserError
+from lstm_forecast.errors import UserError, check_count
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +99,11 @@ class ForecastDataModule(pl.LightningDataModule):
         val_windows: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("window_size", window_size),
-            ("horizon", horizon),
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("windows_per_epoch", windows_per_epoch),
-            ("val_windows", val_windows),
-        ):
-            if value is None and name in ("windows_per_epoch", "val_windows"):
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                fix = " or null (every window)" if name in ("windows_per_epoch", "val_windows") else ""
-                raise UserError(f"data.{name} must be a positive integer{fix}, got {value!r}")
+        sizes = {"window_size": window_size, "horizon": horizon, "batch_size": batch_size}
+        for name, value in {**sizes, "eval_batch_size": eval_batch_size}.items():
+            check_count(f"data.{name}", value)
+        for name, value in (("windows_per_epoch", windows_per_epoch), ("val_windows", val_windows)):
+            check_count(f"data.{name}", value, "null (every window)")
         if scaler not in SCALERS:
             raise UserError(f"data.scaler must be one of {list(SCALERS)}, got {scaler!r}")
         if source.get("kind") not in SOURCE_KINDS:
@@ -251,8 +243,7 @@ class ForecastDataModule(pl.LightningDataModule):
     def static_vocabulary(self) -> list[list[str]]:
         """Per static column, the labels of codes ``1..C`` (code 0: a label unseen in training)."""
         if self._static_vocabulary is None:
-            static = self.load_frame().static
-            self._static_vocabulary = [sorted(set(static[c]) - {""}) for c in static.columns]
+            self._static_vocabulary = static_vocabulary(self.load_frame().static)
         return self._static_vocabulary
 
     @property
@@ -262,14 +253,8 @@ class ForecastDataModule(pl.LightningDataModule):
 
     def static_codes(self) -> torch.Tensor | None:
         """``[S, K]`` long code of each series' static labels, or None without static columns."""
-        static = self.load_frame().static
-        if static.shape[1] == 0:
-            return None
-        codes = [
-            pd.Categorical(static[column], categories=labels).codes.astype(np.int64) + 1
-            for column, labels in zip(static.columns, self.static_vocabulary, strict=True)
-        ]
-        return torch.from_numpy(np.stack(codes, axis=1))
+        codes = static_codes(self.load_frame().static, self.static_vocabulary)
+        return None if codes is None else torch.from_numpy(codes)
 
     def feature_table(
         self, timestamps: pd.DatetimeIndex | None = None, extras: np.ndarray | None = None
@@ -297,7 +282,7 @@ class ForecastDataModule(pl.LightningDataModule):
             return
         frame = self.load_frame()
         bounds = split_bounds(self.split, frame)
-        self._check_split_sizes(bounds)
+        check_split_sizes(bounds, self.split, self.window_size, self.horizon)
         train_rows = bounds["train"][1]  # every split starts at a series' first row or later
         if self.fitted is None and not (train_rows > 0).any():
             raise UserError(f"no training rows with data.split={self.split}; move the cut-off later")
@@ -314,32 +299,12 @@ class ForecastDataModule(pl.LightningDataModule):
                 f"({self.horizon}) there (data.split={self.split}); give those splits more rows or use a "
                 "shorter horizon"
             )
-        if self.val_windows is not None and self.val_windows < len(self.windows["val"]):
-            generator = torch.Generator().manual_seed(self.seed)
-            self.val_sample = sample_windows(len(self.windows["val"]), self.val_windows, generator).sort()[0]
-        else:
-            self.val_sample = None
+        self.val_sample = fixed_sample(len(self.windows["val"]), self.val_windows, self.seed)
         if self._use_device_arrays():
             arrays = arrays.to(self.trainer.strategy.root_device)
             for windows in self.windows.values():
                 windows.share(arrays)
         self.arrays = arrays
-
-    def _check_split_sizes(self, bounds: Bounds) -> None:
-        """Refuse splits that leave no series a full training window or a horizon of targets."""
-        train_rows = int((bounds["train"][1] - bounds["train"][0]).max(initial=0))
-        if train_rows < max(self.window_size, 2):
-            raise UserError(
-                f"too few rows: the training split has {train_rows} rows but data.window_size is "
-                f"{self.window_size}; use a smaller window, {more_train_rows(self.split)} or more data"
-            )
-        val_rows, test_rows = (int((hi - lo).max(initial=0)) for lo, hi in (bounds["val"], bounds["test"]))
-        if min(val_rows, test_rows) < self.horizon:
-            raise UserError(
-                f"too few rows: validation/test splits have {val_rows}/{test_rows} rows but the horizon is "
-                f"{self.horizon}; give them at least that many rows{more_eval_rows(self.split, self.horizon)}"
-                " or use a shorter horizon"
-            )
 
     def split_windows(
         self, arrays: SeriesArrays, split: str, lo: np.ndarray | None = None, hi: np.ndarray | None = None
@@ -377,16 +342,8 @@ class ForecastDataModule(pl.LightningDataModule):
             (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
         )
         key = "batch_size" if training else "eval_batch_size"
-        return window_loader(
-            windows,
-            getattr(self, key),
-            key,
-            training,
-            self.seed,
-            rank,
-            world_size,
-            windows_per_epoch=self.windows_per_epoch if training else None,
-        )
+        sampled = self.windows_per_epoch if training else None
+        return window_loader(windows, getattr(self, key), key, training, self.seed, rank, world_size, sampled)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -182,3 +182,20 @@ def check_same_names(kind: str, found: list[str], expected: list[str], source: s
         f"the {kind} columns of {source or 'the data'} differ from the training data's ({detail}); "
         "give data with the training columns"
     )
+
+
+def static_vocabulary(static: pd.DataFrame) -> list[list[str]]:
+    """Per column of ``static`` (``[S, K]`` labels), the labels of codes ``1..C`` (0: unseen, or empty)."""
+    return [sorted(set(static[column]) - {""}) for column in static.columns]
+
+
+def static_codes(static: pd.DataFrame, vocabulary: list[list[str]]) -> np.ndarray | None:
+    """``[S, K]`` int64 code of each series' static labels in ``vocabulary`` (0: a label not in it), or
+    None without static columns."""
+    if static.shape[1] == 0:
+        return None
+    codes = [
+        pd.Categorical(static[column], categories=labels).codes.astype(np.int64) + 1
+        for column, labels in zip(static.columns, vocabulary, strict=True)
+    ]
+    return np.stack(codes, axis=1)

@@ -191,3 +191,11 @@ def sample_windows(num_windows: int, count: int, generator: torch.Generator) -> 
         chosen = torch.cat([chosen, draws]).unique()
     # unique() sorts: shuffle, then keep count (a uniform subset of a uniform subset).
     return chosen[torch.randperm(len(chosen), generator=generator)[:count]]
+
+
+def fixed_sample(num_windows: int, count: int | None, seed: int) -> torch.Tensor | None:
+    """``count`` of ``num_windows`` windows drawn once with ``seed`` (:func:`sample_windows`), sorted:
+    the same positions in every process; None when ``count`` is None or covers every window."""
+    if count is None or count >= num_windows:
+        return None
+    return sample_windows(num_windows, count, torch.Generator().manual_seed(seed)).sort()[0]

@@ -175,3 +175,20 @@ def _size_cuts(sizes: list[Any], split: dict[str, Any], lengths: np.ndarray) -> 
         raise UserError(f"data.split must be all row counts (ints) or all fractions in (0, 1); got {split}")
     ends = np.cumsum([n_train, n_val, n_test], axis=0)
     return [np.zeros_like(lengths), *np.minimum(ends, lengths)]
+
+
+def check_split_sizes(bounds: Bounds, split: dict[str, Any], window_size: int, horizon: int) -> None:
+    """Refuse splits that leave no series a full training window or a horizon of targets."""
+    train_rows = int((bounds["train"][1] - bounds["train"][0]).max(initial=0))
+    if train_rows < max(window_size, 2):
+        raise UserError(
+            f"too few rows: the training split has {train_rows} rows but data.window_size is "
+            f"{window_size}; use a smaller window, {more_train_rows(split)} or more data"
+        )
+    val_rows, test_rows = (int((hi - lo).max(initial=0)) for lo, hi in (bounds["val"], bounds["test"]))
+    if min(val_rows, test_rows) < horizon:
+        raise UserError(
+            f"too few rows: validation/test splits have {val_rows}/{test_rows} rows but the horizon is "
+            f"{horizon}; give them at least that many rows{more_eval_rows(split, horizon)}"
+            " or use a shorter horizon"
+        )

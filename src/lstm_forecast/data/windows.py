@@ -297,13 +297,6 @@ class Windows:
         targets, series = self._padded_targets(index)
         return (targets - self.window_size >= self.arrays.block_start[series] + self.window_size).cpu()
 
-    def full_context_index(self) -> torch.Tensor:
-        """Indices of the windows whose context lies wholly inside their series (no warm-up padding)."""
-        return torch.cat(
-            [chunk[self.full_context(chunk)] for chunk in index_chunks(len(self))]
-            or [torch.empty(0, dtype=torch.long)]
-        )
-
     def observed(self, index: torch.Tensor) -> Batch:
         """What scoring without a model reads of windows ``index [B]``, with no context gathered:
         ``last_value [B]`` (the value at the window's last step, what persistence repeats),

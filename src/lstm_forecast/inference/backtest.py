@@ -22,7 +22,8 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.split import SPLITS
 from lstm_forecast.data.windows import Windows, index_ranges
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.report import EvaluationOptions, evaluate_windows, print_summary
+from lstm_forecast.evaluation.report import EvaluationOptions, print_summary
+from lstm_forecast.evaluation.streaming import evaluate_windows
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.files import write_json, write_table
 from lstm_forecast.inference.checkpoints import load_model

@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_forecast.data.split import SPLITS
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
-from lstm_forecast.evaluation.report import EvaluationOptions, SplitScores, evaluate_windows, print_summary
+from lstm_forecast.evaluation.report import EvaluationOptions, SplitScores, print_summary
+from lstm_forecast.evaluation.streaming import evaluate_windows
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts
 from lstm_forecast.files import write_json, write_table

@@ -17,13 +17,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import in_process_loading
 from lstm_forecast.errors import UserError, causes, one_line_reason
-from lstm_forecast.evaluation.report import (
-    EvaluationOptions,
-    KeepWindows,
-    ScoredChunk,
-    evaluate_windows,
-    validation_scores,
-)
+from lstm_forecast.evaluation.report import EvaluationOptions
+from lstm_forecast.evaluation.streaming import KeepWindows, ScoredChunk, evaluate_windows, validation_scores
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
