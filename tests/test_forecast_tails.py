@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.windows import SeriesArrays, index_ranges
 from lstm_forecast.evaluation.tables import forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
+from lstm_forecast.files import write_table, write_table_chunks
 from lstm_forecast.inference.forecasting import (
     forecast_future,
     forecastable_series,
@@ -261,3 +263,23 @@ def test_window_forecasts_a_chunk_at_a_time_are_the_full_array_ones(tmp_path, na
     assert first.keys() == whole.keys()
     for key in whole:
         torch.testing.assert_close(first[key], whole[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("freq", ["h", "D"])
+def test_a_table_written_in_chunks_is_the_table_written_whole(tmp_path, freq):
+    stamps = pd.date_range("2024-01-01", periods=30, freq=freq)
+    table = pd.DataFrame(
+        {"series": np.repeat(["a", "b"], 15), "timestamp": stamps, "prediction": np.linspace(0, 1, 30) / 3}
+    )
+    table.loc[3, "prediction"] = np.nan
+    whole = write_table(tmp_path / "whole.csv", table).read_bytes()
+    # Chunks of 1 and 4 rows: in hourly data a chunk of midnights only keeps its time of day.
+    midnight_only = bool((table["timestamp"].dt.normalize() == table["timestamp"]).all())
+    for size in (1, 4):
+        chunks = (table[i : i + size] for i in range(0, len(table), size))
+        path = write_table_chunks(tmp_path / "chunks.csv", chunks, dates_only=midnight_only)
+        assert path.read_bytes() == whole
+    chunks = (table[i : i + 4] for i in range(0, len(table), 4))
+    parquet = write_table_chunks(tmp_path / "chunks.parquet", chunks)
+    pd.testing.assert_frame_equal(pd.read_parquet(parquet), table)
+    assert pq.ParquetFile(parquet).num_row_groups == 8
