@@ -191,7 +191,14 @@ def test_predict_covers_every_full_window_and_forecasts_past_each_series_end(
 ) -> None:
     steps_ahead = FORECAST_STEPS
     future = [f"future.path={trained.layout.future}"] if trained.layout.future else []
-    cfg = compose_app("predict", tmp_path, f"run={trained.run_dir}", f"horizon={steps_ahead}", *future)
+    cfg = compose_app(
+        "predict",
+        tmp_path,
+        f"run={trained.run_dir}",
+        f"horizon={steps_ahead}",
+        "window_predictions=true",
+        *future,
+    )
     written = predict(cfg)
     layout = trained.layout
     truth = layout.truth.assign(

@@ -18,12 +18,14 @@ import pandas as pd
 import pytest
 import torch
 
+import lstm_forecast.evaluation.drift as drift_module
 from conftest import TINY_MODEL, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.windows import series_chunks
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.drift import check_warn_share, warn_drift
+from lstm_forecast.evaluation.drift import check_warn_share, leading_rows_drift, warn_drift
 from lstm_forecast.inference.checkpoints import datamodule_state
-from lstm_forecast.inference.forecasting import prediction_windows
+from lstm_forecast.inference.forecasting import prediction_counts, prediction_windows
 
 WINDOW = 6
 DRIFT_LOGGER = "lstm_forecast.evaluation.drift"
@@ -142,9 +144,15 @@ def test_only_the_rows_the_windows_read_count(tmp_path, caplog):
     assert [drift.series for drift in drifts] == ["q"]
     assert drifts[0].share == pytest.approx(10 / 59) and drifts[0].num_values == 59  # q has 59 rows
     assert "series 'q': 16.9% of its 59 input values" in caplog.text
+    # lstm-predict's check, a chunk of series at a time: every full window reads each series' first
+    # window_size + windows - 1 rows.
+    series, count = prediction_counts(datamodule, 1)
+    rows_read = np.zeros(datamodule.num_series, dtype=np.int64)
+    rows_read[series] = datamodule.window_size + count - 1
+    assert warn_drift(datamodule, rows_read, 0.05, "early.csv") == drifts
 
 
-def test_many_drifted_series_make_one_summary_line_with_the_worst(tmp_path, caplog):
+def test_many_drifted_series_make_one_summary_line_with_the_worst(tmp_path, caplog, monkeypatch):
     names = [f"s{i:02d}" for i in range(12)]
     long_table(names).to_csv(tmp_path / "train.csv", index=False)
     # s03 lies 1.5 units above its range for part of its rows, every other series wholly above.
@@ -154,6 +162,12 @@ def test_many_drifted_series_make_one_summary_line_with_the_worst(tmp_path, capl
 
     with caplog.at_level(logging.WARNING, logger=DRIFT_LOGGER):
         drifts = warn_drift(datamodule, prediction_windows(datamodule, 1), 0.05, "shifted.csv")
+    series, count = prediction_counts(datamodule, 1)
+    rows_read = np.zeros(datamodule.num_series, dtype=np.int64)
+    rows_read[series] = datamodule.window_size + count - 1
+    with monkeypatch.context() as patch:
+        patch.setattr(drift_module, "series_chunks", lambda offsets: series_chunks(offsets, rows=50))
+        assert leading_rows_drift(datamodule, rows_read, 0.05) == drifts
 
     assert len(drifts) == 12 and drifts[-1].series == "s03" and drifts[-1].share < 1.0
     messages = [record.getMessage() for record in caplog.records if record.name == DRIFT_LOGGER]

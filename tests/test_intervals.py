@@ -216,7 +216,12 @@ def test_a_quantile_model_trains_and_predicts_with_intervals_on_the_default_conf
     check_run(run_dir, quantile=True)
     predicted = tmp_path / "predict"
     result = run_app(
-        "predict", f"run={run_dir}", "intervals=[0.8,0.95]", "horizon=2", f"hydra.run.dir={predicted}"
+        "predict",
+        f"run={run_dir}",
+        "intervals=[0.8,0.95]",
+        "horizon=2",
+        "window_predictions=true",
+        f"hydra.run.dir={predicted}",
     )
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(predicted / "predictions.csv")

@@ -1,6 +1,6 @@
 """The package's layers import only downwards, and no module outgrows a reader.
 
-    api  ->  cli  ->  training | inference  ->  evaluation  ->  models  ->  data  ->  core (errors, files)
+    api -> cli -> training | inference -> evaluation -> models -> data -> core (errors, files, memory)
 
 ``training`` and ``inference`` are siblings: neither imports the other. ``api`` (the Python
 ``Forecaster``) is a front end beside the console apps of ``cli``; it ranks just above ``cli``
@@ -35,7 +35,7 @@ LAYERS = {
     "api": 6,
     "shim": 7,
 }
-CORE_MODULES = {"errors", "files", "__init__"}
+CORE_MODULES = {"errors", "files", "memory", "__init__"}
 MAX_LINES = 400
 
 

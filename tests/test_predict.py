@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
+import lstm_forecast.inference.predict as predict_module
 from conftest import assert_one_line_error, run_app
+from lstm_forecast import memory
 from lstm_forecast.data.blog_layout import seed_prediction_arrays
 from lstm_forecast.data.calendar import calendar_features
 from lstm_forecast.data.scaling import MinMaxScaler
@@ -88,12 +90,20 @@ def test_predictions_and_forecast_are_close_to_the_truth(sine_checkpoint, compos
     new = write_csv(sine_table(360, 120), tmp_path / "new.csv")
     truth = sine_table(480, 24)
     future = write_csv(truth, tmp_path / "future.csv")
-    cfg = compose_predict_cfg(
-        f"ckpt_path={sine_checkpoint}", f"data.source.path={new}", "horizon=24", f"future.path={future}"
+    overrides = (
+        f"ckpt_path={sine_checkpoint}",
+        f"data.source.path={new}",
+        "horizon=24",
+        f"future.path={future}",
     )
 
-    written = predict(cfg)
+    written = predict(compose_predict_cfg(*overrides))
 
+    # A horizon asks for the forecast past the end only: no window table (window_predictions=auto).
+    assert set(written) == {"forecast", "plot"} and not (tmp_path / "predictions.csv").exists()
+    alone = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["timestamp"])
+    # window_predictions=true adds it, streamed; the forecast stays the same.
+    written = predict(compose_predict_cfg(*overrides, "window_predictions=true"))
     predictions = pd.read_csv(tmp_path / "predictions.csv", parse_dates=["timestamp"])
     assert written["predictions"] == tmp_path / "predictions.csv"
     assert list(predictions.columns) == ["series", "timestamp", "step", "prediction", "actual"]
@@ -111,6 +121,7 @@ def test_predictions_and_forecast_are_close_to_the_truth(sine_checkpoint, compos
     assert error["a"] < 0.5 and error["b"] < 0.25, error  # 5-6 % of each amplitude, in its own units
 
     forecast = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["timestamp"])
+    pd.testing.assert_frame_equal(forecast, alone)
     assert list(forecast.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     assert len(forecast) == 48
     for name in ("a", "b"):
@@ -185,7 +196,9 @@ def test_direct_multi_step_model_predicts_and_forecasts_blocks(
     metrics, _ = train(compose_train_cfg("model.horizon=3", "trainer.max_epochs=1"))
     num_rows, window, num_series = 240, 12, 3  # TINY_OVERRIDES of the synthetic data
 
-    predict(compose_predict_cfg(f"ckpt_path={metrics['best_checkpoint']}", "horizon=5"))
+    predict(
+        compose_predict_cfg(f"ckpt_path={metrics['best_checkpoint']}", "horizon=5", "window_predictions=true")
+    )
 
     predictions = pd.read_csv(tmp_path / "predictions.csv", parse_dates=["timestamp"])
     assert list(predictions.columns) == ["series", "timestamp", "step", "prediction", "actual"]
@@ -318,3 +331,76 @@ def test_cli_bad_input_exits_with_one_line_and_leaves_nothing(kind, sine_checkpo
     assert result.returncode == 2
     assert_one_line_error(result, *fragments)
     assert not out.exists()  # no partial CSV, no half-written run folder
+
+
+def test_the_window_table_streams_in_chunks_to_the_same_file(
+    sine_checkpoint, compose_predict_cfg, tmp_path, monkeypatch
+):
+    new = write_csv(sine_table(360, 80), tmp_path / "new.csv")
+    overrides = (f"ckpt_path={sine_checkpoint}", f"data.source.path={new}", "intervals=[0.8]")
+    predict(compose_predict_cfg(*overrides))  # one chunk
+    whole = (tmp_path / "predictions.csv").read_bytes()
+    # Chunks of 3 batches of 4 windows, cutting the series anywhere; intervals applied per chunk.
+    monkeypatch.setattr(predict_module, "TABLE_ROWS", 12)
+
+    predict(compose_predict_cfg(*overrides, "data.eval_batch_size=4"))
+
+    assert (tmp_path / "predictions.csv").read_bytes() == whole
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(table) == (80 - WINDOW + 1) * 2 and {"lo-80", "hi-80"} <= set(table.columns)
+    # A failure midway (the third chunk) leaves neither the file nor its temporary behind.
+    (tmp_path / "predictions.csv").unlink()
+    chunks = predict_module.window_tables
+
+    def failing(*args):
+        for number, chunk in enumerate(chunks(*args)):
+            if number == 2:
+                raise UserError("bad chunk")
+            yield chunk
+
+    monkeypatch.setattr(predict_module, "window_tables", failing)
+    with pytest.raises(UserError, match="bad chunk"):
+        predict(compose_predict_cfg(*overrides, "data.eval_batch_size=4"))
+    assert not (tmp_path / "predictions.csv").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_job_that_would_not_fit_is_refused_before_it_starts(
+    sine_checkpoint, compose_predict_cfg, tmp_path, monkeypatch
+):
+    new = write_csv(sine_table(360, 80), tmp_path / "new.csv")
+    overrides = (f"ckpt_path={sine_checkpoint}", f"data.source.path={new}")
+    need, read_available = predict_module.prediction_memory, memory.available_bytes
+    # The window table needs the most: its chunk of 1,024 windows' table rows and arrays.
+    monkeypatch.setattr(memory, "available_bytes", lambda: 200_000)
+    with pytest.raises(UserError, match="window_predictions=false") as error:
+        predict(compose_predict_cfg(*overrides))
+    assert "\n" not in str(error.value) and "0.0 GiB are available" in str(error.value)
+    assert not list(tmp_path.glob("predictions*")) and not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(UserError, match=r"forecast fewer steps \(horizon\)"):
+        predict(compose_predict_cfg(*overrides, "horizon=10000"))
+    assert not list(tmp_path.glob("forecast*"))
+    # Enough memory for the estimate: the job runs.
+    loaded = predict_module.load_for_prediction(compose_predict_cfg(*overrides))
+    needed = sum(size for size, _ in need(loaded, None, True, 0).values())
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed + 1)
+    assert set(predict(compose_predict_cfg(*overrides))) == {"predictions", "plot"}
+    # MemAvailable of /proc/meminfo; none where it cannot be read (no check).
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  8000000 kB\nMemFree:  100 kB\nMemAvailable:  2000000 kB\n")
+    monkeypatch.setattr(memory, "MEMINFO", meminfo)
+    assert read_available() == 2_000_000 * 1024
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "none")
+    assert read_available() is None
+
+
+def test_window_predictions_option_is_checked(sine_checkpoint, compose_predict_cfg, tmp_path):
+    new = write_csv(sine_table(360, 80), tmp_path / "new.csv")
+    base = (f"ckpt_path={sine_checkpoint}", f"data.source.path={new}")
+    with pytest.raises(UserError, match="forecasts nothing; add horizon=H"):
+        predict(compose_predict_cfg(*base, "window_predictions=false"))
+    with pytest.raises(UserError, match="window_predictions must be auto, true or false"):
+        predict(compose_predict_cfg(*base, "window_predictions=sometimes"))
+    assert set(predict(compose_predict_cfg(*base, "horizon=2", "window_predictions=false"))) == {
+        "forecast",
+        "plot",
+    }

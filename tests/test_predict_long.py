@@ -116,6 +116,7 @@ def test_predict_on_long_data_writes_long_per_series_outputs(panel_checkpoint, c
         f"ckpt_path={panel_checkpoint}",
         f"data.source.path={path}",
         "horizon=3",
+        "window_predictions=true",
         f"future.path={tmp_path / 'future.csv'}",
         "device=cpu",
         tiny=False,

@@ -29,7 +29,8 @@ from lstm_forecast.cli.app import (
 from lstm_forecast.errors import UserError
 from lstm_forecast.files import write_atomic
 from lstm_forecast.inference.evaluate import score_checkpoint
-from lstm_forecast.inference.predict import future_forecast, load_for_prediction
+from lstm_forecast.inference.predict import future_forecast, load_for_prediction, prediction_memory
+from lstm_forecast.memory import check_memory
 from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.training.distributed import refuse_unsupported_precision
 from lstm_forecast.training.run import torch_threads, train
@@ -194,7 +195,10 @@ class Forecaster:
         -------
         pandas.DataFrame
             Columns ``series``, ``timestamp``, ``prediction``: one row per series and step, the
-            rows of ``lstm-predict``'s ``forecast.csv``.
+            rows of ``lstm-predict``'s ``forecast.csv``. Never the window table of
+            ``predictions.csv`` (``lstm-predict window_predictions=true`` writes that): the forecast
+            reads each series' last ``data.window_size`` rows only, and a forecast that would not
+            fit in the memory available is refused before it starts.
         """
         checkpoint = self._fitted("predict")
         with one_line_errors():
@@ -205,6 +209,8 @@ class Forecaster:
                 cfg.ckpt_path = str(checkpoint)
             loaded = load_for_prediction(cfg, table)
             steps = loaded.module.net.horizon if horizon is None else horizon
+            if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+                check_memory("Forecaster.predict", prediction_memory(loaded, steps, False, 0))
             forecast = future_forecast(cfg, loaded, steps, future_table)
         return forecast[PREDICTION_COLUMNS]
 

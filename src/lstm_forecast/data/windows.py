@@ -84,6 +84,12 @@ class SeriesArrays:
         ``[P]`` uint8 or int16 calendar key of each row; its features follow the ``E`` extras in ``x``.
     calendar_table : Tensor or None
         ``[K, C]`` float32 scaled calendar features of each key.
+    first_series : int
+        Series (from 0) of block 0: arrays of a chunk of consecutive series ``first_series ..`` of the
+        frame; their windows carry the frame's series ids and static codes.
+    first_row : int
+        Frame row of block 0's first data row, when the blocks hold consecutive frame rows (a window's
+        ``target_row`` is then a frame row; arrays of other rows leave it meaningless).
     """
 
     values: torch.Tensor
@@ -92,6 +98,8 @@ class SeriesArrays:
     window_size: int
     calendar: torch.Tensor | None = None
     calendar_table: torch.Tensor | None = None
+    first_series: int = 0
+    first_row: int = 0
 
     @classmethod
     def zeros(
@@ -176,6 +184,8 @@ class SeriesArrays:
             self.window_size,
             None if self.calendar is None else self.calendar.to(device),
             None if self.calendar_table is None else self.calendar_table.to(device),
+            self.first_series,
+            self.first_row,
         )
 
 
@@ -273,7 +283,8 @@ class Windows:
         return len(self.targets)
 
     def _padded_targets(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded target rows ``[B]`` and series (from 0) ``[B]`` of windows ``index [B]``."""
+        """Padded target rows ``[B]`` and blocks (from 0) ``[B]`` of windows ``index [B]`` (a block is
+        series ``first_series + block`` of the frame)."""
         targets = self.targets[index.to(self.targets.device)].long()
         # The step before the target is always in the target's block, also for forecast windows
         # whose target is one past the series' last row (the next block's first row).
@@ -284,12 +295,13 @@ class Windows:
         """``(target_row [B], series [B])`` of windows ``index [B]``: the row of the frame (sorted by
         series then time) of each window's first target, and its series from 0. A forecast window past
         a series' end has the row one past the series' last row."""
-        targets, series = self._padded_targets(index)
-        return targets - (series + 1) * self.window_size, series
+        targets, block = self._padded_targets(index)
+        arrays = self.arrays
+        return targets - (block + 1) * self.window_size + arrays.first_row, block + arrays.first_series
 
     def series_index(self) -> np.ndarray:
         """``[M]`` series (from 0) of every window, in window order."""
-        return self._padded_targets(torch.arange(len(self)))[1].cpu().numpy()
+        return self._padded_targets(torch.arange(len(self)))[1].cpu().numpy() + self.arrays.first_series
 
     def full_context(self, index: torch.Tensor) -> torch.Tensor:
         """``[B]`` bool: whether each of windows ``index [B]`` has its context wholly inside its series
@@ -349,13 +361,14 @@ class Windows:
             real = (first[:, None] + self._context_offsets) >= first_real[:, None]  # [B, W]
             parts.append(real.to(self.arrays.values.dtype).unsqueeze(-1))  # [B, W, 1]
         parts.append(torch.index_select(self._value_windows, 0, first).unsqueeze(-1))  # [B, W, 1]
+        first_series = self.arrays.first_series  # series = block + first_series
         batch = {
             "x": torch.cat(parts, dim=-1),  # [B, W, F]
-            "series_id": series + 1,  # [B]; 0 stays reserved
-            "target_row": targets - (series + 1) * window,  # [B]
+            "series_id": series + (first_series + 1),  # [B]; 0 stays reserved
+            "target_row": targets - (series + 1) * window + self.arrays.first_row,  # [B]
         }
         if self.static is not None:
-            batch["static"] = self.static[series]  # [B, K]
+            batch["static"] = self.static[series + first_series]  # [B, K]
         if self.with_target:
             batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
         if self.future_index is not None:

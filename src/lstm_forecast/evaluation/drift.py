@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import Windows
+from lstm_forecast.data.windows import Windows, series_chunks
 from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,29 @@ def input_rows(datamodule: ForecastDataModule, windows: Windows) -> np.ndarray:
     return np.cumsum(bounds)[: frame.num_rows] > 0
 
 
+def leading_rows_drift(
+    datamodule: ForecastDataModule, rows_read: np.ndarray, warn_share: float
+) -> list[SeriesDrift]:
+    """:func:`input_drift` of forecasts that read the first ``rows_read [S]`` rows of each series (every
+    full window of the data reads all of them), a few series at a time: no ``[N]`` temporaries."""
+    training_range = datamodule.fitted.training_range(datamodule.scaler_method)
+    frame = datamodule.load_frame()
+    counts = np.minimum(np.maximum(rows_read, 0), frame.lengths)  # [S]
+    if training_range is None or not counts.any():
+        return []
+    outside = np.zeros(frame.num_series, dtype=np.int64)  # [S]
+    for s0, s1 in series_chunks(frame.offsets):
+        lengths = frame.lengths[s0:s1]
+        local = np.arange(frame.offsets[s0], frame.offsets[s1]) - np.repeat(frame.offsets[s0:s1], lengths)
+        series = np.repeat(np.arange(s1 - s0), lengths)  # [n] within the chunk
+        values = frame.values[frame.offsets[s0] : frame.offsets[s1]]
+        low, high = (bound[s0:s1][series] for bound in training_range)
+        out = (local < counts[s0:s1][series]) & ((values < low) | (values > high))
+        outside[s0:s1] = np.bincount(series[out], minlength=s1 - s0)
+    share = outside / np.maximum(counts, 1)
+    return _drifts(datamodule, training_range, share, counts, warn_share, lambda s: slice(0, counts[s]))
+
+
 def input_drift(datamodule: ForecastDataModule, windows: Windows, warn_share: float) -> list[SeriesDrift]:
     """Series more than ``warn_share`` of whose input values (the rows ``windows`` read) lie outside
     their training range, worst first; none when the checkpoint keeps no training range."""
@@ -101,11 +125,31 @@ def input_drift(datamodule: ForecastDataModule, windows: Windows, warn_share: fl
     outside = used & ((frame.values < low) | (frame.values > high))  # [N]
     counts = np.bincount(frame.row_series[used], minlength=frame.num_series)  # [S]
     share = np.bincount(frame.row_series[outside], minlength=frame.num_series) / np.maximum(counts, 1)
+    return _drifts(
+        datamodule,
+        training_range,
+        share,
+        counts,
+        warn_share,
+        lambda s: used[frame.offsets[s] : frame.offsets[s + 1]],
+    )
+
+
+def _drifts(
+    datamodule: ForecastDataModule,
+    training_range: tuple[np.ndarray, np.ndarray],
+    share: np.ndarray,
+    counts: np.ndarray,
+    warn_share: float,
+    read: Callable[[int], np.ndarray | slice],
+) -> list[SeriesDrift]:
+    """The series whose ``share [S]`` of their ``counts [S]`` input values outside the training range
+    exceeds ``warn_share``, worst first; ``read(s)`` selects series ``s``'s input values among its rows."""
+    frame = datamodule.load_frame()
     drifted = np.flatnonzero((share > warn_share) & (datamodule.series_train_rows > 0))
     drifts = []
     for s in drifted[np.argsort(-share[drifted], kind="stable")]:
-        rows = slice(frame.offsets[s], frame.offsets[s + 1])
-        seen = frame.values[rows][used[rows]]
+        seen = frame.values[frame.offsets[s] : frame.offsets[s + 1]][read(s)]
         drifts.append(
             SeriesDrift(
                 series=str(frame.series_names[s]),
@@ -121,14 +165,19 @@ def input_drift(datamodule: ForecastDataModule, windows: Windows, warn_share: fl
 
 
 def warn_drift(
-    datamodule: ForecastDataModule, windows: Windows, warn_share: float | None, data_name: str
+    datamodule: ForecastDataModule, windows: Windows | np.ndarray, warn_share: float | None, data_name: str
 ) -> list[SeriesDrift]:
     """Log a WARNING for each series of ``data_name`` whose forecasts cannot be trusted (see
-    :func:`input_drift`), or one summary line for more than :data:`MAX_LISTED`, then the remedy."""
+    :func:`input_drift`), or one summary line for more than :data:`MAX_LISTED`, then the remedy.
+    ``windows``: the windows forecast, or ``[S]`` the rows each series' forecasts read from its start
+    (:func:`leading_rows_drift`)."""
     warn_share = check_warn_share(warn_share)
     if warn_share is None:
         return []
-    drifts = input_drift(datamodule, windows, warn_share)
+    if isinstance(windows, np.ndarray):
+        drifts = leading_rows_drift(datamodule, windows, warn_share)
+    else:
+        drifts = input_drift(datamodule, windows, warn_share)
     if not drifts:
         return drifts
     if len(drifts) <= MAX_LISTED:

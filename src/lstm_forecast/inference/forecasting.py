@@ -9,6 +9,7 @@ implementation, whatever the layout of the data.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from pandas.tseries.frequencies import to_offset
 from torch import nn
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import SeriesArrays, Windows, index_ranges
+from lstm_forecast.data.windows import CHUNK_ROWS, SeriesArrays, Windows, index_ranges
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.inference.future_values import FutureValues
@@ -113,46 +114,114 @@ def missing_future_message(columns: list[str], fed_back: bool, timestamps: pd.Da
     )
 
 
-def scaled_arrays(
-    datamodule: ForecastDataModule,
-    horizon: int = 0,
-    future: FutureValues | None = None,
-    model_horizon: int = 1,
-) -> SeriesArrays:
-    """Every row of every series scaled with the checkpoint's scalers (no split), each series with
-    data followed by rows to forecast ``horizon`` steps into, ``model_horizon`` at a time (value 0,
-    the calendar features of the series' own next timestamps, the user's extra columns from
-    ``future``; the last pass's steps past ``horizon``, forecast and dropped, have none)."""
+def scaled_rows(
+    datamodule: ForecastDataModule, user: np.ndarray, rows: np.ndarray, series: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[n]`` values and ``[n, E]`` extra features (float64) of frame rows ``rows [n]`` of series
+    ``series [n]``, scaled with the checkpoint's scalers; ``user [N, E_user]``: the frame's extras."""
     frame = datamodule.load_frame()
-    values = datamodule.scaled_values(frame.values, frame.row_series)  # [N]
-    extras = datamodule.scaled_extras(datamodule.feature_table())  # [N, E]
+    values = datamodule.scaled_values(frame.values[rows], series)  # [n]
+    extras = datamodule.scaled_extras(datamodule.feature_table(frame.timestamps[rows], user[rows]))
+    return values, extras
+
+
+def row_arrays(
+    datamodule: ForecastDataModule, user: np.ndarray, row_start: int, row_stop: int
+) -> SeriesArrays:
+    """Frame rows ``row_start .. row_stop - 1`` (consecutive, maybe cutting a series at either end)
+    scaled into float32 arrays whose blocks are the series they touch; windows over them carry the
+    frame's series and rows (:attr:`SeriesArrays.first_series`, :attr:`SeriesArrays.first_row`)."""
+    frame = datamodule.load_frame()
     offsets = frame.offsets
-    if horizon:
-        future_rows = -(-horizon // model_horizon) * model_horizon  # whole passes
-        num_series = frame.num_series
-        grown = offsets + np.arange(num_series + 1) * future_rows  # [S + 1]
-        observed = np.arange(frame.num_rows) + frame.row_series * future_rows  # [N] rows after growing
+    s0 = int(np.searchsorted(offsets, row_start, side="right")) - 1
+    s1 = max(int(np.searchsorted(offsets, row_stop, side="left")), s0 + 1)
+    local = np.clip(offsets[s0 : s1 + 1], row_start, row_stop) - row_start  # [s + 1]
+    rows = np.arange(row_start, row_stop)
+    values, extras = scaled_rows(datamodule, user, rows, np.repeat(np.arange(s0, s1), np.diff(local)))
+    arrays = SeriesArrays.from_rows(values, extras, local, datamodule.window_size)
+    return replace(arrays, first_series=s0, first_row=row_start)
+
+
+def scaled_arrays(datamodule: ForecastDataModule) -> SeriesArrays:
+    """Every row of every series scaled with the checkpoint's scalers (no split), float32."""
+    frame = datamodule.load_frame()
+    return row_arrays(datamodule, frame.extras.to_numpy(dtype=np.float64), 0, frame.num_rows)
+
+
+@dataclass(frozen=True)
+class FutureRows:
+    """The rows each series gets after its data to forecast ``horizon`` steps into, ``model_horizon``
+    at a time: value 0, the calendar features of the series' own next timestamps, the user's extra
+    columns from the future values (the last pass's steps past ``horizon``, forecast and dropped,
+    have none).
+
+    Attributes
+    ----------
+    count : int
+        Rows per series with rows (``F``, whole passes).
+    position : ndarray
+        ``[S]`` position of each series among those with rows (-1: none, no future rows).
+    extras : ndarray
+        ``[M * F, E]`` float32 scaled extra features, series-major.
+    """
+
+    count: int
+    position: np.ndarray
+    extras: np.ndarray
+
+    @classmethod
+    def build(
+        cls, datamodule: ForecastDataModule, horizon: int, model_horizon: int, future: FutureValues | None
+    ) -> FutureRows:
+        frame = datamodule.load_frame()
+        count = -(-horizon // model_horizon) * model_horizon  # whole passes
         known = np.flatnonzero(frame.lengths > 0)
-        ahead = index_ranges(grown[known + 1] - future_rows, np.full(len(known), future_rows))  # [M * F]
-        stamps = frame.future_timestamps(known, future_rows)  # [M * F]
-        step = np.tile(np.arange(future_rows), len(known))  # [M * F]
-        series = np.repeat(known, future_rows)  # [M * F]
+        stamps = frame.future_timestamps(known, count)  # [M * F]
+        step = np.tile(np.arange(count), len(known))  # [M * F]
+        series = np.repeat(known, count)  # [M * F]
         user = future_user_extras(datamodule, series, stamps, step, horizon, model_horizon, future)
-        future_extras = np.nan_to_num(datamodule.scaled_extras(datamodule.feature_table(stamps, user)))
-        grown_values = np.zeros(len(values) + num_series * future_rows)
-        grown_extras = np.zeros((len(grown_values), extras.shape[1]))
-        grown_values[observed], grown_extras[observed] = values, extras
-        grown_extras[ahead] = future_extras
-        values, extras, offsets = grown_values, grown_extras, grown
-    return SeriesArrays.from_rows(values, extras, offsets, datamodule.window_size)
+        extras = np.nan_to_num(datamodule.scaled_extras(datamodule.feature_table(stamps, user)))
+        position = np.full(frame.num_series, -1)
+        position[known] = np.arange(len(known))
+        return cls(count, position, extras.astype(np.float32))
+
+
+def tail_arrays(
+    datamodule: ForecastDataModule, user: np.ndarray, future: FutureRows, s0: int, s1: int
+) -> tuple[SeriesArrays, np.ndarray]:
+    """Series ``s0 .. s1 - 1``: the last ``window_size`` rows of each (all of a shorter one, after
+    the zero warm-up padding as in the arrays of every row), then its future rows; float32.
+
+    Returns the arrays and ``[s1 - s0]`` the rows of data each block holds (its first future row's
+    step, from 0)."""
+    frame = datamodule.load_frame()
+    tail = np.minimum(frame.lengths[s0:s1], datamodule.window_size)  # [s]
+    ahead = np.where(future.position[s0:s1] >= 0, future.count, 0)  # [s]
+    offsets = np.concatenate([[0], np.cumsum(tail + ahead)])  # [s + 1] of the blocks' rows
+    series = np.repeat(np.arange(s0, s1), tail)  # [n] of each data row
+    values, extras = scaled_rows(
+        datamodule, user, index_ranges(frame.offsets[s0 + 1 : s1 + 1] - tail, tail), series
+    )
+    observed = index_ranges(offsets[:-1], tail)  # [n] rows of the blocks
+    grown_values = np.zeros(offsets[-1], dtype=np.float32)
+    grown_extras = np.zeros((offsets[-1], extras.shape[1]), dtype=np.float32)
+    grown_values[observed], grown_extras[observed] = values, extras
+    has_future = np.flatnonzero(ahead)
+    future_rows = index_ranges(future.position[s0:s1][has_future] * future.count, ahead[has_future])
+    grown_extras[index_ranges(offsets[:-1][has_future] + tail[has_future], ahead[has_future])] = (
+        future.extras[future_rows]
+    )
+    arrays = SeriesArrays.from_rows(grown_values, grown_extras, offsets, datamodule.window_size)
+    return replace(arrays, first_series=s0), tail
 
 
 # ----------------------------------------------------------------------------- windows of the data
-def prediction_windows(datamodule: ForecastDataModule, horizon: int) -> Windows:
-    """Every window full of real rows (the method's prediction layout, no warm-up padding): targets
-    ``W .. L`` of each series of ``L`` rows (``L``: the step after its last row). A model that takes
-    future-known features needs them for its ``horizon`` forecast steps, which the data holds for
-    targets ``W .. L - horizon`` only. Series shorter than that, or unscaled in training, are left out."""
+def prediction_counts(datamodule: ForecastDataModule, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(series [M], count [M])``: every window full of real rows (the method's prediction layout,
+    no warm-up padding) as the series predicted and their windows, targets ``W .. W + count - 1`` of
+    each (``W + count - 1``: the step after its last row). A model that takes future-known features
+    needs them for its ``horizon`` forecast steps, which the data holds for targets ``W .. L -
+    horizon`` only. Series shorter than that, or unscaled in training, are left out."""
     window_size, lengths = datamodule.window_size, datamodule.load_frame().lengths
     min_rows = window_size + (horizon if datamodule.future_columns else 0)
     what = f"one window of {window_size} (the model's data.window_size)"
@@ -167,11 +236,39 @@ def prediction_windows(datamodule: ForecastDataModule, horizon: int) -> Windows:
     short = len(forecastable_series(datamodule)) - len(series)
     if short:
         log.warning("%d series with fewer rows than %s are not predicted", short, what)
-    count = lengths[series] - min_rows + 1
-    arrays = scaled_arrays(datamodule)
-    local = index_ranges(np.full(len(series), window_size), count)
-    targets = torch.from_numpy(arrays.padded_rows(np.repeat(series, count), local))
-    return datamodule.window_set(arrays, targets, horizon, with_target=False)
+    return series, lengths[series] - min_rows + 1
+
+
+def prediction_windows(
+    datamodule: ForecastDataModule,
+    horizon: int,
+    first: int = 0,
+    stop: int | None = None,
+    counts: tuple[np.ndarray, np.ndarray] | None = None,
+    user: np.ndarray | None = None,
+) -> Windows:
+    """Windows ``first .. stop - 1`` (default: all) of every full window of the data, in order (see
+    :func:`prediction_counts`, or ``counts`` from it), over arrays of just the rows they read."""
+    series, count = prediction_counts(datamodule, horizon) if counts is None else counts
+    frame = datamodule.load_frame()
+    user = frame.extras.to_numpy(dtype=np.float64) if user is None else user
+    ends = np.cumsum(count)  # [M]
+    stop = int(ends[-1]) if stop is None else min(stop, int(ends[-1]))
+    lo, hi = np.searchsorted(ends, [first, stop - 1], side="right")  # positions of the first and last series
+    chosen, starts = series[lo : hi + 1], (ends - count)[lo : hi + 1]
+    skip = np.maximum(first - starts, 0)  # windows of each chosen series before the first
+    taken = np.minimum(stop - starts, count[lo : hi + 1]) - skip  # [m]
+    local = index_ranges(datamodule.window_size + skip, taken)  # [n] targets within each series
+    # Rows read: from the first window's context to the last window's target (and its future-known
+    # features' steps).
+    reach = horizon if datamodule.future_columns else 0
+    row_start = int(frame.offsets[chosen[0]] + skip[0])
+    row_stop = int(frame.offsets[chosen[-1]] + datamodule.window_size + skip[-1] + taken[-1] - 1 + reach)
+    arrays = row_arrays(datamodule, user, row_start, row_stop)
+    block_first = np.maximum(frame.offsets[chosen], row_start)  # [m] frame row of each block's first row
+    within = np.repeat(frame.offsets[chosen] - block_first, taken) + local  # [n] rows of the blocks
+    targets = arrays.padded_rows(np.repeat(chosen - arrays.first_series, taken), within)
+    return datamodule.window_set(arrays, torch.from_numpy(targets), horizon, with_target=False)
 
 
 # ----------------------------------------------------------------------------- past the end
@@ -206,25 +303,31 @@ def forecast_future(
         raise UserError(f"horizon must be a positive integer (steps after the data), got {horizon!r}")
     frame = datamodule.load_frame()
     series = forecastable_series(datamodule)
-    arrays = scaled_arrays(datamodule, horizon, future, model_horizon)
-    # Each series now ends with ``horizon`` rows to fill; its first one is padded row ``start``.
-    start = arrays.padded_rows(series, frame.lengths[series])  # [M]
+    rows = FutureRows.build(datamodule, horizon, model_horizon, future)
+    user = frame.extras.to_numpy(dtype=np.float64)  # [N, E_user] (a view of float columns)
     forecast = np.empty((len(series), horizon), dtype=np.float32)
-    quantiles = None
-    for step in range(0, horizon, model_horizon):
-        windows = datamodule.window_set(
-            arrays, torch.from_numpy(start + step), model_horizon, with_target=False
-        )
-        predicted = predict_windows(net, windows, datamodule.eval_batch_size, device)
-        take = min(model_horizon, horizon - step)
-        forecast[:, step : step + take] = predicted.prediction[:, :take]
-        if step == 0 and predicted.quantiles is not None:
-            quantiles = np.full((len(series), horizon, predicted.quantiles.shape[-1]), np.nan, np.float32)
-            quantiles[:, :take] = predicted.quantiles[:, :take]
-        # The forecasts become context of the next pass.
-        arrays.values[torch.from_numpy(start[:, None] + step + np.arange(take))] = torch.from_numpy(
-            predicted.prediction[:, :take]
-        ).to(arrays.values.device)
+    quantiles, levels = None, tuple(getattr(net, "quantile_levels", ()))
+    for first, stop in forecast_chunks(len(series), datamodule, rows.count):
+        chunk = series[first:stop]  # [m]
+        arrays, tail = tail_arrays(datamodule, user, rows, int(chunk[0]), int(chunk[-1]) + 1)
+        # Each series' block ends with the rows to fill; its first one is padded row ``start``.
+        block = chunk - arrays.first_series
+        start = arrays.padded_rows(block, tail[block])  # [m]
+        for step in range(0, horizon, model_horizon):
+            windows = datamodule.window_set(
+                arrays, torch.from_numpy(start + step), model_horizon, with_target=False
+            )
+            predicted = predict_windows(net, windows, datamodule.eval_batch_size, device)
+            take = min(model_horizon, horizon - step)
+            forecast[first:stop, step : step + take] = predicted.prediction[:, :take]
+            if step == 0 and predicted.quantiles is not None:
+                if quantiles is None:
+                    quantiles = np.full((len(series), horizon, len(levels)), np.nan, np.float32)
+                quantiles[first:stop, :take] = predicted.quantiles[:, :take]
+            # The forecasts become context of the next pass.
+            arrays.values[torch.from_numpy(start[:, None] + step + np.arange(take))] = torch.from_numpy(
+                predicted.prediction[:, :take]
+            ).to(arrays.values.device)
     return WindowForecasts(
         prediction=forecast,
         target=None,
@@ -232,5 +335,17 @@ def forecast_future(
         series_index=series,
         target_row=frame.offsets[series + 1],
         quantiles=quantiles,
-        quantile_levels=predicted.quantile_levels,
+        quantile_levels=levels,
     )
+
+
+def forecast_chunks(
+    num_series: int, datamodule: ForecastDataModule, future_rows: int
+) -> list[tuple[int, int]]:
+    """``[(first, stop), ...]`` chunks of the series forecast, whole batches of ``eval_batch_size``
+    (the batches of forecasting them all at once, so the same numbers) of about
+    :data:`~lstm_forecast.data.windows.CHUNK_ROWS` padded rows."""
+    batch = datamodule.eval_batch_size
+    rows_per_series = 2 * datamodule.window_size + future_rows  # padding, data, future rows
+    size = batch * max(1, CHUNK_ROWS // (batch * rows_per_series))
+    return [(first, min(first + size, num_series)) for first in range(0, num_series, size)]

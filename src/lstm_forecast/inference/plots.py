@@ -54,8 +54,9 @@ def plot_forecasts(
     frame : SeriesFrame
         The observed data (history, original units).
     predictions : DataFrame
-        Window predictions (the forecast table); the first step is drawn, with its intervals
-        (``lo-80``, ``hi-80`` ...) as bands when the table has them.
+        Window predictions of the drawn series (the forecast table; their last ``history`` windows are
+        enough); the first step is drawn, with its intervals (``lo-80``, ``hi-80`` ...) as bands when
+        the table has them.
     forecast : DataFrame, optional
         Forecast past the data (``timestamp, series, prediction[, actual, lo-80, hi-80 ...]``).
     max_series : int

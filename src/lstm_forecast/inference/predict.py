@@ -4,11 +4,17 @@ The model, the fitted scaler and the data config all come from the checkpoint; t
 refitted on the new file. Writes into the run folder, in the one forecast-table layout
 (:mod:`lstm_forecast.evaluation.tables`):
 
-- ``predictions.csv``: every full window of each series; the last one forecasts the step(s) after
-  its data;
 - ``forecast.csv`` with ``horizon=H``: the H steps after each series' last row (``actual`` where
   ``future.path`` holds the series; see :mod:`~lstm_forecast.inference.future_values` for its layouts);
-- ``predictions.png``: history, predictions, forecast and known actuals of a few series.
+- ``predictions.csv`` without a horizon, or with ``window_predictions=true``: every full window of
+  each series (the last one forecasts the step(s) after its data), streamed to disk a chunk of
+  windows at a time;
+- ``predictions.png``: history, the last window predictions, forecast and known actuals of a few
+  series.
+
+Forecasts past the end read each series' last ``data.window_size`` rows only, a chunk of series at a
+time; a job that would not fit in the memory available is refused before it starts, naming the option
+that makes it fit.
 
 With ``intervals=[0.8,0.95]`` both tables get conformal intervals ``lo-80, hi-80, lo-95, hi-95``
 calibrated on the validation split of the data (the checkpoint's ``data.split``) and the plot their
@@ -18,33 +24,48 @@ bands; a quantile model's tables hold its quantiles ``q0.1 ...`` in any case.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from lstm_forecast.data.calendar import DAY_NS
+from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.sources import IN_MEMORY_NAME, source_of_file, source_table
+from lstm_forecast.data.windows import CHUNK_ROWS
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
 from lstm_forecast.evaluation.intervals import ConformalIntervals, check_interval_levels
-from lstm_forecast.evaluation.tables import forecast_table
+from lstm_forecast.evaluation.tables import FORECAST_COLUMNS, forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
-from lstm_forecast.files import write_table
+from lstm_forecast.files import write_table, write_table_chunks
 from lstm_forecast.inference.checkpoints import LoadedModel, load_model
-from lstm_forecast.inference.forecasting import check_frequency, forecast_future, prediction_windows
+from lstm_forecast.inference.forecasting import (
+    check_frequency,
+    forecast_future,
+    prediction_counts,
+    prediction_windows,
+)
 from lstm_forecast.inference.future_values import future_values
 from lstm_forecast.inference.plots import plot_forecasts
+from lstm_forecast.memory import check_memory
 
 log = logging.getLogger(__name__)
 
+TABLE_ROWS = 1 << 18  # rows of the window table per chunk written
+
 
 def predict(cfg: DictConfig) -> dict[str, Path]:
-    """Predict every full window of the data and, with ``cfg.horizon``, forecast past its end.
+    """Forecast past the end of each series with ``cfg.horizon``, and every full window of the data
+    when ``cfg.window_predictions`` asks for it (see :func:`writes_window_predictions`).
 
     Returns
     -------
     dict
-        Paths written: ``predictions`` (CSV), ``forecast`` (CSV, with a horizon) and ``plot`` (PNG).
+        Paths written: ``predictions`` (CSV, the window table), ``forecast`` (CSV, with a horizon) and
+        ``plot`` (PNG).
     """
     horizon = cfg.get("horizon")
     if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
@@ -52,37 +73,159 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     future_path = OmegaConf.select(cfg, "future.path")
     if horizon is None and future_path is not None:
         raise UserError("future.path is only read when forecasting past the data; add horizon=H")
+    window_table = writes_window_predictions(cfg.get("window_predictions", "auto"), horizon)
     warn_share = check_warn_share(OmegaConf.select(cfg, "drift.warn_share", default=DEFAULT_WARN_SHARE))
     levels = check_interval_levels(cfg.get("intervals"), "intervals")
     loaded = load_for_prediction(cfg)
-    datamodule, module, device = loaded.datamodule, loaded.module, loaded.device
+    datamodule, module = loaded.datamodule, loaded.module
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
+    counts = prediction_counts(datamodule, module.net.horizon)
+    check_memory(
+        "lstm-predict" + ("" if horizon is None else f" horizon={horizon}"),
+        prediction_memory(loaded, horizon, window_table, len(levels or ())),
+    )
     intervals = (
         calibrated_intervals(loaded, levels, bool(cfg.get("intervals_per_series"))) if levels else None
     )
-    windows = prediction_windows(datamodule, module.net.horizon)
-    warn_drift(datamodule, windows, warn_share, data_name)
-    window_forecasts = predict_windows(module, windows, datamodule.eval_batch_size, device)
-    if intervals is not None:
-        window_forecasts = intervals.apply(window_forecasts)
-    predictions = forecast_table(window_forecasts, datamodule)
+    series, count = counts
+    rows_read = np.zeros(datamodule.num_series, dtype=np.int64)
+    rows_read[series] = datamodule.window_size + count - 1  # every full window's context
+    warn_drift(datamodule, rows_read, warn_share, data_name)
     forecast = None if horizon is None else future_forecast(cfg, loaded, horizon, intervals=intervals)
-    # Written once every forecast is made, so bad input leaves no output behind.
+    # The held forecast is made first and the window table streamed to a temporary file, so bad input
+    # leaves no output behind.
     output_dir = Path(cfg.paths.output_dir)
-    written = {"predictions": write_table(output_dir / "predictions.csv", predictions)}
+    written = {}
+    if window_table:
+        written["predictions"] = write_table_chunks(
+            output_dir / "predictions.csv",
+            window_tables(loaded, counts, intervals),
+            dates_only=dates_only(datamodule.load_frame(), module.net.horizon),
+        )
     if forecast is not None:
         written["forecast"] = write_table(output_dir / "forecast.csv", forecast)
+    max_series = int(cfg.plot.max_series)
+    history = int(cfg.plot.history)
     written["plot"] = plot_forecasts(
         output_dir / "predictions.png",
         datamodule.load_frame(),
-        predictions,
+        plotted_windows(loaded, counts, intervals, max_series, history),
         forecast,
-        max_series=int(cfg.plot.max_series),
-        history=int(cfg.plot.history),
+        max_series=max_series,
+        history=history,
     )
     for name, path in written.items():
         log.info("%s: %s", name, path)
     return written
+
+
+def writes_window_predictions(option: object, horizon: int | None) -> bool:
+    """``window_predictions``: ``auto`` writes the window table without a horizon (it is then the whole
+    output) and not with one; ``true`` / ``false`` force it."""
+    if option == "auto":
+        return horizon is None
+    if not isinstance(option, bool):
+        raise UserError(f"window_predictions must be auto, true or false, got {option!r}")
+    if not option and horizon is None:
+        raise UserError("window_predictions=false without a horizon forecasts nothing; add horizon=H")
+    return option
+
+
+def window_tables(
+    loaded: LoadedModel, counts: tuple[np.ndarray, np.ndarray], intervals: ConformalIntervals | None
+) -> Iterator[pd.DataFrame]:
+    """The forecast table of every full window of the data (:func:`prediction_counts`), a chunk of
+    whole batches of windows at a time (about :data:`TABLE_ROWS` rows each)."""
+    datamodule, module = loaded.datamodule, loaded.module
+    horizon, batch = module.net.horizon, datamodule.eval_batch_size
+    size = window_chunk(batch, horizon)
+    user = datamodule.load_frame().extras.to_numpy(dtype=np.float64)  # [N, E_user] (a view)
+    for first in range(0, int(counts[1].sum()), size):
+        windows = prediction_windows(datamodule, horizon, first, first + size, counts, user)
+        forecasts = predict_windows(module, windows, batch, loaded.device)
+        yield forecast_table(forecasts if intervals is None else intervals.apply(forecasts), datamodule)
+
+
+def window_chunk(batch: int, horizon: int) -> int:
+    """Windows per chunk of the window table: whole batches (the numbers of one pass over every
+    window), about :data:`TABLE_ROWS` table rows."""
+    return batch * max(1, TABLE_ROWS // (batch * horizon))
+
+
+def plotted_windows(
+    loaded: LoadedModel,
+    counts: tuple[np.ndarray, np.ndarray],
+    intervals: ConformalIntervals | None,
+    max_series: int,
+    history: int,
+) -> pd.DataFrame:
+    """The window table of the last ``history + 1`` windows of the series the plot draws (the first
+    ``max_series`` with rows), whose first steps reach back ``history`` rows."""
+    datamodule, module = loaded.datamodule, loaded.module
+    drawn = np.flatnonzero(datamodule.load_frame().lengths > 0)[: max(max_series, 1)]
+    series, count = counts
+    ends = np.cumsum(count)
+    tables = []
+    for position in np.flatnonzero(np.isin(series, drawn)):
+        first = int(ends[position] - min(count[position], history + 1))
+        windows = prediction_windows(datamodule, module.net.horizon, first, int(ends[position]), counts)
+        forecasts = predict_windows(module, windows, datamodule.eval_batch_size, loaded.device)
+        if intervals is not None:
+            forecasts = intervals.apply(forecasts)
+        tables.append(forecast_table(forecasts, datamodule))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(FORECAST_COLUMNS))
+
+
+def dates_only(frame: SeriesFrame, horizon: int) -> bool:
+    """Whether every timestamp of the window table (the data's, and up to ``horizon`` steps after each
+    series' end) is a naive midnight, read a chunk of rows at a time."""
+    stamps = frame.timestamps
+    if stamps.tz is not None:
+        return False
+    for start in range(0, len(stamps), CHUNK_ROWS):
+        if (stamps[start : start + CHUNK_ROWS].asi8 % DAY_NS).any():
+            return False
+    if frame.freq is None or not len(stamps):
+        return True
+    last = np.flatnonzero(frame.lengths > 0)[:1]
+    return not (frame.future_timestamps(last, horizon).asi8 % DAY_NS).any()
+
+
+def prediction_memory(
+    loaded: LoadedModel, horizon: int | None, window_table: bool, num_levels: int
+) -> dict[str, tuple[int, str]]:
+    """What ``lstm-predict`` needs beyond the data already read, part by part, with the option that
+    shrinks each (see :func:`~lstm_forecast.memory.check_memory`): rough upper bounds from the sizes
+    of the data, the model and the chunks."""
+    datamodule, net = loaded.datamodule, loaded.module.net
+    frame = datamodule.load_frame()
+    rows, num_series, window = frame.num_rows, frame.num_series, datamodule.window_size
+    features = len(datamodule.feature_names) + 1
+    batch, model_horizon = datamodule.eval_batch_size, net.horizon
+    quantiles = len(getattr(loaded.module, "quantile_levels", ()) or ())
+    # A table row, its temporaries and its CSV text (measured: about 480 bytes a row of 5 columns).
+    row_bytes = 6 * (80 + 8 * (quantiles + 2 * num_levels))
+    array_bytes = 4 + 8 * 3  # a float32 feature, its float64 temporaries
+    needs = {"drift check": (CHUNK_ROWS * 64, "drift.warn_share=null")}
+    smaller = f"data.eval_batch_size={max(batch // 4, 1)}"
+    if horizon is not None:
+        future_rows = -(-horizon // model_horizon) * model_horizon
+        chunk_series = CHUNK_ROWS // (2 * window + future_rows) + batch
+        forecast = (
+            num_series * future_rows * features * array_bytes  # every series' future rows
+            + chunk_series * (2 * window + future_rows) * features * array_bytes  # a chunk's arrays
+            + num_series * horizon * row_bytes  # forecast.csv
+        )
+        needs["forecast"] = (forecast, f"forecast fewer steps (horizon) or set {smaller}")
+    if window_table:
+        windows = window_chunk(batch, model_horizon)
+        table = windows * model_horizon * row_bytes + (windows + window) * features * array_bytes
+        needs["window table"] = (table, f"set window_predictions=false or {smaller}")
+    if num_levels:
+        # Calibration scales every row into float32 arrays and indexes every split's windows.
+        padded = rows + num_series * window
+        needs["interval calibration"] = (padded * (4 * features + 2) + rows * 36, "set intervals=null")
+    return needs
 
 
 def load_for_prediction(cfg: DictConfig, table: pd.DataFrame | None = None) -> LoadedModel:
