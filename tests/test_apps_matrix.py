@@ -19,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import lstm_forecast.evaluation.report as report
 from conftest import TINY_MODEL, compose_config
 from lstm_forecast.data.long_source import synthetic_long_table
 from lstm_forecast.data.sources import synthetic_frame
@@ -183,6 +184,31 @@ def test_evaluate_scores_the_test_split_as_training_did(trained: TrainedRun, tmp
     assert set(table["step"]) == set(range(1, trained.layout.horizon + 1))
     assert table["actual"].notna().all()
     check_on_own_timelines(table, trained.layout)
+
+
+def test_evaluate_and_backtest_write_the_same_outputs_a_few_windows_at_a_time(
+    trained: TrainedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scored and written a chunk of windows at a time: chunks of 5 give what one chunk gives (forecast
+    # in batches of 5 both times: the same float32 forecasts, bit for bit).
+    outputs = {}
+    for chunk in (None, 5):
+        if chunk is not None:
+            monkeypatch.setattr(report, "SCORE_CHUNK_WINDOWS", chunk)
+        for name, app in (("evaluate", evaluate), ("backtest", backtest)):
+            folder = tmp_path / f"{name}-{chunk}"
+            metrics = app(compose_app(name, folder, f"run={trained.run_dir}", "data.eval_batch_size=5"))
+            outputs[name, chunk] = metrics, read_forecasts(folder / "forecasts.csv")
+    for name in ("evaluate", "backtest"):
+        (whole, whole_table), (chunked, chunked_table) = outputs[name, None], outputs[name, 5]
+        assert len(whole_table) > 4 * 5 * trained.layout.horizon  # several chunks
+        pd.testing.assert_frame_equal(chunked_table, whole_table, rtol=1e-10)
+        assert chunked.keys() == whole.keys()
+        for key, value in whole.items():
+            if isinstance(value, float):
+                assert chunked[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+            else:
+                assert chunked[key] == value, key
 
 
 # ----------------------------------------------------------------------------------------- predict

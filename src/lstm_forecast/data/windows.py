@@ -304,36 +304,30 @@ class Windows:
         return self._padded_targets(torch.arange(len(self)))[1].cpu().numpy() + self.arrays.first_series
 
     def full_context(self, index: torch.Tensor) -> torch.Tensor:
-        """``[B]`` bool: whether each of windows ``index [B]`` has its context wholly inside its series
-        (no warm-up padding)."""
+        """``[B]`` bool: which of windows ``index [B]`` have no warm-up padding in their context."""
         targets, series = self._padded_targets(index)
         return (targets - self.window_size >= self.arrays.block_start[series] + self.window_size).cpu()
 
     def observed(self, index: torch.Tensor) -> Batch:
-        """What scoring without a model reads of windows ``index [B]``, with no context gathered:
-        ``last_value [B]`` (the value at the window's last step, what persistence repeats),
-        ``series_id [B]``, ``target_row [B]`` (see :meth:`locate`) and, with targets, ``y [B, H]``."""
-        with single_cpu_thread(self.arrays.values.device):
-            targets, series = self._padded_targets(index)
-            batch = {
-                "last_value": torch.index_select(self.arrays.values, 0, targets - 1),  # [B]
-                "series_id": series + 1,
-                "target_row": targets - (series + 1) * self.window_size,
-            }
-            if self.with_target:
-                batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
-            return batch
+        """What scoring reads of windows ``index [B]`` besides a model's forecast, with no context
+        gathered: ``last_value [B]`` (what persistence repeats), ``series_id``, ``target_row`` and ``y``
+        as :meth:`gather` has them."""
+        return self._values_only(index, context=False)
 
     def gather_values(self, index: torch.Tensor) -> Batch:
-        """The values alone of windows ``index [B]``: ``values [B, W]`` (the last feature of ``x``),
-        ``series_id [B]`` and, with targets, ``y [B, H]``; what a regression on the values (the ridge
-        baseline) reads, without the cost of the extra features."""
+        """The values alone of windows ``index [B]`` (a regression on them, the ridge baseline, needs
+        no extra features): ``values [B, W]``, the last feature of ``x``; ``series_id`` and ``y``."""
+        return self._values_only(index, context=True)
+
+    def _values_only(self, index: torch.Tensor, context: bool) -> Batch:
         with single_cpu_thread(self.arrays.values.device):
-            targets, series = self._padded_targets(index)
-            batch = {
-                "values": torch.index_select(self._value_windows, 0, targets - self.window_size),
-                "series_id": series + 1,
-            }
+            targets, block = self._padded_targets(index)
+            batch = {"series_id": block + (self.arrays.first_series + 1)}
+            if context:
+                batch["values"] = torch.index_select(self._value_windows, 0, targets - self.window_size)
+            else:
+                batch["last_value"] = torch.index_select(self.arrays.values, 0, targets - 1)  # [B]
+                batch["target_row"] = targets - (block + 1) * self.window_size + self.arrays.first_row
             if self.with_target:
                 batch["y"] = torch.index_select(self._target_windows, 0, targets)  # [B, H]
             return batch

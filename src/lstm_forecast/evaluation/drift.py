@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.windows import Windows, series_chunks
+from lstm_forecast.data.windows import Windows, index_chunks, series_chunks
 from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -78,26 +77,15 @@ def check_warn_share(value: object) -> float | None:
     return float(value)
 
 
-def input_rows(datamodule: ForecastDataModule, windows: Windows) -> np.ndarray:
-    """``[N]`` bool: the rows of the frame that at least one of the ``windows`` reads as input."""
-    frame = datamodule.load_frame()
-    target_row, series = (part.cpu().numpy() for part in windows.locate(torch.arange(len(windows))))
-    # [M] first row of each window's context (its warm-up padding is no row of the data)
-    first = np.maximum(target_row - windows.window_size, frame.offsets[series])
-    # +1 where a window's context starts, -1 one past its end: rows covered have a positive sum.
-    size = frame.num_rows + 1
-    bounds = np.bincount(first, minlength=size) - np.bincount(target_row, minlength=size)  # [N + 1]
-    return np.cumsum(bounds)[: frame.num_rows] > 0
-
-
-def leading_rows_drift(
-    datamodule: ForecastDataModule, rows_read: np.ndarray, warn_share: float
+def rows_drift(
+    datamodule: ForecastDataModule, start: np.ndarray, stop: np.ndarray, warn_share: float
 ) -> list[SeriesDrift]:
-    """:func:`input_drift` of forecasts that read the first ``rows_read [S]`` rows of each series (every
-    full window of the data reads all of them), a few series at a time: no ``[N]`` temporaries."""
+    """:func:`input_drift` of forecasts that read rows ``start[s] .. stop[s] - 1`` (from each series'
+    first row, ``[S]`` each) of every series ``s``, a few series at a time: no ``[N]`` temporaries."""
     training_range = datamodule.fitted.training_range(datamodule.scaler_method)
     frame = datamodule.load_frame()
-    counts = np.minimum(np.maximum(rows_read, 0), frame.lengths)  # [S]
+    start = np.clip(start, 0, frame.lengths)
+    counts = np.maximum(np.minimum(stop, frame.lengths) - start, 0)  # [S]
     if training_range is None or not counts.any():
         return []
     outside = np.zeros(frame.num_series, dtype=np.int64)  # [S]
@@ -107,32 +95,39 @@ def leading_rows_drift(
         series = np.repeat(np.arange(s1 - s0), lengths)  # [n] within the chunk
         values = frame.values[frame.offsets[s0] : frame.offsets[s1]]
         low, high = (bound[s0:s1][series] for bound in training_range)
-        out = (local < counts[s0:s1][series]) & ((values < low) | (values > high))
-        outside[s0:s1] = np.bincount(series[out], minlength=s1 - s0)
+        read = (local >= start[s0:s1][series]) & (local < start[s0:s1][series] + counts[s0:s1][series])
+        outside[s0:s1] = np.bincount(series[read & ((values < low) | (values > high))], minlength=s1 - s0)
     share = outside / np.maximum(counts, 1)
-    return _drifts(datamodule, training_range, share, counts, warn_share, lambda s: slice(0, counts[s]))
+    return _drifts(
+        datamodule, training_range, share, counts, warn_share, lambda s: slice(start[s], start[s] + counts[s])
+    )
+
+
+def leading_rows_drift(
+    datamodule: ForecastDataModule, rows_read: np.ndarray, warn_share: float
+) -> list[SeriesDrift]:
+    """:func:`rows_drift` of forecasts that read the first ``rows_read [S]`` rows of each series (every
+    full window of the data reads all of them)."""
+    return rows_drift(datamodule, np.zeros_like(rows_read), rows_read, warn_share)
 
 
 def input_drift(datamodule: ForecastDataModule, windows: Windows, warn_share: float) -> list[SeriesDrift]:
-    """Series more than ``warn_share`` of whose input values (the rows ``windows`` read) lie outside
-    their training range, worst first; none when the checkpoint keeps no training range."""
-    training_range = datamodule.fitted.training_range(datamodule.scaler_method)
-    if training_range is None or not len(windows):
-        return []
+    """Series more than ``warn_share`` of whose input values lie outside their training range, worst
+    first; none when the checkpoint keeps no training range.
+
+    A series' input values are the rows from its first window's context to its last window's last
+    step: exactly the rows its windows read when they forecast every target of a period (a split),
+    as the apps' windows do. Read a chunk of windows at a time (``[S]`` memory).
+    """
     frame = datamodule.load_frame()
-    used = input_rows(datamodule, windows)  # [N]
-    low, high = (bound[frame.row_series] for bound in training_range)  # [N] each
-    outside = used & ((frame.values < low) | (frame.values > high))  # [N]
-    counts = np.bincount(frame.row_series[used], minlength=frame.num_series)  # [S]
-    share = np.bincount(frame.row_series[outside], minlength=frame.num_series) / np.maximum(counts, 1)
-    return _drifts(
-        datamodule,
-        training_range,
-        share,
-        counts,
-        warn_share,
-        lambda s: used[frame.offsets[s] : frame.offsets[s + 1]],
-    )
+    start = np.full(frame.num_series, np.iinfo(np.int64).max)
+    stop = np.zeros(frame.num_series, dtype=np.int64)
+    for chunk in index_chunks(len(windows)):
+        target_row, series = (part.cpu().numpy() for part in windows.locate(chunk))
+        local = target_row - frame.offsets[series]  # [B] step of each window's first target
+        np.minimum.at(start, series, local - windows.window_size)
+        np.maximum.at(stop, series, local)
+    return rows_drift(datamodule, np.minimum(start, stop), stop, warn_share)
 
 
 def _drifts(

@@ -13,7 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lstm_forecast.data.calendar import DAY_NS
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.windows import CHUNK_ROWS
 from lstm_forecast.evaluation.intervals import interval_columns, quantile_column
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts
 
@@ -81,3 +84,18 @@ def forecast_table(
     for name, values in {**columns, **(extra or {})}.items():
         table[name] = datamodule.inverse_values(values, series).ravel()
     return table
+
+
+def dates_only(frame: SeriesFrame, horizon: int) -> bool:
+    """Whether every timestamp of the window table (the data's, and up to ``horizon`` steps after each
+    series' end) is a naive midnight, read a chunk of rows at a time."""
+    stamps = frame.timestamps
+    if stamps.tz is not None:
+        return False
+    for start in range(0, len(stamps), CHUNK_ROWS):
+        if (stamps[start : start + CHUNK_ROWS].asi8 % DAY_NS).any():
+            return False
+    if frame.freq is None or not len(stamps):
+        return True
+    last = np.flatnonzero(frame.lengths > 0)[:1]
+    return not (frame.future_timestamps(last, horizon).asi8 % DAY_NS).any()

@@ -10,6 +10,7 @@ An origin is the first forecast step ``t``: the model sees steps ``t - W .. t - 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ from lstm_forecast.data.split import SPLITS
 from lstm_forecast.data.windows import Windows, index_ranges
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import EvaluationOptions, print_summary
-from lstm_forecast.evaluation.streaming import evaluate_windows
-from lstm_forecast.evaluation.tables import forecast_table
-from lstm_forecast.files import write_json, write_table
+from lstm_forecast.evaluation.streaming import ScoredStream
+from lstm_forecast.evaluation.tables import dates_only, forecast_table
+from lstm_forecast.files import write_json, write_table_chunks
 from lstm_forecast.inference.checkpoints import load_model
 
 PERIODS = (*SPLITS, "all")
@@ -86,31 +87,51 @@ def origin_windows(datamodule: ForecastDataModule, lo: np.ndarray, hi: np.ndarra
 
 
 def backtest(cfg: DictConfig) -> dict[str, Any]:
-    """Backtest the checkpoint over ``cfg.split``; write metrics, tables and forecasts to the run."""
+    """Backtest the checkpoint over ``cfg.split``; write metrics, tables and forecasts to the run.
+
+    The origins are forecast and scored a chunk at a time (:class:`ScoredStream`); the forecasts file
+    (with each row's origin and the baselines' forecasts) is written chunk by chunk as they come.
+    """
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
     loaded = load_model(cfg)
     datamodule = loaded.datamodule
     lo, hi = period_bounds(datamodule, cfg.split, cfg.get("start"), cfg.get("end"))
     windows = origin_windows(datamodule, lo, hi, cfg.stride)
-    scores, forecasts, baselines = evaluate_windows(
+    stream = ScoredStream(
         loaded.module, datamodule, windows, "backtest", device=loaded.device, options=options
     )
-    table = forecast_table(forecasts, datamodule, extra=baselines)
-    origins = table.loc[table["step"] == 1, "timestamp"]
+    origins: set[pd.Timestamp] = set()
+
+    def tables() -> Iterator[pd.DataFrame]:
+        for chunk in stream:
+            table = forecast_table(chunk.forecasts, datamodule, extra=chunk.baselines)
+            first_steps = table.loc[table["step"] == 1, "timestamp"]
+            origins.update(first_steps)
+            table.insert(0, "origin", np.repeat(first_steps.to_numpy(), chunk.forecasts.prediction.shape[1]))
+            yield table
+
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("forecasts_file"):
+        horizon = datamodule.horizon
+        write_table_chunks(
+            output_dir / cfg.forecasts_file,
+            tables(),
+            dates_only=dates_only(datamodule.load_frame(), horizon),
+        )
+    else:
+        for _ in tables():
+            pass
+    scores = stream.scores()
     metrics: dict[str, Any] = {
         **scores.metrics,
-        "backtest/num_origins": int(origins.nunique()),
+        "backtest/num_origins": len(origins),
         "backtest/stride": cfg.stride,
-        "backtest/first_origin": str(origins.min()),
-        "backtest/last_origin": str(origins.max()),
+        "backtest/first_origin": str(min(origins)),
+        "backtest/last_origin": str(max(origins)),
         "checkpoint": str(loaded.path.resolve()),
     }
-    output_dir = Path(cfg.paths.output_dir)
     if options.tables:
         scores.write_tables(output_dir)
-    if cfg.get("forecasts_file"):
-        table.insert(0, "origin", np.repeat(origins.to_numpy(), forecasts.prediction.shape[1]))
-        write_table(output_dir / cfg.forecasts_file, table)
     write_json(output_dir / "metrics.json", metrics)
     print_summary(metrics, output_dir / "metrics.json")
     return metrics

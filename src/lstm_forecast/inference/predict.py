@@ -31,14 +31,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_forecast.data.calendar import DAY_NS
-from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.sources import IN_MEMORY_NAME, source_of_file, source_table
 from lstm_forecast.data.windows import CHUNK_ROWS
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
 from lstm_forecast.evaluation.intervals import ConformalIntervals, check_interval_levels
-from lstm_forecast.evaluation.tables import FORECAST_COLUMNS, forecast_table
+from lstm_forecast.evaluation.tables import FORECAST_COLUMNS, dates_only, forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_table, write_table_chunks
 from lstm_forecast.inference.checkpoints import LoadedModel, load_model
@@ -174,21 +172,6 @@ def plotted_windows(
             forecasts = intervals.apply(forecasts)
         tables.append(forecast_table(forecasts, datamodule))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(FORECAST_COLUMNS))
-
-
-def dates_only(frame: SeriesFrame, horizon: int) -> bool:
-    """Whether every timestamp of the window table (the data's, and up to ``horizon`` steps after each
-    series' end) is a naive midnight, read a chunk of rows at a time."""
-    stamps = frame.timestamps
-    if stamps.tz is not None:
-        return False
-    for start in range(0, len(stamps), CHUNK_ROWS):
-        if (stamps[start : start + CHUNK_ROWS].asi8 % DAY_NS).any():
-            return False
-    if frame.freq is None or not len(stamps):
-        return True
-    last = np.flatnonzero(frame.lengths > 0)[:1]
-    return not (frame.future_timestamps(last, horizon).asi8 % DAY_NS).any()
 
 
 def prediction_memory(
