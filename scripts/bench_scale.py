@@ -11,8 +11,9 @@ the apps run on it as a user runs them, each in a fresh process, with the defaul
 2. ``lstm-evaluate run=<that run>``: every test window, beside the baselines;
 3. ``lstm-predict run=<that run> horizon=28``: the 28 days after every series' end.
 
-The split is the long-panel one, counted back from each series' end (the last 28 days test, the 28
-before validation): every series is scored on its last days, as in M5.
+The split is the long-panel one, counted back from each series' end: the last ``--test-steps`` days
+(84: 57 windows of 28 days per series, 1.7 M test windows at full size) are test, the ``--val-steps``
+(28) before them validation; every series is scored on its last days, as in M5.
 
 Each phase's wall time is the whole process, start-up included; its peak memory is the process's
 high-water mark (``VmHWM``), read in the process itself when the app returns. The epoch's own wall
@@ -99,7 +100,7 @@ def bench_size(share: float, args: argparse.Namespace, folder: Path) -> dict:
         "data.source.static_columns=[category]",
         "data.source.freq=D",
         "data.calendar_features=[day_of_week,workday,month]",
-        f"data.split={{val: {args.horizon}, test: {args.horizon}}}",
+        f"data.split={{val: {args.val_steps}, test: {args.test_steps}}}",
         f"data.window_size={args.window}",
         f"data.windows_per_epoch={args.windows_per_epoch}",
         f"data.val_windows={args.val_windows}",
@@ -154,6 +155,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=56)
     parser.add_argument("--horizon", type=int, default=28)
     parser.add_argument("--seg-len", type=int, default=28, help="seg_bilstm segment (divides the window)")
+    parser.add_argument("--val-steps", type=int, default=28, help="validation: days before the test days")
+    parser.add_argument("--test-steps", type=int, default=84, help="test: each series' last days")
     parser.add_argument("--windows-per-epoch", type=int, default=51_200, help="200 batches of 256")
     parser.add_argument("--val-windows", type=int, default=8_192)
     parser.add_argument("--threads", type=int, default=os.cpu_count())

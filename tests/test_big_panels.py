@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ import torch
 from hydra.utils import instantiate
 
 import lstm_forecast.evaluation.report as report
-from conftest import TINY_MODEL, TINY_OVERRIDES, compose_config, run_app
+from conftest import REPO_ROOT, TINY_MODEL, TINY_OVERRIDES, compose_config, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import WindowBatchSampler, sample_windows, window_loader
 from lstm_forecast.evaluation.baselines import RidgeBaseline, seasonal_naive
@@ -262,3 +264,22 @@ def test_streamed_scores_equal_the_scores_of_every_window_at_once(tmp_path, monk
     for level, (lo, hi) in reference.intervals.items():
         np.testing.assert_array_equal(forecasts.intervals[level][0], lo)
         np.testing.assert_array_equal(forecasts.intervals[level][1], hi)
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_every_phase_and_records_its_figures(tmp_path) -> None:
+    out = tmp_path / "bench_scale.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_scale.py"), "--sizes", "0.001",
+         "--windows-per-epoch", "512", "--val-windows", "64", "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    report = json.loads(out.read_text())
+    (size,) = report["sizes"]
+    assert size["num_series"] == 30 and report["load_before"]
+    for phase in ("train", "evaluate", "predict"):
+        assert size[phase]["wall_s"] > 0 and 100 * 2**20 < size[phase]["peak_rss_bytes"] < 8 * 2**30
+    assert 0 < size["train"]["epoch_s"] < size["train"]["wall_s"]
+    assert size["evaluate"]["test_windows"] == size["train"]["test_windows_scored"] == 30 * (84 - 28 + 1)
