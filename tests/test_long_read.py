@@ -217,6 +217,13 @@ def within_series_reversed(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table[first].iloc[::-1], table[~first]], ignore_index=True)
 
 
+def swapped_at_a_chunk_boundary(table: pd.DataFrame, rows: int = 7) -> pd.DataFrame:
+    """In order but for two rows of one series swapped across a boundary of ``rows``-row chunks."""
+    same = table["series"].to_numpy()[:-1] == table["series"].to_numpy()[1:]
+    k = next(k for k in range(rows, len(table), rows) if same[k - 1])
+    return table.iloc[[*range(k - 1), k, k - 1, *range(k + 1, len(table))]].reset_index(drop=True)
+
+
 def with_gaps_and_nans(table: pd.DataFrame) -> pd.DataFrame:
     table = table.drop(index=[5, 6, 30, 31, 32, 70]).reset_index(drop=True)
     table.loc[[10, 50, 51], "value"] = np.nan
@@ -292,6 +299,7 @@ CASES = {
     "sorted": (panel, STATIC),
     "unsorted": (lambda: shuffled(panel()), STATIC),
     "times-reversed-in-one-series": (lambda: within_series_reversed(panel()), STATIC),
+    "swapped-at-a-chunk-boundary": (lambda: swapped_at_a_chunk_boundary(panel()), STATIC),
     "checkpoint-order": (
         lambda: shuffled(panel()),
         {**STATIC, "series_names": [f"s{i}" for i in range(8)][::-1]},
