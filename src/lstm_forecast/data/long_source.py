@@ -7,13 +7,24 @@ as flat arrays: memory is O(total rows), never O(series x time).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from lstm_forecast.data.frame import SeriesFrame, fill_within_series
+from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.long_checks import (
+    fill_panel,
+    grid_positions,
+    modal_step,
+    refuse_duplicates,
+    scan_grid,
+    series_of_row,
+    static_labels,
+)
 from lstm_forecast.data.sources import check_fill_method, numeric_column, require_columns, source_table
+from lstm_forecast.data.windows import CHUNK_ROWS
 from lstm_forecast.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -44,54 +55,15 @@ def resolve_freq(freq: str | None, timestamps: pd.DatetimeIndex, offsets: np.nda
         inferred = pd.infer_freq(timestamps[offsets[longest] : offsets[longest + 1]])
         if inferred is not None:
             return to_offset(inferred)
-    steps = np.diff(timestamps.as_unit("ns").asi8)
-    same_series = np.ones(len(steps), dtype=bool)
-    boundaries = offsets[1:-1]
-    boundaries = boundaries[(boundaries > 0) & (boundaries < len(timestamps))]
-    same_series[boundaries - 1] = False  # a step from one series into the next
-    steps = steps[same_series & (steps > 0)]
-    if len(steps) == 0:
+    step = modal_step(_in_ns(timestamps).asi8, offsets)
+    if step is None:
         raise UserError("cannot infer the frequency from series of one row each; set data.source.freq")
-    values, counts = np.unique(steps, return_counts=True)
-    return to_offset(pd.Timedelta(int(values[np.argmax(counts)]), unit="ns"))
+    return to_offset(pd.Timedelta(step, unit="ns"))
 
 
-def grid_positions(
-    timestamps: pd.DatetimeIndex, offsets: np.ndarray, freq: pd.DateOffset
-) -> tuple[np.ndarray, np.ndarray]:
-    """Step of each row from its series' first row on the ``freq`` grid, and whether it is on the grid.
-
-    Fixed-length frequencies (h, min, D...) count steps from each series' own first timestamp;
-    calendar frequencies (MS, W-SUN, B...) use one grid of all anchored dates.
-
-    Returns
-    -------
-    tuple
-        ``(position [N] int64, on_grid [N] bool)``.
-    """
-    lengths = np.diff(offsets)
-    first = np.repeat(offsets[:-1], lengths)
-    timestamps = timestamps.as_unit("ns")  # pandas may parse to us or s; the arithmetic is in ns
-    stamps = timestamps.asi8
-    if isinstance(freq, pd.offsets.Tick):
-        step = pd.Timedelta(freq).value
-        elapsed = stamps - stamps[first]
-        return elapsed // step, elapsed % step == 0
-    # Every row must be on the grid, so the earliest one starts it (if it is off, it is reported).
-    grid = pd.date_range(start=timestamps.min(), end=timestamps.max(), freq=freq).as_unit("ns")
-    index = np.searchsorted(grid.asi8, stamps)
-    on_grid = (index < len(grid)) & (grid.asi8[np.minimum(index, len(grid) - 1)] == stamps)
-    return index - index[first], on_grid
-
-
-def _gaps(offsets: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """``[N]`` bool: rows more than one grid step after the previous row of their series."""
-    local = np.arange(len(position)) - np.repeat(offsets[:-1], np.diff(offsets))
-    return (local > 0) & (np.diff(position, prepend=0) > 1)
-
-
-def _series_of_row(offsets: np.ndarray, row: int) -> int:
-    return int(np.searchsorted(offsets, row, side="right") - 1)
+def _in_ns(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """``stamps`` in ns (pandas may parse to us or s), not copied where they are already."""
+    return stamps if stamps.unit == "ns" else stamps.as_unit("ns")
 
 
 def long_file_frame(
@@ -127,32 +99,46 @@ def long_file_frame(
         The series order (a checkpoint's); None sorts the names. Names not listed are refused.
     table : pandas.DataFrame or None
         The rows already read, in place of the file.
+
+    Notes
+    -----
+    Memory: a Parquet file's named columns are read one at a time; each is released once the frame's
+    copy of it is made (rows already sorted by series then time, the common case, are copied as they
+    are: no sort), and every check runs chunk by chunk of series (:mod:`long_checks`).
     """
     extra_columns = list(extra_columns or [])
     static_columns = list(static_columns or [])
     check_fill_method(fill_method)
-    table, path = source_table(path, table)
+    roles = [series_column, timestamp_column, value_column, *extra_columns, *static_columns]
+    table, path = source_table(path, table, columns=roles)
     _check_roles(table, path, series_column, timestamp_column, value_column, extra_columns, static_columns)
-    codes, vocabulary = _series_codes(table[series_column], series_names, path, series_column)
-    timestamps = _timestamps(table[timestamp_column], path, timestamp_column)
-    timezone = timestamps.dt.tz
-    if timezone is not None:  # grid arithmetic in UTC; the zone is put back at the end
-        timestamps = timestamps.dt.tz_convert(None)
-    order = np.lexsort((timestamps.to_numpy(), codes))
-    codes = codes[order].astype(np.int64)
-    stamps = pd.DatetimeIndex(timestamps.to_numpy()[order]).as_unit("ns")  # grid arithmetic is in ns
-    offsets = np.searchsorted(codes, np.arange(len(vocabulary) + 1)).astype(np.int64)
-    _refuse_duplicates(codes, stamps, vocabulary, path)
-    numeric = np.column_stack(
-        [numeric_column(table[c], c, path)[order] for c in [value_column, *extra_columns]]
-    )  # [N, 1 + E]
-    static = _static_labels(table, static_columns, order, codes, offsets, vocabulary, path)
-    del table
+    columns = {column: table[column] for column in roles}
+    num_rows = len(table)
+    del table  # a file's own table: each column is freed once used (popped from ``columns``)
+    codes, vocabulary = _series_codes(columns.pop(series_column), series_names, path, series_column)
+    raw_stamps, timezone = _timestamps(columns.pop(timestamp_column), path, timestamp_column)
+    order, offsets = _sort_order(codes, raw_stamps, len(vocabulary))
+    del codes
+    # A copy of the file's timestamps (sorted when they were not); grid arithmetic is in ns.
+    own = order is None and raw_stamps.dtype == np.dtype("datetime64[ns]")  # else as_unit copies
+    stamps = _in_ns(pd.DatetimeIndex(raw_stamps if order is None else raw_stamps[order], copy=own))
+    del raw_stamps
+    refuse_duplicates(stamps, offsets, vocabulary, path)
+    numeric = np.empty((1 + len(extra_columns), num_rows))  # [1 + E, N]: the value, then the extras
+    for row, column in enumerate([value_column, *extra_columns]):
+        converted = numeric_column(columns.pop(column), column, path)
+        numeric[row] = converted if order is None else converted[order]
+        del converted
+    static = pd.DataFrame(index=pd.Index(vocabulary, name="series"))
+    for column in static_columns:
+        label_codes, labels = _factorize(columns.pop(column))
+        static[column] = static_labels(label_codes, labels, order, offsets, vocabulary, column, path)
+        del label_codes
+    del order
 
     offset = resolve_freq(freq, stamps, offsets)
-    position = _grid_positions_checked(stamps, offsets, offset, codes, vocabulary, path)
     stamps, numeric, offsets = _fill_or_refuse(
-        stamps, numeric, offsets, position, offset, fill_method, codes, vocabulary, path
+        stamps, numeric, offsets, offset, fill_method, vocabulary, path
     )
     if timezone is not None:
         stamps = stamps.tz_localize("UTC").tz_convert(timezone)
@@ -160,8 +146,8 @@ def long_file_frame(
         series_names=vocabulary,
         offsets=offsets,
         timestamps=stamps,
-        values=numeric[:, 0],
-        extras=pd.DataFrame(numeric[:, 1:], columns=extra_columns),
+        values=numeric[0],
+        extras=pd.DataFrame(numeric[1:].T, columns=extra_columns, copy=False),
         static=static,
         freq=offset,
     )
@@ -193,176 +179,168 @@ def _check_roles(
         raise UserError(f"{path} has no rows")
 
 
+@dataclass(frozen=True)
+class SeriesCodes:
+    """The series of each row, kept as the name column's own codes ``[N]`` (int8/16 for a categorical
+    column) and ``lookup`` from a name code to the series (int32): ``[N]`` series codes are made
+    chunk by chunk, or whole only to sort an unsorted file."""
+
+    name_codes: np.ndarray
+    lookup: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.name_codes)
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        """``[b - a]`` int32 series of rows ``a:b``."""
+        return np.take(self.lookup, self.name_codes[a:b])
+
+    def whole(self) -> np.ndarray:
+        codes = np.empty(len(self), dtype=np.int32)
+        for a in range(0, len(self), CHUNK_ROWS):
+            codes[a : a + CHUNK_ROWS] = self.rows(a, a + CHUNK_ROWS)
+        return codes
+
+
 def _series_codes(
     column: pd.Series, series_names: list[str] | None, path: str, series_column: str
-) -> tuple[np.ndarray, list[str]]:
-    """``(series of each row [N], the series names)``: sorted names, or a checkpoint's order."""
-    name_codes, names = _factorize(column)
-    if (name_codes < 0).any():
-        row = int(np.flatnonzero(name_codes < 0)[0])
-        raise UserError(f"missing series name in {path} at row {row}; fill column {series_column!r}")
-    vocabulary = sorted(names) if series_names is None else list(series_names)
-    series_of_name = pd.Index(vocabulary).get_indexer(names)  # [U] -> series, -1 if unknown
+) -> tuple[SeriesCodes, list[str]]:
+    """``(series of each row, the series names)``: sorted names, or a checkpoint's order."""
+    name_codes, names = _factorize(column, observed=True)
+    for a in range(0, len(name_codes), CHUNK_ROWS):
+        missing = np.flatnonzero(name_codes[a : a + CHUNK_ROWS] < 0)
+        if len(missing):
+            raise UserError(
+                f"missing series name in {path} at row {a + int(missing[0])}; fill column {series_column!r}"
+            )
+    known = names != None  # noqa: E711 (the categories no row holds are None)
+    vocabulary = sorted(names[known]) if series_names is None else list(series_names)
+    series_of_name = pd.Index(vocabulary).get_indexer(names[known])  # [U] -> series, -1 if unknown
     if (series_of_name < 0).any():
-        unknown = sorted(names[series_of_name < 0])
+        unknown = sorted(names[known][series_of_name < 0])
         raise UserError(
             f"series {unknown[:5]} in {path} were not in the training data; "
             "a checkpoint forecasts only the series it was trained on"
         )
-    return series_of_name[name_codes], vocabulary
+    lookup = np.full(len(names), -1, dtype=np.int32)
+    lookup[known] = series_of_name
+    return SeriesCodes(name_codes, lookup), vocabulary
 
 
-def _timestamps(column: pd.Series, path: str, timestamp_column: str) -> pd.Series:
-    timestamps = pd.to_datetime(column, errors="coerce")
+def _timestamps(column: pd.Series, path: str, timestamp_column: str) -> tuple[np.ndarray, object]:
+    """``(timestamps [N] datetime64, their time zone or None)``: naive (UTC where the column has a time
+    zone: grid arithmetic is in UTC; the zone is put back at the end)."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column.dtype):
+        timestamps = column  # already parsed (Parquet): pd.to_datetime would copy it, unchanged
+    else:
+        timestamps = pd.to_datetime(column, errors="coerce")
     if timestamps.isna().any():
         row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
         raise UserError(
             f"unparseable timestamp in {path} at row {row} ({column.iloc[row]!r}); "
             f"fix data.source.timestamp_column ({timestamp_column!r}) or the file"
         )
-    return timestamps
+    timezone = timestamps.dt.tz
+    if timezone is not None:
+        timestamps = timestamps.dt.tz_convert(None)
+    return timestamps.to_numpy(), timezone
 
 
-def _refuse_duplicates(codes: np.ndarray, stamps: pd.DatetimeIndex, vocabulary: list[str], path: str) -> None:
-    duplicate = np.flatnonzero((np.diff(codes) == 0) & (np.diff(stamps.asi8) == 0))
-    if len(duplicate):
-        row = int(duplicate[0])
-        raise UserError(
-            f"series {vocabulary[codes[row]]!r} has {len(duplicate)} duplicate timestamp(s) in {path}, "
-            f"first {stamps[row]}; keep one row per series and timestamp"
-        )
-
-
-def _grid_positions_checked(
-    stamps: pd.DatetimeIndex,
-    offsets: np.ndarray,
-    freq: pd.DateOffset,
-    codes: np.ndarray,
-    vocabulary: list[str],
-    path: str,
-) -> np.ndarray:
-    """``[N]`` grid step of every row from its series' first row, refusing rows off the grid."""
-    position, on_grid = grid_positions(stamps, offsets, freq)
-    if not on_grid.all():
-        row = int(np.flatnonzero(~on_grid)[0])
-        raise UserError(
-            f"series {vocabulary[codes[row]]!r} has timestamp {stamps[row]} off its {freq.freqstr} grid in "
-            f"{path} ({int((~on_grid).sum())} such rows); fix the timestamps or set data.source.freq"
-        )
-    return position
+def _sort_order(
+    codes: SeriesCodes, stamps: np.ndarray, num_series: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(rows in series-then-time order [N], or None where the file already has that order; offsets
+    [S + 1])``, looking at the rows chunk by chunk (a stable sort of rows in order keeps them)."""
+    counts = np.zeros(num_series, dtype=np.int64)
+    in_order = True
+    stamps_int = stamps.view(np.int64)
+    for a in range(0, len(codes), CHUNK_ROWS):
+        b = min(a + CHUNK_ROWS, len(codes))
+        start = max(a - 1, 0)  # with the previous chunk's last row
+        part = codes.rows(start, b)
+        counts += np.bincount(part[a - start :], minlength=num_series)
+        if in_order:
+            code_step = np.diff(part)
+            later = np.diff(stamps_int[start:b]) >= 0
+            in_order = bool(np.all((code_step > 0) | ((code_step == 0) & later)))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if in_order:
+        return None, offsets
+    return np.lexsort((stamps, codes.whole())), offsets
 
 
 def _fill_or_refuse(
     stamps: pd.DatetimeIndex,
     numeric: np.ndarray,
     offsets: np.ndarray,
-    position: np.ndarray,
     freq: pd.DateOffset,
     fill_method: str | None,
-    codes: np.ndarray,
     vocabulary: list[str],
     path: str,
 ) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
-    """Refuse missing steps and values (naming the first), or insert and fill them per series."""
-    gap = _gaps(offsets, position)
-    missing_value = np.isnan(numeric).any(axis=1)
+    """Refuse rows off the grid, then missing steps and values (naming the first), or insert and fill
+    them per series; ``numeric [1 + E, N]``."""
+    scan = scan_grid(stamps, numeric[0], numeric[1:], offsets, freq)
+    if scan.off_grid is not None:
+        row = scan.off_grid
+        raise UserError(
+            f"series {vocabulary[series_of_row(offsets, row)]!r} has timestamp {stamps[row]} off its "
+            f"{freq.freqstr} grid in {path} ({scan.off_grid_count} such rows); fix the timestamps or set "
+            "data.source.freq"
+        )
     if fill_method is None:
-        if gap.any():
-            row = int(np.flatnonzero(gap)[0])
-            affected = len(np.unique(codes[gap]))
+        if scan.gap is not None:
+            row = scan.gap
+            series = vocabulary[series_of_row(offsets, row)]
             raise UserError(
-                f"series {vocabulary[codes[row]]!r} has missing {freq.freqstr} steps between "
-                f"{stamps[row - 1]} and {stamps[row]} in {path} ({affected} series with gaps); "
+                f"series {series!r} has missing {freq.freqstr} steps between "
+                f"{stamps[row - 1]} and {stamps[row]} in {path} ({scan.gap_series} series with gaps); "
                 "set data.source.fill_method=ffill|bfill|interpolate|zero to fill them"
             )
-        if missing_value.any():
-            row = int(np.flatnonzero(missing_value)[0])
+        if scan.missing is not None:
+            row = scan.missing
             raise UserError(
-                f"missing value in {path} for series {vocabulary[codes[row]]!r} at {stamps[row]}; "
-                "set data.source.fill_method=ffill|bfill|interpolate|zero or drop those rows"
+                f"missing value in {path} for series {vocabulary[series_of_row(offsets, row)]!r} at "
+                f"{stamps[row]}; set data.source.fill_method=ffill|bfill|interpolate|zero or drop those rows"
             )
         return stamps, numeric, offsets
-    if not (gap.any() or missing_value.any()):
+    if scan.gap is None and scan.missing is None:
         return stamps, numeric, offsets
-    stamps, numeric, offsets = _fill_panel(stamps, numeric, offsets, position, freq, fill_method)
-    still = np.isnan(numeric).any(axis=1)
+    position = grid_positions(stamps, offsets, freq)
+    stamps, filled, offsets = fill_panel(stamps, numeric.T, offsets, position, freq, fill_method)
+    still = np.isnan(filled).any(axis=1)
     if still.any():
         row = int(np.flatnonzero(still)[0])
         raise UserError(
-            f"series {vocabulary[_series_of_row(offsets, row)]!r} starts or ends with a missing value "
+            f"series {vocabulary[series_of_row(offsets, row)]!r} starts or ends with a missing value "
             f"at {stamps[row]} that fill_method={fill_method} cannot fill; drop those rows "
             "or use fill_method=interpolate or zero"
         )
-    log.info("filled %d missing steps/values with %s", int(gap.sum() + missing_value.sum()), fill_method)
-    return stamps, numeric, offsets
+    log.info("filled %d missing steps/values with %s", scan.gap_count + scan.missing_count, fill_method)
+    return stamps, np.ascontiguousarray(filled.T), offsets
 
 
-def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(codes [N], labels [U])``: each row's label as an index into the distinct labels (as strings),
-    -1 where missing; without building a string per row (categorical columns stay cheap)."""
-    codes, uniques = pd.factorize(column)
-    return codes.astype(np.int64), np.asarray(uniques.astype(str), dtype=object)
-
-
-def _static_labels(
-    table: pd.DataFrame,
-    static_columns: list[str],
-    order: np.ndarray,
-    codes: np.ndarray,
-    offsets: np.ndarray,
-    vocabulary: list[str],
-    path: str,
-) -> pd.DataFrame:
-    """``[S, K]`` label of each static column per series ("" where missing); refused where a series
-    has two."""
-    static = pd.DataFrame(index=pd.Index(vocabulary, name="series"))
-    present = np.diff(offsets) > 0
-    for column in static_columns:
-        label_codes, labels = _factorize(table[column])
-        label_codes = label_codes[order]
-        changes = np.flatnonzero((np.diff(codes) == 0) & (np.diff(label_codes) != 0))
-        if len(changes):
-            series = vocabulary[codes[changes[0]]]
-            raise UserError(
-                f"static column {column!r} changes within series {series!r} in {path}; "
-                "a static column holds one value per series (use extra_columns for per-step values)"
-            )
-        first = label_codes[np.minimum(offsets[:-1], len(codes) - 1)]  # [S]
-        labels = np.append(labels, "")  # code -1 (missing) reads the last entry
-        static[column] = np.where(present, labels[first], "")
-    return static
-
-
-def _fill_panel(
-    stamps: pd.DatetimeIndex,
-    numeric: np.ndarray,
-    offsets: np.ndarray,
-    position: np.ndarray,
-    freq: pd.DateOffset,
-    method: str,
-) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
-    """Insert the missing grid steps of every series (NaN), then fill NaNs within each series."""
-    lengths = np.diff(offsets)
-    last = offsets[1:] - 1
-    new_lengths = np.where(lengths > 0, position[np.maximum(last, 0)] + 1, 0)
-    new_offsets = np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
-    row_series = np.repeat(np.arange(len(lengths)), lengths)
-    target = new_offsets[row_series] + position  # new row of each old row
-    filled = np.full((new_offsets[-1], numeric.shape[1]), np.nan)
-    filled[target] = numeric
-    new_series = np.repeat(np.arange(len(lengths)), new_lengths)
-    local = np.arange(new_offsets[-1]) - new_offsets[new_series]
-    first_stamp = stamps[offsets[:-1][lengths > 0]]
-    starts = np.zeros(len(lengths), dtype="datetime64[ns]")
-    starts[lengths > 0] = first_stamp.to_numpy()
-    if isinstance(freq, pd.offsets.Tick):
-        step = np.timedelta64(pd.Timedelta(freq).value, "ns")
-        new_stamps = pd.DatetimeIndex(starts[new_series] + local * step)
-    else:
-        grid = pd.date_range(start=stamps.min(), end=stamps.max(), freq=freq).as_unit("ns")
-        base = np.searchsorted(grid.asi8, starts.astype(np.int64))
-        new_stamps = grid[base[new_series] + local]
-    return new_stamps, fill_within_series(filled, new_series, method), new_offsets
+def _factorize(column: pd.Series, observed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes [N], labels)``: each row's label as an index into the labels (as strings), -1 where
+    missing; without building a string per row. A categorical column keeps its own small codes (no
+    ``[N]`` int64 copy); its labels are all its categories, None for those no row holds where
+    ``observed``."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        codes, uniques = pd.factorize(column)
+        return codes, np.asarray(uniques.astype(str), dtype=object)
+    codes = column.cat.codes.to_numpy()
+    categories = np.arange(len(column.cat.categories))
+    if observed:
+        held = np.zeros(len(categories), dtype=bool)
+        for a in range(0, len(codes), CHUNK_ROWS):
+            part = codes[a : a + CHUNK_ROWS]
+            held |= np.bincount(part[part >= 0], minlength=len(categories)) > 0
+        categories = categories[held]
+    # The labels as pd.factorize of the column spells them (its uniques, as strings).
+    _, uniques = pd.factorize(pd.Series(pd.Categorical.from_codes(categories, dtype=column.dtype)))
+    labels = np.full(len(column.cat.categories), None, dtype=object)
+    labels[categories] = np.asarray(uniques.astype(str), dtype=object)
+    return codes, labels
 
 
 def synthetic_long_table(

@@ -63,8 +63,16 @@ def synthetic_frame(
     )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file chosen by its suffix."""
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file chosen by its suffix.
+
+    ``columns``: the only columns the caller uses. A Parquet file that has them all (each once) is read
+    column by column, each converted to pandas while its Arrow memory is released, so the read peaks
+    at the table plus one column rather than twice the table; the other columns are never read.
+    Otherwise (and for CSV, where pandas' ``usecols`` would accept rows with too many fields and
+    change which column it takes as the index) the whole file is read, so a missing column is reported
+    with the file's own columns.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(
@@ -75,23 +83,62 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix == ".csv":
             return pd.read_csv(path)
         if suffix in {".parquet", ".pq"}:
+            if columns is not None and _parquet_has(path, columns):
+                return _read_parquet_columns(path, columns)
             return pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise UserError(f"could not read {path}: {str(error).splitlines()[0]}") from error
     raise UserError(f"unsupported file type {suffix!r} for {path}; use .csv or .parquet")
 
 
+def _parquet_has(path: Path, columns: list[str]) -> bool:
+    """Whether the file's data columns (as pandas reads them, with no stored index column) include
+    every one of ``columns``, each named once."""
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception:  # an unreadable file: the whole read reports it
+        return False
+    index_columns = (schema.pandas_metadata or {}).get("index_columns", [])
+    if any(isinstance(index, str) for index in index_columns):
+        return False  # a stored index (not a range): read as pandas always did
+    names = schema.names
+    return len(set(columns)) == len(columns) and all(names.count(column) == 1 for column in columns)
+
+
+def _read_parquet_columns(path: Path, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of a Parquet file, read and converted one at a time.
+
+    ``self_destruct`` frees each column's Arrow buffers as pandas' arrays are made, and the default
+    pool (mimalloc) is asked to give them back before the next column. pandas' arrays often keep the
+    Arrow buffer they were made in: those come from the system allocator's pool, which returns them
+    as soon as the caller drops the column (mimalloc would hold on to them).
+    """
+    import pyarrow as pa
+
+    to_pandas = {"self_destruct": True, "split_blocks": True, "memory_pool": pa.system_memory_pool()}
+    read = {}
+    for column in columns:
+        read[column] = pd.read_parquet(path, columns=[column], to_pandas_kwargs=to_pandas)[column]
+        pa.default_memory_pool().release_unused()
+    return pd.DataFrame(read, copy=False)
+
+
 IN_MEMORY_NAME = "the DataFrame"
 
 
-def source_table(path: str | Path | None, table: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
+def source_table(
+    path: str | Path | None, table: pd.DataFrame | None, columns: list[str] | None = None
+) -> tuple[pd.DataFrame, str]:
     """The rows of a file source and its name for messages: ``table`` when one was handed over in
-    memory (the Python API's DataFrame), else the file at ``path``, read by :func:`read_table`."""
+    memory (the Python API's DataFrame), else the file at ``path``, read by :func:`read_table` (only
+    ``columns`` where it can)."""
     if table is not None:
         return table, IN_MEMORY_NAME
     if path is None:
         raise UserError("data.source.path is missing; give the CSV or Parquet file")
-    return read_table(path), str(path)
+    return read_table(path, columns), str(path)
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], path: str | Path, key: str) -> None:
@@ -110,15 +157,18 @@ def check_fill_method(method: str | None) -> None:
 def numeric_column(column: pd.Series, name: str, path: str | Path) -> np.ndarray:
     """A column as float64: text is refused with its first offending row, as are infinities; blanks
     become NaN (refused or filled later, per series)."""
-    converted = pd.to_numeric(column, errors="coerce")
-    bad = converted.isna() & column.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(
-            f"column {name!r} in {path} is not numeric (row {row}: {column.iloc[row]!r}); "
-            "fix the file or leave the column out of data.source"
-        )
-    values = converted.to_numpy(dtype=np.float64)
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiu":
+        values = column.to_numpy(dtype=np.float64)  # numbers already: no [N] copy to coerce
+    else:
+        converted = pd.to_numeric(column, errors="coerce")
+        bad = converted.isna() & column.notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise UserError(
+                f"column {name!r} in {path} is not numeric (row {row}: {column.iloc[row]!r}); "
+                "fix the file or leave the column out of data.source"
+            )
+        values = converted.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         row = int(np.flatnonzero(np.isinf(values))[0])
         raise UserError(f"infinite value in {path} at row {row}, column {name!r}; fix or drop those rows")
