@@ -8,7 +8,8 @@ the apps run on it as a user runs them, each in a fresh process, with the defaul
 1. ``lstm-train`` of ``seg_bilstm`` (window 56, horizon 28) for one epoch of ``--windows-per-epoch``
    sampled training windows, validated on a fixed sample of ``--val-windows``; then the best
    checkpoint is scored on every validation and test window (exact), as every run does;
-2. ``lstm-evaluate run=<that run>``: every test window, beside the baselines;
+2. ``lstm-evaluate run=<that run> forecasts_file=forecasts.parquet``: every test window, beside the
+   baselines, its per-window forecasts written as Parquet (as CSV text they would be ~6 GB at full size);
 3. ``lstm-predict run=<that run> horizon=28``: the 28 days after every series' end.
 
 The split is the long-panel one, counted back from each series' end: the last ``--test-steps`` days
@@ -131,7 +132,7 @@ def bench_size(share: float, args: argparse.Namespace, folder: Path) -> dict:
     print(f"  train {result['train']['wall_s']:.1f} s; evaluating ...", flush=True)
     result["evaluate"] = run_phase(
         "evaluate",
-        [f"run={run}", f"hydra.run.dir={run}/evaluate", *threads],
+        [f"run={run}", f"forecasts_file={args.forecasts_file}", f"hydra.run.dir={run}/evaluate", *threads],
         folder / f"eval_{num_series}.log",
     )
     evaluated = json.loads((run / "evaluate" / "metrics.json").read_text())
@@ -160,6 +161,11 @@ def main() -> None:
     parser.add_argument("--windows-per-epoch", type=int, default=51_200, help="200 batches of 256")
     parser.add_argument("--val-windows", type=int, default=8_192)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--forecasts-file",
+        default="forecasts.parquet",
+        help="lstm-evaluate's per-window forecasts (CSV text of 1.7 M windows x 28 steps is ~6 GB)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_scale.json")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--peak-file", help=argparse.SUPPRESS)

@@ -148,7 +148,11 @@ def training_naive_scale(datamodule: ForecastDataModule) -> np.ndarray:
 
 def seasonal_period_of(datamodule: ForecastDataModule, options: EvaluationOptions) -> int:
     if options.seasonal_period is None:
-        return default_seasonal_period(datamodule.timestamps)
+        # One timeline says the sampling interval: the longest series' (all of a wide file's share it),
+        # not the millions of rows of a big panel.
+        frame = datamodule.load_frame()
+        longest = int(np.argmax(frame.lengths))
+        return default_seasonal_period(frame.timestamps[frame.offsets[longest] : frame.offsets[longest + 1]])
     return options.seasonal_period
 
 

@@ -10,7 +10,7 @@ every validation window and keeps the ones intervals are calibrated on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from lstm_forecast.evaluation.report import (
     SplitScores,
     baseline_forecasts,
     fit_ridge,
+    seasonal_period_of,
 )
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 
@@ -121,7 +122,10 @@ class ScoredStream:
             index,
             device,
         )
-        self.options = options or EvaluationOptions()
+        options = options or EvaluationOptions()
+        if "seasonal_naive" in options.baselines:  # found once, not for every chunk
+            options = replace(options, seasonal_period=seasonal_period_of(datamodule, options))
+        self.options = options
         datamodule.setup("test")
         self.intervals = None
         if self.options.interval_levels:
