@@ -20,9 +20,11 @@ import torch
 from hydra.utils import instantiate
 
 import lstm_forecast.evaluation.report as report
+import lstm_forecast.memory as memory
 from conftest import REPO_ROOT, TINY_MODEL, TINY_OVERRIDES, compose_config, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import WindowBatchSampler, sample_windows, window_loader
+from lstm_forecast.data.sources import read_bytes
 from lstm_forecast.evaluation.baselines import RidgeBaseline, seasonal_naive
 from lstm_forecast.evaluation.intervals import ConformalIntervals
 from lstm_forecast.evaluation.metrics import METRIC_NAMES, ForecastErrors
@@ -283,3 +285,23 @@ def test_the_scale_benchmark_runs_every_phase_and_records_its_figures(tmp_path) 
         assert size[phase]["wall_s"] > 0 and 100 * 2**20 < size[phase]["peak_rss_bytes"] < 8 * 2**30
     assert 0 < size["train"]["epoch_s"] < size["train"]["wall_s"]
     assert size["evaluate"]["test_windows"] == size["train"]["test_windows_scored"] == 30 * (84 - 28 + 1)
+
+
+# --------------------------------------------------------------------------------------------- memory
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_file_too_big_for_the_memory_is_refused_before_it_is_read(tmp_path, monkeypatch, suffix) -> None:
+    table = long_layout(tmp_path).truth
+    path = tmp_path / f"panel{suffix}"
+    table.to_csv(path, index=False) if suffix == ".csv" else table.to_parquet(path, index=False)
+    needed = read_bytes(path, ["series", "timestamp", "value"])
+    assert needed > 0
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed - 1)
+    args = ["data=long_csv", f"data.source.path={path}", *TINY_MODEL]
+    result = run_app("train", *args, cwd=tmp_path)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert f"reading {path} needs about" in message and "split the series over several runs" in message
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("*.ckpt"))
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed)  # just enough: the run goes on
+    assert run_app("train", *args, "trainer.max_epochs=1", cwd=tmp_path).returncode == 0
