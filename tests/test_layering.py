@@ -117,3 +117,28 @@ def test_importing_the_package_stays_light() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_apps_start_without_torch_or_lightning() -> None:
+    """Each app's entry module loads neither torch, Lightning nor pandas: ``--help``, ``--cfg job`` and a
+    rejected override answer from Hydra and the configs alone (under a second on 2 cores,
+    docs/performance.md); the work is imported when a run starts."""
+    heavy = ("torch", "pytorch_lightning", "lightning_fabric", "pandas")
+    apps = ("train", "evaluate", "predict", "backtest", "export")
+    check = (
+        f"import sys\nfor app in {apps!r}: __import__('lstm_forecast.cli.' + app)\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    # A rejected override is answered in one line, before any of them is needed.
+    rejected = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "lstm_forecast.train", "data.windw_size=3"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert rejected.returncode == 2 and "windw_size" in rejected.stderr
+    assert " torch\n" not in rejected.stderr and "pytorch_lightning" not in rejected.stderr

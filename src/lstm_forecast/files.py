@@ -7,11 +7,12 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lstm_forecast.errors import UserError
+
+if TYPE_CHECKING:  # pandas is imported by the callers that hand tables over; start-up stays light
+    import pandas as pd
 
 
 def _umask() -> int:

@@ -12,11 +12,14 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lstm_forecast.cli.app import hydra_app
-from lstm_forecast.inference.backtest import backtest
 
 
 @hydra_app("backtest")
 def main(cfg: DictConfig) -> None:
+    # Imported when a run starts, not at start-up: --help, --cfg job and a rejected override answer
+    # without loading torch and Lightning.
+    from lstm_forecast.inference.backtest import backtest
+
     backtest(cfg)
 
 

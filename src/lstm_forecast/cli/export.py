@@ -11,11 +11,14 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lstm_forecast.cli.app import hydra_app
-from lstm_forecast.inference.export import export
 
 
 @hydra_app("export")
 def main(cfg: DictConfig) -> None:
+    # Imported when a run starts, not at start-up: --help, --cfg job and a rejected override answer
+    # without loading torch and Lightning.
+    from lstm_forecast.inference.export import export
+
     export(cfg)
 
 

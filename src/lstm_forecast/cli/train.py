@@ -18,11 +18,14 @@ from lstm_forecast.training.distributed import (
     refuse_relaunching_ddp_in_local_multirun,
     refuse_unsupported_precision,
 )
-from lstm_forecast.training.run import objective_value, torch_threads, train
 
 
 @hydra_app("train")
 def main(cfg: DictConfig) -> float | None:
+    # Imported when a run starts, not at start-up: --help, --cfg job and a rejected override answer
+    # without loading torch and Lightning.
+    from lstm_forecast.training.run import objective_value, torch_threads, train
+
     refuse_relaunching_ddp_in_local_multirun(cfg.trainer)
     refuse_unsupported_precision(cfg.trainer)
     torch_threads(cfg)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -39,6 +38,8 @@ def _local_process_count(trainer: DictConfig) -> int:
         return len(devices)
     if accelerator == "cpu":
         return 1 if str(devices) in ("auto", "-1") else int(devices)
+    import torch  # imported where needed: the apps' start-up (--help) does without torch
+
     return max(torch.cuda.device_count(), 1)
 
 
@@ -76,6 +77,8 @@ def refuse_relaunching_ddp_in_local_multirun(trainer: DictConfig) -> None:
 
 
 def _cpu_supports_bf16() -> bool:
+    import torch
+
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else True
 
@@ -85,6 +88,8 @@ def refuse_unsupported_precision(trainer: DictConfig) -> None:
 
     There oneDNN cannot build the LSTM and the fit dies with a low-level RuntimeError.
     """
+    import torch
+
     precision = str(trainer.get("precision", "32-true"))
     accelerator = str(trainer.get("accelerator"))
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())

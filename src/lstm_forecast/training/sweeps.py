@@ -17,15 +17,17 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_forecast.errors import UserError
 from lstm_forecast.files import write_atomic, write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 JOB_FILE = "job.json"
 FAILED_FILE = "FAILED"
@@ -140,6 +142,8 @@ def summarize_sweep(sweep_dir: str | Path, show_test: bool = False) -> pd.DataFr
     common_overrides = [o for o in rows[0]["overrides"] if o in common]
     for row in rows:
         row["overrides"] = " ".join(o for o in row["overrides"] if o not in common)
+    import pandas as pd  # here, not at import: the apps' start-up (--help) stays light
+
     table = pd.DataFrame(rows)
     objective = table["objective"].mode().iloc[0]
     test_columns = (
