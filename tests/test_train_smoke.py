@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import assert_one_line_error, run_app, tiny_cli_args
+from conftest import TINY_OVERRIDES, assert_one_line_error, run_app, tiny_cli_args
 from lstm_forecast.training.run import train
 
 
@@ -131,3 +131,14 @@ def test_unexpected_error_in_process_is_a_traceback_and_exit_status_1(tmp_path, 
     assert "Traceback" in result.stderr and "RuntimeError: boom from the task" in result.stderr
     assert not any(line.startswith("error:") for line in result.stderr.splitlines()), result.stderr
     assert (os.getcwd(), sys.argv[:], torch.get_num_threads(), logging.getLogger().handlers[:]) == state
+
+
+def test_a_default_run_says_nothing_that_does_not_concern_the_user(tmp_path) -> None:
+    # A real launch: Python warnings and Lightning's own log lines reach the console as a user sees them.
+    overrides = [o for o in TINY_OVERRIDES if "enable_model_summary" not in o]
+    result = run_app("train", *overrides, "trainer.max_epochs=1", cwd=tmp_path, subprocess=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for noise in ("Tip:", "LeafSpec", "logging interval", "Total params", "Warning"):
+        assert noise not in output, noise
+    assert "test/mse_z" in output  # the run's own result line is still there

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +146,31 @@ def build(
     return datamodule, model, trainer
 
 
+class _NoAdvertisements(logging.Filter):
+    """Drops Lightning's "Tip: try installing ..." lines: advertisements for its cloud services."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).lstrip().startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """While a run is built and fitted, silence what Lightning prints that does not concern the user:
+    its advertisements, the deprecation warning its own code triggers in torch (``LeafSpec``) and the
+    advice to log more often than ``log_every_n_steps`` (the run logs the training loss once an epoch).
+    Warnings and logging are restored on the way out."""
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    no_ads = _NoAdvertisements()
+    rank_zero.addFilter(no_ads)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
+            warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
+            yield
+    finally:
+        rank_zero.removeFilter(no_ads)
+
+
 def log_device(trainer: pl.Trainer) -> None:
     """Say in one info line (rank 0) where the run trains: ``training on cuda:0 (NVIDIA H100 80GB HBM3)``,
     ``training on cpu (8 threads)``; with the number of processes when there are several."""
@@ -209,10 +237,11 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
     validate_train_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer = build(cfg, table)
-    ckpt_path = checked_resume_checkpoint(cfg, model)
-    with in_process_loading():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    with quiet_lightning():
+        datamodule, model, trainer = build(cfg, table)
+        ckpt_path = checked_resume_checkpoint(cfg, model)
+        with in_process_loading():
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
     # Timings go to TensorBoard only: metrics.json holds results, repeatable bit for bit.
     metrics: dict[str, Any] = {
