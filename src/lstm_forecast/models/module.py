@@ -217,8 +217,8 @@ class ForecastModule(pl.LightningModule):
 
         def referenced(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
             values = batch["values"]  # [B, W] (Windows.gather_values)
-            offset, scale = net.window_reference(values)  # [B, 1] each
-            inputs = ((values - offset) / scale)[:, -net.highway_window :]
+            normalised, offset, scale = net.normalise(values)  # [B, W], [B, 1], [B, 1]
+            inputs = normalised[:, -net.highway_window :]
             skip = values[:, -1:] if net.last_value_skip else 0.0  # added after the highway
             return inputs, (batch["y"] - skip - offset) / scale
 
