@@ -16,9 +16,9 @@ from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.models.quantiles import (
     LOSSES,
     check_quantile_levels,
-    monotone_quantiles,
     pinball_loss,
     point_forecast,
+    quantile_outputs,
 )
 from lstm_forecast.models.ridge import RidgeBaseline
 from lstm_forecast.models.segment_net import SegmentBiLSTM
@@ -185,11 +185,7 @@ class ForecastModule(pl.LightningModule):
         -> scaled forecasts: ``[B, H]`` for a point model, non-crossing quantiles ``[B, H, Q]``
         (levels :attr:`quantile_levels`) for a quantile model."""
         output = self.net(x, series_id, static, x_future)  # [B, H] or [B, H, Q]
-        if not self.quantile_levels:
-            return output
-        if output.dim() == 2:  # one level: the net's [B, H] convention for Q = 1
-            output = output.unsqueeze(-1)  # [B, H, 1]
-        return monotone_quantiles(output)  # [B, H, Q]
+        return quantile_outputs(output, self.quantile_levels)  # [B, H] or [B, H, Q]
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``; a quantile
