@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
@@ -132,6 +130,45 @@ def long_run(tmp_path_factory) -> Trained:
     return Trained(checkpoint, folder / "data.csv", rows, static, predictions)
 
 
+@pytest.fixture(scope="module")
+def quantile_run(tmp_path_factory) -> tuple[Trained, tuple[float, ...]]:
+    """A quantile model on the wide file whose head emits its quantiles in REVERSED order: its rows of
+    each step flipped in the checkpoint. Sorting makes the flip invisible to lstm-predict (the model's
+    forecasts are the sorted outputs), so an exported file that skips the sorting returns its quantiles
+    descending, which no tiny training run could be relied on to show."""
+    folder = tmp_path_factory.mktemp("quantile")
+    table = wide_table()
+    levels = (0.1, 0.5, 0.9)
+    trained = train_and_predict(
+        folder,
+        table,
+        "data=wide_file",
+        "data.source.extra_columns=[temperature]",
+        "model.loss=quantile",
+        "model.quantiles=[0.1,0.5,0.9]",
+        "model.horizon=2",
+    )
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    state = checkpoint["state_dict"]
+    for key in ("net.head.weight", "net.head.bias"):  # rows h * Q + q -> h * Q + (Q - 1 - q)
+        rows = state[key].view(2, len(levels), *state[key].shape[1:])
+        state[key] = rows.flip(1).reshape(state[key].shape).clone()
+    flipped = folder / "flipped.ckpt"
+    torch.save(checkpoint, flipped)
+    predict_dir = folder / "predict_flipped"
+    result = run_app(
+        "predict",
+        f"ckpt_path={flipped}",
+        f"data.source.path={folder / 'data.csv'}",
+        f"hydra.run.dir={predict_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    indexed = table.set_index("date")
+    rows = {name: indexed[[name, "temperature"]].rename(columns={name: "value"}) for name in ("a", "b")}
+    predictions = pd.read_csv(predict_dir / "predictions.csv", parse_dates=["timestamp"])
+    return Trained(flipped, folder / "data.csv", rows, {}, predictions), levels
+
+
 @pytest.fixture(params=["wide", "long"])
 def trained(request) -> Trained:
     return request.getfixturevalue(f"{request.param}_run")
@@ -165,10 +202,21 @@ def window_inputs(spec: dict, trained: Trained, windows: pd.DataFrame) -> dict[s
     return {item["name"]: every[item["name"]] for item in spec["inputs"]}
 
 
+def needs_export_extra(fmt: str) -> None:
+    """Skip an ONNX test where the export extra (onnx, onnxruntime) is not installed: torch writes
+    ONNX files with the onnx package, and onnxruntime runs them."""
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+
+
 def run_exported(folder: Path, spec: dict, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """Forecasts of the exported file, run by onnxruntime or ``torch.jit.load``, without this package."""
     path = folder / spec["model_file"]
     if spec["format"] == "onnx":
+        import onnx
+        import onnxruntime as ort
+
         onnx.checker.check_model(str(path))
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return session.run(None, inputs)[0]
@@ -179,6 +227,7 @@ def run_exported(folder: Path, spec: dict, inputs: dict[str, np.ndarray]) -> np.
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_model_forecasts_as_the_checkpoint_in_original_units(trained, fmt, tmp_path):
+    needs_export_extra(fmt)
     args = [f"ckpt_path={trained.checkpoint}", f"format={fmt}", f"hydra.run.dir={tmp_path}"]
     result = run_app("export", *args)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -188,7 +237,7 @@ def test_exported_model_forecasts_as_the_checkpoint_in_original_units(trained, f
     assert sorted(spec["series_ids"].values()) == list(range(1, len(trained.rows) + 1))
     assert spec["window_size"] == 12
     horizon = spec["horizon"]
-    assert spec["outputs"][0]["shape"] == ["batch", horizon]
+    assert spec["outputs"][0]["shape"] == ["batch", horizon] and spec["quantile_levels"] == []
 
     predictions = trained.predictions  # one row per window and step, steps 1..H in turn
     windows = predictions[predictions["step"] == 1].reset_index(drop=True)
@@ -204,7 +253,32 @@ def test_exported_model_forecasts_as_the_checkpoint_in_original_units(trained, f
     np.testing.assert_allclose(one, expected[-1:], rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_exported_quantile_model_sorts_its_quantiles_as_lstm_predict(quantile_run, fmt, tmp_path):
+    needs_export_extra(fmt)
+    trained, levels = quantile_run
+    result = run_app(
+        "export", f"ckpt_path={trained.checkpoint}", f"format={fmt}", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    spec = json.loads((tmp_path / "model.json").read_text())
+    assert spec["quantile_levels"] == list(levels)
+    assert spec["outputs"][0]["shape"] == ["batch", 2, len(levels)]
+    predictions = trained.predictions
+    windows = predictions[predictions["step"] == 1].reset_index(drop=True)
+    columns = [f"q{level}" for level in levels]
+    expected = predictions[columns].to_numpy().reshape(len(windows), 2, len(levels))
+    assert (np.diff(expected, axis=-1) > 0).any()  # the quantiles are apart: a reversal shows
+
+    forecast = run_exported(tmp_path, spec, window_inputs(spec, trained, windows))
+
+    assert forecast.shape == (len(windows), 2, len(levels))
+    assert (np.diff(forecast, axis=-1) >= 0).all()  # never crossing
+    np.testing.assert_allclose(forecast, expected, rtol=1e-5, atol=0)
+
+
 def test_the_onnxruntime_example_of_the_docs_runs_as_written(wide_run, tmp_path, monkeypatch):
+    needs_export_extra("onnx")
     export_dir = tmp_path / "export"
     result = run_app("export", f"ckpt_path={wide_run.checkpoint}", f"hydra.run.dir={export_dir}")
     assert result.returncode == 0, result.stderr[-3000:]

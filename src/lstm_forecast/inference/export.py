@@ -9,6 +9,7 @@ are encoded, and the series ids. Only the checkpoint is read, never the data.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import warnings
 from pathlib import Path
@@ -67,8 +68,11 @@ def input_specs(window: int, num_extras: int, num_static: int) -> list[dict[str,
     return specs
 
 
-def model_spec(checkpoint: dict[str, Any], output_shape: list[Any]) -> dict[str, Any]:
-    """What a caller needs to feed the exported model (written as ``model.json``)."""
+def model_spec(
+    checkpoint: dict[str, Any], output_shape: list[Any], quantile_levels: tuple[float, ...] = ()
+) -> dict[str, Any]:
+    """What a caller needs to feed the exported model, and what comes out (written as ``model.json``);
+    ``quantile_levels``: a quantile model's levels, the output's last axis."""
     hparams, state = checkpoint["datamodule_hyper_parameters"], datamodule_state(checkpoint)
     fitted = FittedScalers.from_state_dict(state)
     series_names = [str(name) for name in state["series_names"]]
@@ -83,9 +87,11 @@ def model_spec(checkpoint: dict[str, Any], output_shape: list[Any]) -> dict[str,
                 "name": OUTPUT_NAME,
                 "shape": output_shape,
                 "dtype": "float64",
-                "meaning": "forecasts of steps 1..horizon after the window (axis 1), original units",
+                "meaning": "forecasts of steps 1..horizon after the window (axis 1), original units"
+                + (", at quantile_levels (axis 2, increasing, never crossing)" if quantile_levels else ""),
             }
         ],
+        "quantile_levels": [float(level) for level in quantile_levels],
         "window_size": int(hparams["window_size"]),
         "horizon": int(output_shape[1]),
         "freq": str(state.get("freq") or ""),
@@ -115,12 +121,14 @@ def exportable(checkpoint: dict[str, Any]) -> tuple[OriginalUnitsNet, tuple[torc
     hparams, state = checkpoint["datamodule_hyper_parameters"], datamodule_state(checkpoint)
     fitted = FittedScalers.from_state_dict(state)
     static_names = list(state.get("static_names", []))
+    module = module_from_checkpoint(checkpoint)
     model = OriginalUnitsNet(
-        module_from_checkpoint(checkpoint).net,
+        module.net,
         fitted.scaler,
         fitted.extra_scaler,
         padding_mask=bool(hparams.get("padding_mask", False)),
         with_static=bool(static_names),
+        quantile_levels=module.quantile_levels,  # sorted as lstm-predict sorts them
     ).eval()
     window, batch = int(hparams["window_size"]), 2
     series_id = torch.from_numpy(np.flatnonzero(fitted.series_train_rows > 0)[:1] + 1).repeat(batch)
@@ -138,9 +146,10 @@ def exportable(checkpoint: dict[str, Any]) -> tuple[OriginalUnitsNet, tuple[torc
 def write_onnx(
     model: OriginalUnitsNet, example: tuple[torch.Tensor, ...], names: list[str], path: Path
 ) -> None:
-    """Export with torch's TorchScript-based ONNX exporter (``dynamo=False``): it needs no package
-    beyond torch, so it works offline, and it is ~10x faster than the ``torch.export`` path, which
-    needs ``onnxscript``. LSTMs become ONNX LSTM nodes; the batch axis of every input is dynamic."""
+    """Export with torch's TorchScript-based ONNX exporter (``dynamo=False``): it needs the onnx
+    package (torch writes the graph with it) and no other, so it works offline, and it is ~10x faster
+    than the ``torch.export`` path, which needs ``onnxscript``. LSTMs become ONNX LSTM nodes; the
+    batch axis of every input is dynamic."""
     batch_axes = {name: {0: "batch"} for name in [*names, OUTPUT_NAME]}
     with warnings.catch_warnings():
         # The legacy exporter's deprecation notice, and its caution about LSTM batch sizes (the
@@ -182,6 +191,10 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     fmt = str(cfg.get("format"))
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use format=onnx or format=torchscript")
+    if fmt == "onnx" and importlib.util.find_spec("onnx") is None:  # torch writes ONNX with it
+        raise UserError(
+            'format=onnx needs the onnx package: pip install -e ".[export]", or use format=torchscript'
+        )
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     path = checkpoint_path(cfg)
@@ -198,7 +211,7 @@ def export(cfg: DictConfig) -> dict[str, Path]:
         "format": fmt,
         "model_file": f"model{FORMATS[fmt]}",
         "checkpoint": str(path.resolve()),
-        **model_spec(checkpoint, output_shape),
+        **model_spec(checkpoint, output_shape, model.quantile_levels),
     }
     names = [item["name"] for item in spec["inputs"]]
     output_dir = Path(cfg.paths.output_dir)

@@ -16,9 +16,9 @@ from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.models.quantiles import (
     LOSSES,
     check_quantile_levels,
-    monotone_quantiles,
     pinball_loss,
     point_forecast,
+    quantile_outputs,
 )
 from lstm_forecast.models.ridge import RidgeBaseline
 from lstm_forecast.models.segment_net import SegmentBiLSTM
@@ -185,11 +185,7 @@ class ForecastModule(pl.LightningModule):
         -> scaled forecasts: ``[B, H]`` for a point model, non-crossing quantiles ``[B, H, Q]``
         (levels :attr:`quantile_levels`) for a quantile model."""
         output = self.net(x, series_id, static, x_future)  # [B, H] or [B, H, Q]
-        if not self.quantile_levels:
-            return output
-        if output.dim() == 2:  # one level: the net's [B, H] convention for Q = 1
-            output = output.unsqueeze(-1)  # [B, H, 1]
-        return monotone_quantiles(output)  # [B, H, Q]
+        return quantile_outputs(output, self.quantile_levels)  # [B, H] or [B, H, Q]
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Shared by training, validation and test: ``(loss, preds [B, H], target [B, H])``; a quantile
@@ -217,8 +213,8 @@ class ForecastModule(pl.LightningModule):
 
         def referenced(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
             values = batch["values"]  # [B, W] (Windows.gather_values)
-            offset, scale = net.window_reference(values)  # [B, 1] each
-            inputs = ((values - offset) / scale)[:, -net.highway_window :]
+            normalised, offset, scale = net.normalise(values)  # [B, W], [B, 1], [B, 1]
+            inputs = normalised[:, -net.highway_window :]
             skip = values[:, -1:] if net.last_value_skip else 0.0  # added after the highway
             return inputs, (batch["y"] - skip - offset) / scale
 

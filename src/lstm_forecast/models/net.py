@@ -8,11 +8,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from lstm_forecast.data.scaling import HIGH, LOW
 from lstm_forecast.errors import UserError
 
 WINDOW_NORMS = ("none", "last", "standard")
 # What computes the summary of the window: the BiLSTM, or (an ablation) a linear map of the same inputs.
 RECURRENT_PARTS = ("lstm", "linear")
+# The smallest scale window_norm=standard divides by: 1% of a series' scaled training range (minmax
+# maps it onto [LOW, HIGH]; the standard scaler's unit, one training std, is of the same order).
+WINDOW_SCALE_FLOOR = 0.01 * (HIGH - LOW)
 
 
 def _is_int(value: Any) -> bool:
@@ -47,15 +51,46 @@ def check_future_features(value: Any) -> None:
         )
 
 
+def real_steps(values: torch.Tensor) -> torch.Tensor:
+    """``[B, W]`` bool: which steps of the windows' values ``[B, W]`` are data, not warm-up padding.
+
+    The padding is the window's leading exact zeros: steps before a series' first row are zeros of
+    the SCALED arrays, and scaled 0 is the middle of a series' training range (minmax) or its training
+    mean (standard), which real data hits exactly only by chance. So the net needs no mask feature
+    to find it (the padding mask, when the data has one, marks the same steps); a real value exactly
+    at scaled 0 at the start of a window is taken for padding too, which moves the window's mean and
+    spread by at most that one value's share.
+    """
+    return torch.cumsum((values != 0).int(), dim=1) > 0  # [B, W]
+
+
 def window_reference(values: torch.Tensor, window_norm: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
+    """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``.
+
+    ``standard`` takes the mean and standard deviation over the real steps only (:func:`real_steps`),
+    the scale floored at :data:`WINDOW_SCALE_FLOOR`: a window of padding alone, or of one repeated
+    value (an intermittent series' zeros), is referenced at its value with that scale, not blown up.
+    """
     if window_norm == "last":
         return values[:, -1:], torch.ones_like(values[:, -1:])
     if window_norm == "standard":
-        mean = values.mean(dim=1, keepdim=True)
-        # The epsilon keeps flat (or zero-padded) windows finite, as RevIN does.
-        return mean, torch.sqrt(values.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
+        real = real_steps(values).to(values.dtype)  # [B, W]
+        count = real.sum(dim=1, keepdim=True).clamp_min(1.0)  # [B, 1]
+        mean = (values * real).sum(dim=1, keepdim=True) / count  # [B, 1]
+        variance = (((values - mean) * real) ** 2).sum(dim=1, keepdim=True) / count  # [B, 1]
+        return mean, torch.sqrt(variance).clamp_min(WINDOW_SCALE_FLOOR)  # [B, 1] each
     return torch.zeros_like(values[:, -1:]), torch.ones_like(values[:, -1:])
+
+
+def normalise_window(values: torch.Tensor, window_norm: str) -> tuple[torch.Tensor, ...]:
+    """``(normalised [B, W], offset [B, 1], scale [B, 1])`` of the values ``[B, W]``: ``(values -
+    offset) / scale``, the warm-up padding kept at 0 under ``standard`` (whose statistics leave it
+    out; ``none`` and ``last`` treat it as data, as they always have)."""
+    offset, scale = window_reference(values, window_norm)  # [B, 1] each
+    normalised = (values - offset) / scale  # [B, W]
+    if window_norm == "standard":
+        normalised = torch.where(real_steps(values), normalised, torch.zeros_like(normalised))  # [B, W]
+    return normalised, offset, scale
 
 
 def series_conditioning(
@@ -136,7 +171,8 @@ class EmbeddingBiLSTM(nn.Module):
         inverse being applied to its output. ``none``: the method (levels in, levels out). ``last``:
         subtract the window's last value, so the network predicts the change from it (as NLinear does).
         ``standard``: subtract the window's mean and divide by its standard deviation (RevIN without
-        the learned affine).
+        the learned affine), both over the window's real steps, not its warm-up padding (which stays
+        0), the deviation floored at 1% of the scaled training range (:func:`window_reference`).
     last_value_skip : bool
         Add the window's last value to the output (a residual from persistence); inputs unchanged.
     highway_window : int
@@ -296,9 +332,9 @@ class EmbeddingBiLSTM(nn.Module):
             ``outputs_per_step = Q > 1``.
         """
         values = x[..., -1]  # [B, W]
-        offset, scale = self.window_reference(values)  # [B, 1] each
+        normalised, offset, scale = normalise_window(values, self.window_norm)  # [B, W], [B, 1], [B, 1]
         if self.window_norm != "none":
-            x = torch.cat([x[..., :-1], ((values - offset) / scale).unsqueeze(-1)], dim=-1)  # [B, W, F]
+            x = torch.cat([x[..., :-1], normalised.unsqueeze(-1)], dim=-1)  # [B, W, F]
         if self.highway is not None and x.shape[1] < self.highway_window:
             raise ValueError(
                 f"windows of {x.shape[1]} steps are shorter than highway_window={self.highway_window}"
@@ -344,6 +380,7 @@ class EmbeddingBiLSTM(nn.Module):
         # einsum batches over h, leaving [B, H, Q] strided as [H, B, Q]; callers may view() it.
         return forecast.contiguous()  # [B, H, Q]
 
-    def window_reference(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(offset [B, 1], scale [B, 1])`` that ``window_norm`` removes from the values ``[B, W]``."""
-        return window_reference(values, self.window_norm)
+    def normalise(self, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(normalised [B, W], offset [B, 1], scale [B, 1])``: :func:`normalise_window` of the values
+        ``[B, W]`` with this net's ``window_norm``."""
+        return normalise_window(values, self.window_norm)

@@ -3,7 +3,9 @@ original units out (what ``lstm-export`` writes as ONNX or TorchScript).
 
 The arithmetic is that of ``lstm-predict``: values and extra features are scaled in float64 with the
 scalers fitted on the training rows (per series for the values, looked up by series id), cast to
-float32 for the network, and its output is inverted in float64.
+float32 for the network, its output post-processed as every forecast is (a quantile model's sorted
+into non-crossing quantiles, :func:`~lstm_forecast.models.quantiles.quantile_outputs`) and inverted in
+float64 (a monotone map per series, so the order of the quantiles survives it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 from lstm_forecast.data.scaling import HIGH, LOW, MinMaxScaler
+from lstm_forecast.models.quantiles import quantile_outputs
 
 
 class ScalerTable(nn.Module):
@@ -68,6 +71,9 @@ class OriginalUnitsNet(nn.Module):
         The net was trained with a padding-mask feature; the windows given are full, so it is all ones.
     with_static : bool
         The net takes static category codes.
+    quantile_levels : tuple of float
+        The levels of a quantile model's last output axis (empty for a point model): its raw outputs
+        are sorted, as :class:`~lstm_forecast.models.module.ForecastModule` sorts them.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class OriginalUnitsNet(nn.Module):
         extra_scaler: MinMaxScaler,
         padding_mask: bool = False,
         with_static: bool = False,
+        quantile_levels: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         self.net = net.eval()
@@ -85,6 +92,7 @@ class OriginalUnitsNet(nn.Module):
         self.num_extras = len(extra_scaler.data_min)
         self.padding_mask = padding_mask
         self.with_static = with_static
+        self.quantile_levels = tuple(quantile_levels)
 
     def forward(self, values: torch.Tensor, series_id: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         """Forecast in original units.
@@ -102,7 +110,8 @@ class OriginalUnitsNet(nn.Module):
         Returns
         -------
         Tensor
-            ``[B, H, ...]`` float64 forecasts of the steps after the window.
+            ``[B, H]`` float64 forecasts of the steps after the window; ``[B, H, Q]`` for a quantile
+            model, non-crossing, at levels ``quantile_levels``.
         """
         rest = list(rest)
         parts = []
@@ -113,5 +122,6 @@ class OriginalUnitsNet(nn.Module):
         parts.append(self.values_table.transform(values, series_id).float().unsqueeze(-1))  # [B, W, 1]
         x = torch.cat(parts, dim=-1)  # [B, W, F]
         static = (rest.pop(0),) if self.with_static else ()  # ([B, K],) or none
-        scaled = self.net(x, series_id, *static)  # [B, H, ...]
-        return self.values_table.inverse(scaled.double(), series_id)  # [B, H, ...]
+        raw = self.net(x, series_id, *static)  # [B, H] or [B, H, Q]
+        scaled = quantile_outputs(raw, self.quantile_levels)  # [B, H] or [B, H, Q] sorted
+        return self.values_table.inverse(scaled.double(), series_id)  # [B, H] or [B, H, Q]

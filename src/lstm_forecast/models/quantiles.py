@@ -51,6 +51,17 @@ def monotone_quantiles(raw: torch.Tensor) -> torch.Tensor:
     return torch.sort(raw, dim=-1).values
 
 
+def quantile_outputs(output: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
+    """What a model forecasts from its net's raw ``output`` (``[B, H]``, or ``[B, H, Q]``): unchanged
+    for a point model (no ``levels``), non-crossing quantiles ``[B, H, Q]`` at ``levels`` for a quantile
+    model. The one post-processing of every forecast: training, ``lstm-predict`` and exported files."""
+    if not levels:
+        return output  # [B, H]
+    if output.dim() == 2:  # one level: the net's [B, H] convention for Q = 1
+        output = output.unsqueeze(-1)  # [B, H, 1]
+    return monotone_quantiles(output)  # [B, H, Q]
+
+
 def pinball_loss(quantiles: torch.Tensor, target: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
     """Mean pinball (quantile) loss of ``quantiles [..., Q]`` at ``levels [Q]`` for ``target [...]``.
 

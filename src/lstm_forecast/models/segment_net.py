@@ -1,8 +1,9 @@
 """The segment BiLSTM network (a plain ``nn.Module``): the idea of SegRNN (Lin et al. 2023) with a
 bidirectional LSTM, our series embedding and our extra features.
 
-A window of ``W`` steps is read as ``N = W / seg_len`` segments, so the recurrence runs over ``N``
-steps instead of ``W`` (4 instead of 96 at the defaults), and the horizon is decoded as
+A window of ``W`` steps is read as ``N = ceil(W / seg_len)`` segments, so the recurrence runs over
+``N`` steps instead of ``W`` (4 instead of 96 at the defaults); a window that is not a multiple of
+``seg_len`` gets zeros in front of its earliest segment (after ``window_norm``), and the horizon is decoded as
 ``M = ceil(H / seg_len)`` segments in one batched pass: every output segment starts from the encoder's
 final state and differs only by its learned position embedding, so no output segment waits for
 (or feeds errors into) another.
@@ -23,8 +24,8 @@ from lstm_forecast.models.net import (
     check_dropout,
     check_future_features,
     check_positive_int,
+    normalise_window,
     series_conditioning,
-    window_reference,
 )
 
 # RevIN's learned affine on the window-normalised values: off, one (gain, shift) shared by all
@@ -56,7 +57,9 @@ class SegmentBiLSTM(nn.Module):
     num_features : int
         Features per step in ``x`` (extras, optional padding mask, value).
     window_size : int
-        Steps per window (from the data); a multiple of ``seg_len``.
+        Steps per window (from the data), any number: ``N * seg_len - W`` zero steps go in front of the
+        earliest segment when it is not a multiple of ``seg_len``, after ``window_norm`` (whose
+        statistics never see them); a multiple pads nothing.
     horizon : int
         Steps emitted at once (``H``).
     seg_len : int
@@ -78,7 +81,9 @@ class SegmentBiLSTM(nn.Module):
         inverse applied to its output: as :class:`~lstm_forecast.models.net.EmbeddingBiLSTM`.
     window_affine : {"none", "shared", "per_series"}
         RevIN's learned affine (``gain * normalised + shift``, inverted on the output) after
-        ``window_norm``: off, shared by all series, or one per series.
+        ``window_norm``: off, shared by all series, or one per series. The gain is learned as its
+        logarithm (``affine_log_gain``), so it stays positive and its inverse finite; checkpoints
+        that stored the gain itself (``affine_gain``) load into it.
     recurrent : {"lstm", "linear"}
         ``linear`` (an ablation): the encoder BiLSTM becomes one linear map of the flattened segment
         embeddings ``[N x (E + C)]`` to the summary ``[2U]``, and the decoder's LSTM cell a linear map
@@ -138,11 +143,6 @@ class SegmentBiLSTM(nn.Module):
         check_choice("model.net.window_affine", window_affine, WINDOW_AFFINES)
         check_choice("model.net.recurrent", recurrent, RECURRENT_PARTS)
         check_future_features(num_future_features)
-        if window_size % seg_len:
-            raise UserError(
-                f"data.window_size={window_size} is not a multiple of model.net.seg_len={seg_len}; "
-                "set data.window_size to a multiple of seg_len or a seg_len that divides it"
-            )
         if window_affine != "none" and window_norm == "none":
             raise UserError(
                 "model.net.window_affine scales normalised windows: set model.net.window_norm=last "
@@ -150,7 +150,8 @@ class SegmentBiLSTM(nn.Module):
             )
         self.horizon = horizon
         self.seg_len = seg_len
-        self.num_segments = window_size // seg_len  # N
+        self.num_segments = math.ceil(window_size / seg_len)  # N
+        self.front_padding = self.num_segments * seg_len - window_size  # N * S - W zero steps
         self.num_positions = math.ceil(horizon / seg_len)  # M
         self.outputs_per_step = outputs_per_step  # Q
         self.window_norm = window_norm
@@ -163,7 +164,8 @@ class SegmentBiLSTM(nn.Module):
         series_dim = embedding_dim if self.embedding is not None else 0
         conditioning_dim = series_dim + static_embedding_dim * len(self.static_embeddings)
         rows = num_series + 1 if window_affine == "per_series" else 1
-        self.affine_gain = nn.Parameter(torch.ones(rows)) if window_affine != "none" else None
+        # gain = exp(affine_log_gain): positive, 1 at the start.
+        self.affine_log_gain = nn.Parameter(torch.zeros(rows)) if window_affine != "none" else None
         self.affine_shift = nn.Parameter(torch.zeros(rows)) if window_affine != "none" else None
         self.segment_embedding = nn.Linear(seg_len * num_features, segment_dim)
         encoder_in, summary_dim = segment_dim + conditioning_dim, 2 * num_units
@@ -218,13 +220,12 @@ class SegmentBiLSTM(nn.Module):
             ``[B, H, Q]``.
         """
         values = x[..., -1]  # [B, W]
-        offset, scale = window_reference(values, self.window_norm)  # [B, 1] each
+        normalised, offset, scale = normalise_window(values, self.window_norm)  # [B, W], [B, 1], [B, 1]
         gain, shift = self.window_affine(series_id, values)  # [B, 1] each
-        normalised = (values - offset) / scale * gain + shift  # [B, W]
+        normalised = normalised * gain + shift  # [B, W]
         x = torch.cat([x[..., :-1], normalised.unsqueeze(-1)], dim=-1)  # [B, W, F]
         forecast = self.forecast_normalised(x, series_id, static, x_future)  # [B, H, Q]
-        # RevIN's epsilon keeps a gain trained to zero finite.
-        forecast = (forecast - shift.unsqueeze(-1)) / (gain.unsqueeze(-1) + 1e-10)  # [B, H, Q]
+        forecast = (forecast - shift.unsqueeze(-1)) / gain.unsqueeze(-1)  # [B, H, Q]; gain > 0
         forecast = forecast * scale.unsqueeze(-1) + offset.unsqueeze(-1)  # [B, H, Q]
         return forecast.squeeze(-1) if self.outputs_per_step == 1 else forecast  # [B, H] or [B, H, Q]
 
@@ -238,6 +239,8 @@ class SegmentBiLSTM(nn.Module):
         """The network between ``window_norm`` and its inverse: windows ``x [B, W, F]`` with
         normalised values (and ``x_future [B, H, Ff]``) -> normalised forecasts ``[B, H, Q]``."""
         batch, _, features = x.shape  # B, W, F
+        if self.front_padding:
+            x = nn.functional.pad(x, (0, 0, self.front_padding, 0))  # [B, W, F] -> [B, N * S, F]
         segments = x.reshape(batch, self.num_segments, self.seg_len * features)  # [B, N, S * F]
         embedded = torch.relu(self.segment_embedding(segments))  # [B, N, E]
         conditioning = series_conditioning(
@@ -256,11 +259,27 @@ class SegmentBiLSTM(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(gain [B, 1], shift [B, 1])`` of the learned affine for ``series_id [B]`` (1 and 0, in the
         dtype of ``values [B, W]``, when off)."""
-        if self.affine_gain is None:
+        if self.affine_log_gain is None:
             ones = values.new_ones(values.shape[0], 1)  # [B, 1]
             return ones, torch.zeros_like(ones)
-        rows = series_id if self.affine_gain.shape[0] > 1 else torch.zeros_like(series_id)  # [B]
-        return self.affine_gain[rows].unsqueeze(-1), self.affine_shift[rows].unsqueeze(-1)  # [B, 1] each
+        rows = series_id if self.affine_log_gain.shape[0] > 1 else torch.zeros_like(series_id)  # [B]
+        gain = torch.exp(self.affine_log_gain[rows]).unsqueeze(-1)  # [B, 1]
+        return gain, self.affine_shift[rows].unsqueeze(-1)  # [B, 1] each
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        """A checkpoint that stored RevIN's gain itself (``affine_gain``, before ``affine_log_gain``)
+        loads as its logarithm: the same forecasts (to float rounding). A gain trained to 0 or below
+        has no logarithm, and its forecasts no positive equivalent: refused in one line."""
+        old_key = prefix + "affine_gain"
+        if old_key in state_dict and prefix + "affine_log_gain" not in state_dict:
+            gain = state_dict.pop(old_key)
+            if not bool((gain > 0).all()):
+                raise UserError(
+                    f"this checkpoint's learned window gain ({old_key}) is not positive "
+                    f"(min {float(gain.min()):.3g}); retrain it with this version"
+                )
+            state_dict[prefix + "affine_log_gain"] = torch.log(gain)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def encode(self, embedded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Segment embeddings ``[B, N, E + C]`` -> the summary ``h [B, 2U]`` and cell state
