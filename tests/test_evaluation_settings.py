@@ -1,13 +1,16 @@
 """One source for every setting: the apps that read a checkpoint apply the training run's own
 ``evaluation`` settings (stored in the checkpoint) and only what their user overrides; the Python
-defaults equal the config's."""
+defaults equal the config's; a checkpoint names its data file wherever the apps run."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -116,6 +119,47 @@ def test_a_checkpoint_without_stored_settings_uses_the_config_defaults(tmp_path:
     evaluated = evaluate_run(tmp_path / "eval", f"ckpt_path={tmp_path / 'old.ckpt'}")
     assert evaluated["baseline/seasonal_naive/period"] == 24
     assert {"test/coverage@80", "test/coverage@95", "baseline/ridge/mse_z"} <= set(evaluated)
+
+
+# ----------------------------------------------------------------------------- data paths
+def write_wide(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    steps = np.arange(240)
+    table = pd.DataFrame(
+        {"date": pd.date_range("2024-01-01", periods=240, freq="h")}
+        | {f"s{i}": np.sin(2 * np.pi * steps / 24 + i) + 0.1 * rng.normal(size=240) for i in range(3)}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+
+
+@pytest.mark.slow
+def test_a_relative_data_path_is_recorded_absolute_and_a_moved_file_can_be_named(tmp_path: Path) -> None:
+    data_dir, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    write_wide(data_dir / "wide.csv")
+    elsewhere.mkdir()
+    run = tmp_path / "run"
+    wide = ["data=wide_file", "data.source.path=wide.csv", "data.split={train:0.6,val:0.2,test:0.2}"]
+    result = run_app("train", *TINY_MODEL, *wide, f"hydra.run.dir={run}", cwd=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads((run / "metrics.json").read_text())
+    checkpoint = read_checkpoint(trained["best_checkpoint"])
+    recorded = str(data_dir / "wide.csv")
+    assert checkpoint["datamodule_hyper_parameters"]["source"]["path"] == recorded
+    assert checkpoint["run_info"]["config"]["data"]["source"]["path"] == recorded
+
+    # From another working directory, with the checkpoint alone.
+    evaluated = evaluate_run(tmp_path / "eval", f"run={run}", cwd=elsewhere)
+    assert_same_scores(evaluated, trained)
+
+    # The file moved: a one-line error naming the fix, then the new path given.
+    moved = elsewhere / "moved.csv"
+    shutil.move(data_dir / "wide.csv", moved)
+    result = run_app("evaluate", f"run={run}", f"hydra.run.dir={tmp_path / 'gone'}", cwd=elsewhere)
+    assert result.returncode != 0
+    assert "data.source.path" in result.stderr and "Traceback" not in result.stderr
+    evaluated = evaluate_run(tmp_path / "moved", f"run={run}", "data.source.path=moved.csv", cwd=elsewhere)
+    assert_same_scores(evaluated, trained)
 
 
 @pytest.mark.slow
