@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import TINY_OVERRIDES, run_app
 from lstm_forecast.evaluation.streaming import evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
-from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint
+from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, evaluation_options
 from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 from lstm_forecast.training.sweeps import JOB_FILE
 
@@ -22,8 +22,15 @@ pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
     # The default run folder (a timestamp): the re-executed rank must land in the same one.
     # A real process: Lightning's DDP re-executes the command line for rank 1.
+    # A setting other than the default: the single-process reference must take the run's own.
     result = run_app(
-        "train", *TINY_OVERRIDES, "trainer=ddp_cpu", "trainer.devices=2", cwd=tmp_path, subprocess=True
+        "train",
+        *TINY_OVERRIDES,
+        "trainer=ddp_cpu",
+        "trainer.devices=2",
+        "evaluation.seasonal_period=5",
+        cwd=tmp_path,
+        subprocess=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     output = result.stdout + result.stderr
@@ -60,8 +67,18 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
         float(np.mean((val.prediction - val.target) ** 2)), rel=1e-4
     )
 
-    # Every test window scored exactly once, and the same numbers as a single-process evaluation.
+    # Every test window scored exactly once, and the same numbers (per-series coverage included) as a
+    # single-process evaluation with the run's own settings, and as lstm-evaluate's.
     assert metrics["test/num_targets"] == len(datamodule.windows["test"]) * datamodule.horizon
-    single, _, _ = evaluate_windows(module.net, datamodule, datamodule.windows["test"], "test")
+    options = evaluation_options(checkpoint)
+    assert options.seasonal_period == 5 and options.intervals_per_series
+    windows = datamodule.windows["test"]
+    single, _, _ = evaluate_windows(module.net, datamodule, windows, "test", options=options)
+    assert {"test/coverage@80", "test/coverage@95", "baseline/seasonal_naive/mse_z"} <= set(single.metrics)
     for name, value in single.metrics.items():
         assert metrics[name] == pytest.approx(value, rel=1e-5), name
+    evaluated = run_app("evaluate", f"run={run}", f"hydra.run.dir={tmp_path / 'evaluate'}", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    for name, value in json.loads((tmp_path / "evaluate" / "metrics.json").read_text()).items():
+        if name != "checkpoint":
+            assert metrics[name] == pytest.approx(value, rel=1e-5), name

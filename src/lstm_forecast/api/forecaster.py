@@ -3,7 +3,8 @@
 A :class:`Forecaster` is the command-line apps driven from Python: ``fit`` composes
 ``conf/train.yaml`` with the same overrides ``lstm-train`` takes and calls its ``train``;
 ``predict`` and ``evaluate`` compose ``conf/predict.yaml`` and ``conf/evaluate.yaml`` and call
-``lstm-predict``'s and ``lstm-evaluate``'s functions on the best checkpoint. The DataFrame is read
+``lstm-predict``'s and ``lstm-evaluate``'s functions on the best checkpoint, which applies the
+training run's own settings (``evaluation``) but for those overridden in the call. The DataFrame is read
 by the data sources' own code, as a file of its layout would be; a checkpoint records the column
 roles, not the data, so the CLI apps reload it with a file of that layout.
 """
@@ -214,16 +215,25 @@ class Forecaster:
             forecast = future_forecast(cfg, loaded, steps, future_table)
         return forecast[PREDICTION_COLUMNS]
 
-    def evaluate(self, data: pd.DataFrame, split: str = "test") -> dict[str, Any]:
+    def evaluate(
+        self, data: pd.DataFrame, split: str = "test", overrides: Sequence[str] = ()
+    ) -> dict[str, Any]:
         """The metrics ``lstm-evaluate`` writes to ``metrics.json`` for ``split`` of ``data``.
 
         The data is split as in training (``data.split``), scaled with the training scalers and
-        scored beside the baselines; ``test/mse_z``, ``test/mae_orig``... and ``checkpoint``.
+        scored beside the baselines with the training run's ``evaluation`` settings (stored in the
+        checkpoint), so the metrics of the training data equal the run's own ``metrics.json``;
+        ``test/mse_z``, ``test/mae_orig``... and ``checkpoint``.
+
+        ``overrides``: ``lstm-evaluate`` overrides of those settings, e.g.
+        ``["evaluation.intervals_per_series=false", "evaluation.seasonal_period=168"]``.
         """
         checkpoint = self._fitted("evaluate")
+        if isinstance(overrides, str):
+            raise UserError(f"overrides is a list of strings, got the string {overrides!r}; wrap it in [...]")
         with one_line_errors():
             table = check_frame(data)
-            cfg = compose_config("evaluate", [])
+            cfg = compose_config("evaluate", [str(override) for override in overrides])
             with open_dict(cfg):
                 cfg.ckpt_path, cfg.split = str(checkpoint), split
             metrics, *_ = score_checkpoint(cfg, table)

@@ -67,15 +67,22 @@ class EvaluationOptions:
         Calibrate each series' margins on its own validation windows instead of pooling them.
     """
 
+    # Equal to conf/evaluation/default.yaml (tests/test_evaluation_settings.py compares them).
     baselines: tuple[str, ...] = BASELINES
     seasonal_period: int | None = None
     ridge_alphas: tuple[float, ...] = DEFAULT_RIDGE_ALPHAS
     tables: bool = True
     interval_levels: tuple[float, ...] = (0.8, 0.95)
-    intervals_per_series: bool = False
+    intervals_per_series: bool = True
 
     @classmethod
-    def from_config(cls, node: Mapping[str, Any] | None) -> EvaluationOptions:
+    def from_config(
+        cls, node: Mapping[str, Any] | None, base: EvaluationOptions | None = None
+    ) -> EvaluationOptions:
+        """The options of an ``evaluation`` node: its keys over ``base`` (default: these defaults).
+
+        ``seasonal_period: auto`` means None (from the data's sampling interval).
+        """
         if isinstance(node, DictConfig):
             node = OmegaConf.to_container(node, resolve=True)
         node = dict(node or {})
@@ -84,7 +91,10 @@ class EvaluationOptions:
             raise UserError(
                 f"unknown evaluation option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
             )
-        options = cls(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in node.items()})
+        if node.get("seasonal_period") == "auto":
+            node["seasonal_period"] = None
+        given = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in node.items()}
+        options = replace(base or cls(), **given)
         levels = check_interval_levels(options.interval_levels, "evaluation.interval_levels")
         options = replace(options, interval_levels=levels)
         bad = sorted(set(options.baselines) - set(BASELINES))

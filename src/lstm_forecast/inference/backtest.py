@@ -23,7 +23,7 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.split import SPLITS
 from lstm_forecast.data.windows import Windows, index_ranges
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.report import EvaluationOptions, print_summary
+from lstm_forecast.evaluation.report import print_summary
 from lstm_forecast.evaluation.streaming import ScoredStream
 from lstm_forecast.evaluation.tables import dates_only, forecast_table
 from lstm_forecast.files import write_json, write_table_chunks
@@ -92,13 +92,12 @@ def backtest(cfg: DictConfig) -> dict[str, Any]:
     The origins are forecast and scored a chunk at a time (:class:`ScoredStream`); the forecasts file
     (with each row's origin and the baselines' forecasts) is written chunk by chunk as they come.
     """
-    options = EvaluationOptions.from_config(cfg.get("evaluation"))
-    loaded = load_model(cfg)
+    loaded = load_model(cfg)  # the training run's evaluation settings, with the command line's over them
     datamodule = loaded.datamodule
     lo, hi = period_bounds(datamodule, cfg.split, cfg.get("start"), cfg.get("end"))
     windows = origin_windows(datamodule, lo, hi, cfg.stride)
     stream = ScoredStream(
-        loaded.module, datamodule, windows, "backtest", device=loaded.device, options=options
+        loaded.module, datamodule, windows, "backtest", device=loaded.device, options=loaded.evaluation
     )
     origins: set[pd.Timestamp] = set()
 
@@ -130,7 +129,7 @@ def backtest(cfg: DictConfig) -> dict[str, Any]:
         "backtest/last_origin": str(max(origins)),
         "checkpoint": str(loaded.path.resolve()),
     }
-    if options.tables:
+    if loaded.evaluation.tables:
         scores.write_tables(output_dir)
     write_json(output_dir / "metrics.json", metrics)
     print_summary(metrics, output_dir / "metrics.json")

@@ -1,7 +1,8 @@
 """The one checkpoint loader of ``lstm-evaluate``, ``lstm-predict`` and ``lstm-backtest``.
 
 Checkpoints are read safely (``torch.load(weights_only=True)`` only, never arbitrary pickles); the
-model, the data config and the fitted scaler all come from the checkpoint.
+model, the data config, the fitted scaler and the training run's ``evaluation`` settings all come from
+the checkpoint; an app applies only the settings its user overrides.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.frame import check_same_names
 from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.report import EvaluationOptions
 from lstm_forecast.models.checkpoint import DATAMODULE_STATE_KEYS, module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import ForecastModule
 
@@ -26,6 +28,27 @@ from lstm_forecast.models.module import ForecastModule
 def datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's datamodule state (scalers, series and feature names)."""
     return next(checkpoint[key] for key in DATAMODULE_STATE_KEYS if key in checkpoint)
+
+
+def trained_evaluation(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The training run's ``evaluation`` config group, as its checkpoint stores it (``run_info``'s
+    resolved config); None for a checkpoint written without it."""
+    config = (checkpoint.get("run_info") or {}).get("config") or {}
+    stored = config.get("evaluation") if isinstance(config, dict) else None
+    return stored if isinstance(stored, dict) else None
+
+
+def evaluation_options(checkpoint: dict[str, Any], given: Any = None) -> EvaluationOptions:
+    """The training run's evaluation settings with the non-null keys of ``given`` (an app's
+    ``evaluation`` node: null keeps the run's) over them. A checkpoint that stored none falls back
+    to the defaults of ``conf/evaluation/default.yaml`` (which :class:`EvaluationOptions` equals)."""
+    stored = trained_evaluation(checkpoint) or {}
+    known = {k: v for k, v in stored.items() if k in EvaluationOptions.__dataclass_fields__}
+    trained = EvaluationOptions.from_config(known)
+    if isinstance(given, DictConfig):
+        given = OmegaConf.to_container(given, resolve=True)
+    overrides = {k: v for k, v in (given or {}).items() if v is not None}
+    return EvaluationOptions.from_config(overrides, base=trained)
 
 
 def datamodule_from_checkpoint(
@@ -113,6 +136,7 @@ class LoadedModel:
     datamodule: ForecastDataModule
     device: torch.device
     trained_state: dict[str, Any]  # the datamodule state at training time (series, features, freq)
+    evaluation: EvaluationOptions  # the training run's, with the app's ``evaluation.*`` overrides
 
 
 def load_model(
@@ -121,7 +145,7 @@ def load_model(
     table: pd.DataFrame | None = None,
 ) -> LoadedModel:
     """Everything a checkpoint app needs, from its config: ``ckpt_path`` or ``run``, ``device``,
-    ``num_threads`` and the ``data.*`` overrides.
+    ``num_threads`` and the ``data.*`` and ``evaluation.*`` overrides (nulls keep the checkpoint's).
 
     ``source_for(trained_source)`` may rewrite the ``data.source`` override (predict reads a file
     even for a model trained on data it did not read from a file). ``table`` holds the data's rows
@@ -139,4 +163,5 @@ def load_model(
         )
     module = module_from_checkpoint(checkpoint).to(device)
     datamodule = datamodule_from_checkpoint(checkpoint, overrides, table)
-    return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint))
+    evaluation = evaluation_options(checkpoint, cfg.get("evaluation"))
+    return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint), evaluation)

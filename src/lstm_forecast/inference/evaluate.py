@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_forecast.data.split import SPLITS
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
-from lstm_forecast.evaluation.report import EvaluationOptions, SplitScores, print_summary
+from lstm_forecast.evaluation.report import SplitScores, print_summary
 from lstm_forecast.evaluation.streaming import ScoredStream
 from lstm_forecast.evaluation.tables import dates_only, forecast_table
 from lstm_forecast.files import write_json, write_table_chunks
@@ -33,7 +33,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     scores = stream.scores()
     metrics = checkpoint_metrics(scores, loaded)
-    if EvaluationOptions.from_config(cfg.get("evaluation")).tables:
+    if loaded.evaluation.tables:
         scores.write_tables(output_dir)
     write_json(output_dir / "metrics.json", metrics)
     print_summary(metrics, output_dir / "metrics.json")
@@ -48,7 +48,6 @@ def checkpoint_stream(cfg: DictConfig, table: pd.DataFrame | None = None) -> tup
     """
     if cfg.split not in SPLITS:
         raise UserError(f"split must be one of {list(SPLITS)}, got {cfg.split!r}")
-    options = EvaluationOptions.from_config(cfg.get("evaluation"))
     warn_share = check_warn_share(OmegaConf.select(cfg, "drift.warn_share", default=DEFAULT_WARN_SHARE))
     loaded = load_model(cfg, table=table)
     datamodule = loaded.datamodule
@@ -57,7 +56,7 @@ def checkpoint_stream(cfg: DictConfig, table: pd.DataFrame | None = None) -> tup
     windows = datamodule.windows[cfg.split]
     warn_drift(datamodule, windows, warn_share, f"{data_name} ({cfg.split} split)")
     stream = ScoredStream(
-        loaded.module, datamodule, windows, cfg.split, device=loaded.device, options=options
+        loaded.module, datamodule, windows, cfg.split, device=loaded.device, options=loaded.evaluation
     )
     return stream, loaded
 

@@ -82,9 +82,9 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
         "lstm-predict" + ("" if horizon is None else f" horizon={horizon}"),
         prediction_memory(loaded, horizon, window_table, len(levels or ())),
     )
-    intervals = (
-        calibrated_intervals(loaded, levels, bool(cfg.get("intervals_per_series"))) if levels else None
-    )
+    per_series = cfg.get("intervals_per_series")  # null: the training run's evaluation setting
+    per_series = loaded.evaluation.intervals_per_series if per_series is None else bool(per_series)
+    intervals = calibrated_intervals(loaded, levels, per_series) if levels else None
     series, count = counts
     rows_read = np.zeros(datamodule.num_series, dtype=np.int64)
     rows_read[series] = datamodule.window_size + count - 1  # every full window's context

@@ -103,6 +103,14 @@ def selected_hparams(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def record_absolute_data_path(cfg: DictConfig) -> None:
+    """Make a relative ``data.source.path`` absolute (from the working directory) in ``cfg``, so the
+    checkpoint (data hyperparameters, run info) names the file wherever the apps reading it run."""
+    path = OmegaConf.select(cfg, "data.source.path", default=None, throw_on_missing=False)
+    if isinstance(path, str) and path and not Path(path).is_absolute():
+        cfg.data.source.path = str(Path(path).absolute())
+
+
 def build(
     cfg: DictConfig, table: pd.DataFrame | None = None
 ) -> tuple[ForecastDataModule, ForecastModule, pl.Trainer]:
@@ -111,6 +119,7 @@ def build(
     ``table``, when given, holds the rows of the configured file source (wide or long) in memory:
     the Python API's DataFrame, read with the same code as a file (``data.source.path`` unused).
     """
+    record_absolute_data_path(cfg)
     datamodule: ForecastDataModule = instantiate(cfg.data)
     if table is not None:
         datamodule.use_table(table)
