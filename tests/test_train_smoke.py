@@ -122,7 +122,7 @@ def test_unexpected_error_in_process_is_a_traceback_and_exit_status_1(tmp_path, 
     def crash(cfg):
         raise RuntimeError("boom from the task")
 
-    monkeypatch.setattr("lstm_forecast.cli.train.train", crash)
+    monkeypatch.setattr("lstm_forecast.training.run.train", crash)  # imported by main when it runs
     state = (os.getcwd(), sys.argv[:], torch.get_num_threads(), logging.getLogger().handlers[:])
     other_threads = 2 if torch.get_num_threads() != 2 else 1
     run_dir = tmp_path / "run"
