@@ -23,6 +23,7 @@ from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
 from lstm_forecast.data.sources import load_source
 from lstm_forecast.data.split import SPLITS, Bounds, check_split_sizes, split_bounds
+from lstm_forecast.data.split_fill import fill_after_split
 from lstm_forecast.data.windows import SeriesArrays, Windows
 from lstm_forecast.errors import UserError, check_count
 
@@ -157,9 +158,10 @@ class ForecastDataModule(pl.LightningDataModule):
                 options["table"] = self._table
             if self.source["kind"] == "long_file":
                 options["series_names"] = self._series_order
-            frame = load_source(self.source["kind"], **options)
+            frame = load_source(self.source["kind"], **options, split_fill=True)  # filled below
             if self._series_order is not None:
                 check_same_names("series", frame.series_names, self._series_order, options.get("path"))
+            frame = fill_after_split(frame, self.split, options.get("fill_method"))
             self._frame = frame
         return self._frame
 

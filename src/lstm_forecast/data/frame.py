@@ -16,6 +16,7 @@ from pandas.tseries.frequencies import to_offset
 from lstm_forecast.errors import UserError
 
 FILL_METHODS = ("ffill", "bfill", "interpolate", "zero")
+LOOKAHEAD_FILLS = ("bfill", "interpolate")  # filled after the split (data/split_fill.py)
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,16 @@ def regular_freq(timestamps: pd.DatetimeIndex) -> pd.DateOffset | None:
     return to_offset(inferred) if inferred else None
 
 
-def fill_within_series(values: np.ndarray, row_series: np.ndarray, method: str) -> np.ndarray:
+def fill_within_series(
+    values: np.ndarray, row_series: np.ndarray, method: str, limit: np.ndarray | None = None
+) -> np.ndarray:
     """Fill NaNs of ``values [N, C]`` (rows sorted by series then time) within each series, never from
     a neighbouring one: carry the last value forward (``ffill``), the next one backward (``bfill``),
-    interpolate linearly with the edges taking the nearest value (``interpolate``), or use zero."""
+    interpolate linearly with the edges taking the nearest value (``interpolate``), or use zero.
+
+    ``limit [N]``, when given, is the row before which each row's fill may read (the end of its
+    split): a missing value whose next known value lies at or after it is filled as ``ffill`` does
+    (``bfill`` and ``interpolate``), and left NaN where its series has no earlier value either."""
     if method not in FILL_METHODS:
         raise UserError(
             f"unknown data.source.fill_method {method!r}; choose null (reject) or one of {list(FILL_METHODS)}"
@@ -154,12 +161,16 @@ def fill_within_series(values: np.ndarray, row_series: np.ndarray, method: str) 
             row_series[np.minimum(following, len(rows) - 1)] == row_series
         )
         forward = ~known & has_previous
-        backward = ~known & has_following
         if method == "ffill":
             filled[forward, column] = values[previous[forward], column]
             continue
+        cut = np.zeros(len(rows), dtype=bool) if limit is None else has_following & (following >= limit)
+        has_following &= ~cut  # a later value past the row's split is never read
+        backward = ~known & has_following
         if method == "bfill":
             filled[backward, column] = values[following[backward], column]
+            carried = ~known & cut & has_previous  # the gap ends its split: as ffill does
+            filled[carried, column] = values[previous[carried], column]
             continue
         inside = forward & has_following
         lo, hi = previous[inside], following[inside]

@@ -188,9 +188,10 @@ def fill_panel(
     offsets: np.ndarray,
     position: np.ndarray,
     freq: pd.DateOffset,
-    method: str,
+    method: str | None,
 ) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
-    """Insert the missing grid steps of every series (NaN), then fill NaNs within each series."""
+    """Insert the missing grid steps of every series (NaN), then fill NaNs within each series (not
+    when ``method`` is None: they stay NaN, for the fill after the split)."""
     lengths = np.diff(offsets)
     last = offsets[1:] - 1
     new_lengths = np.where(lengths > 0, position[np.maximum(last, 0)] + 1, 0)
@@ -211,4 +212,6 @@ def fill_panel(
         grid = pd.date_range(start=stamps.min(), end=stamps.max(), freq=freq).as_unit("ns")
         base = np.searchsorted(grid.asi8, starts.astype(np.int64))
         new_stamps = grid[base[new_series] + local]
+    if method is None:
+        return new_stamps, filled, new_offsets
     return new_stamps, fill_within_series(filled, new_series, method), new_offsets

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.frame import LOOKAHEAD_FILLS, SeriesFrame
 from lstm_forecast.data.long_checks import (
     fill_panel,
     grid_positions,
@@ -77,6 +77,7 @@ def long_file_frame(
     fill_method: str | None = None,
     series_names: list[str] | None = None,
     table: pd.DataFrame | None = None,
+    split_fill: bool = False,
 ) -> SeriesFrame:
     """A long CSV/Parquet file: one row per series and timestamp.
 
@@ -99,6 +100,9 @@ def long_file_frame(
         The series order (a checkpoint's); None sorts the names. Names not listed are refused.
     table : pandas.DataFrame or None
         The rows already read, in place of the file.
+    split_fill : bool
+        Insert the missing steps but leave the values of the fills that look ahead (``bfill``,
+        ``interpolate``) NaN, for :func:`~lstm_forecast.data.split_fill.fill_by_split` after the split.
 
     Notes
     -----
@@ -138,7 +142,7 @@ def long_file_frame(
 
     offset = resolve_freq(freq, stamps, offsets)
     stamps, numeric, offsets = _fill_or_refuse(
-        stamps, numeric, offsets, offset, fill_method, vocabulary, path
+        stamps, numeric, offsets, offset, fill_method, vocabulary, path, split_fill
     )
     if timezone is not None:
         stamps = stamps.tz_localize("UTC").tz_convert(timezone)
@@ -277,9 +281,11 @@ def _fill_or_refuse(
     fill_method: str | None,
     vocabulary: list[str],
     path: str,
+    split_fill: bool = False,
 ) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
     """Refuse rows off the grid, then missing steps and values (naming the first), or insert and fill
-    them per series; ``numeric [1 + E, N]``."""
+    them per series (``split_fill``: insert, and leave bfill/interpolate's values NaN for the split);
+    ``numeric [1 + E, N]``."""
     scan = scan_grid(stamps, numeric[0], numeric[1:], offsets, freq)
     if scan.off_grid is not None:
         row = scan.off_grid
@@ -307,7 +313,11 @@ def _fill_or_refuse(
     if scan.gap is None and scan.missing is None:
         return stamps, numeric, offsets
     position = grid_positions(stamps, offsets, freq)
-    stamps, filled, offsets = fill_panel(stamps, numeric.T, offsets, position, freq, fill_method)
+    deferred = split_fill and fill_method in LOOKAHEAD_FILLS
+    method = None if deferred else fill_method
+    stamps, filled, offsets = fill_panel(stamps, numeric.T, offsets, position, freq, method)
+    if deferred:
+        return stamps, np.ascontiguousarray(filled.T), offsets
     still = np.isnan(filled).any(axis=1)
     if still.any():
         row = int(np.flatnonzero(still)[0])

@@ -17,6 +17,7 @@ from pandas.tseries.frequencies import to_offset
 
 from lstm_forecast.data.frame import (
     FILL_METHODS,
+    LOOKAHEAD_FILLS,
     SeriesFrame,
     fill_within_series,
     frame_from_wide,
@@ -225,6 +226,7 @@ def wide_file_frame(
     extra_columns: list[str] | None = None,
     fill_method: str | None = None,
     table: pd.DataFrame | None = None,
+    split_fill: bool = False,
 ) -> SeriesFrame:
     """A wide CSV/Parquet file: a timestamp column, series columns and optional extra columns.
 
@@ -232,7 +234,9 @@ def wide_file_frame(
     timestamp nor an extra column is a series. Missing values are refused with their row and column
     unless ``fill_method`` (one of :data:`~lstm_forecast.data.frame.FILL_METHODS`) fills them within
     each series; infinities are always refused. ``table``, when given, holds the file's rows already
-    read (a DataFrame in memory); ``path`` is then not read.
+    read (a DataFrame in memory); ``path`` is then not read. ``split_fill`` leaves the values of the
+    fills that look ahead (``bfill``, ``interpolate``) NaN, for
+    :func:`~lstm_forecast.data.split_fill.fill_by_split` to fill after the split.
     """
     check_fill_method(fill_method)
     table, path = source_table(path, table)
@@ -253,7 +257,7 @@ def wide_file_frame(
             f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
         )
     frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], regular_freq(index))
-    if not missing.any():
+    if not missing.any() or (split_fill and fill_method in LOOKAHEAD_FILLS):
         return frame
     filled = fill_within_series(
         np.column_stack([frame.values, frame.extras.to_numpy()]), frame.row_series, fill_method
@@ -328,9 +332,9 @@ def source_of_file(trained: dict[str, object], given: dict[str, object]) -> dict
     return {"kind": "wide_file", "timestamp_column": WIDE_TIMESTAMP_COLUMN, **given}
 
 
-def load_source(kind: str, **options: object) -> SeriesFrame:
+def load_source(kind: str, split_fill: bool = False, **options: object) -> SeriesFrame:
     """Build the frame of source ``kind`` (``synthetic``, ``wide_file`` or ``long_file``) from config
-    options."""
+    options; ``split_fill`` leaves a file's bfill/interpolate values NaN for the fill after the split."""
     from lstm_forecast.data.long_source import long_file_frame
 
     builders = {"synthetic": synthetic_frame, "wide_file": wide_file_frame, "long_file": long_file_frame}
@@ -341,4 +345,4 @@ def load_source(kind: str, **options: object) -> SeriesFrame:
         inspect.signature(builder).bind(**options)
     except TypeError as error:
         raise UserError(f"bad options for data.source.kind={kind}: {error}") from error
-    return builder(**options)
+    return builder(**options, split_fill=True) if split_fill and kind != "synthetic" else builder(**options)
