@@ -71,8 +71,9 @@ def refuse_relaunching_ddp_in_local_multirun(trainer: DictConfig) -> None:
         return
     raise UserError(
         f"trainer.strategy={trainer.get('strategy')} with several processes re-executes the command line, "
-        "which inside a local multirun would relaunch the sweep; use trainer.strategy=ddp_spawn, one device "
-        "per job (trainer.devices=1), or hydra/launcher=slurm"
+        "which inside a local multirun would relaunch the sweep; add trainer.strategy=ddp_spawn to the "
+        "command (each job then starts its own processes), or use one device per job (trainer.devices=1) "
+        "or hydra/launcher=slurm"
     )
 
 
