@@ -4,12 +4,19 @@ logger."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
+import hydra
+import hydra.core.utils
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from hydra import version
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
 from conftest import TINY_MODEL, run_app
 from lstm_forecast import Forecaster
@@ -171,3 +178,71 @@ def test_using_an_unfitted_forecaster_is_one_line(action, tmp_path):
     with pytest.raises(UserError, match=rf"^nothing to {action} yet; call fit\(df\) first"):
         getattr(Forecaster(), action)(argument)
     assert not (tmp_path / "model.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_fit_and_predict_inside_a_hydra_app_leave_its_state_and_the_threads_as_they_were(tmp_path):
+    # The caller's own Hydra app: a compose context with its config registered as HydraConfig.
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "outer.yaml").write_text("name: outer\n")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        conf = str(tmp_path / "conf")
+        with hydra.initialize_config_dir(config_dir=conf, version_base="1.2", job_name="outer"):
+            outer = hydra.compose("outer", return_hydra_config=True)
+            HydraConfig.instance().set_config(outer)
+            global_hydra, outer_hydra = GlobalHydra.instance(), GlobalHydra.instance().hydra
+            forecaster = Forecaster([*TINY_MODEL, "num_threads=1"], run_dir=tmp_path / "run")
+            forecaster.fit(long_frame())
+            assert torch.get_num_threads() == 2
+            forecast = forecaster.predict(long_frame(), horizon=HORIZON)
+            assert len(forecast) == 4 * HORIZON
+            assert GlobalHydra.instance() is global_hydra and global_hydra.hydra is outer_hydra
+            assert HydraConfig.get().job.name == "outer" and version.getbase() == version.Version("1.2")
+            assert hydra.compose("outer").name == "outer"  # the caller's context still composes
+            assert torch.get_num_threads() == 2
+        HydraConfig.instance().cfg = None
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_fits_in_the_same_second_get_their_own_run_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    class SameSecond(datetime.datetime):  # the clock of Hydra's ${now:...} (hydra.run.dir)
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 1)
+
+    monkeypatch.setattr(hydra.core.utils, "datetime", SameSecond)
+    first = Forecaster(TINY_MODEL).fit(long_frame())
+    second = Forecaster(TINY_MODEL).fit(long_frame())
+    runs = tmp_path / "outputs" / "runs" / "train"
+    assert first.run_dir == runs / "2026-01-01_00-00-00"
+    assert second.run_dir == runs / "2026-01-01_00-00-00_1"
+    assert first.checkpoint.parent == first.run_dir / "checkpoints"
+    assert second.checkpoint.parent == second.run_dir / "checkpoints"
+    assert first.checkpoint.is_file() and second.checkpoint.is_file()
+
+
+@pytest.mark.parametrize(
+    "trainer", [["trainer=ddp_cpu"], ["trainer=ddp"], ["trainer=cpu", "trainer.devices=2"]], ids=str
+)
+def test_fit_refuses_several_processes_in_one_line(trainer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as caught:
+        Forecaster([*TINY_MODEL, *trainer]).fit(long_frame())
+    message = str(caught.value)
+    assert "\n" not in message and "re-run your script" in message and "lstm-train trainer=ddp" in message
+    assert "trainer.devices=1 trainer.strategy=auto" in message
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_following_the_several_processes_hint_fits_on_one_device(tmp_path):
+    overrides = [*TINY_MODEL, "trainer=ddp_cpu", "trainer.devices=1", "trainer.strategy=auto"]
+    forecaster = Forecaster(overrides).fit(long_frame(), run_dir=tmp_path / "run")
+    assert forecaster.checkpoint.is_file()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -14,7 +16,7 @@ from lstm_forecast.evaluation.streaming import evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, evaluation_options
 from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
-from lstm_forecast.training.sweeps import JOB_FILE
+from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
@@ -82,3 +84,63 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
     for name, value in json.loads((tmp_path / "evaluate" / "metrics.json").read_text()).items():
         if name != "checkpoint":
             assert metrics[name] == pytest.approx(value, rel=1e-5), name
+
+
+def test_ddp_spawn_run_scores_the_best_checkpoint_in_the_launching_process(tmp_path):
+    # ddp_spawn fits in processes it spawns: the launching one gets the weights and the best
+    # checkpoint's path back, but never set the datamodule up, nor ran the loops (epochs).
+    run = tmp_path / "run"
+    result = run_app(
+        "train", *TINY_OVERRIDES, "trainer=ddp_cpu", "trainer.strategy=ddp_spawn", f"hydra.run.dir={run}",
+        cwd=tmp_path, subprocess=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Traceback" not in result.stderr
+    assert "MEMBER: 2/2" in result.stdout + result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert json.loads((run / JOB_FILE).read_text())["status"] == "completed"
+    assert metrics["epochs"] == 2  # the spawned fit's, not the launching trainer's 0
+    best = Path(metrics["best_checkpoint"])
+    assert best.parent == run / "checkpoints" and best.is_file()
+
+    # The test split scored with the best checkpoint, as one process scoring it afresh does.
+    checkpoint = read_checkpoint(best)
+    datamodule = datamodule_from_checkpoint(checkpoint)
+    datamodule.setup("test")
+    options = evaluation_options(checkpoint)
+    module = module_from_checkpoint(checkpoint)
+    single, _, _ = evaluate_windows(
+        module.net, datamodule, datamodule.windows["test"], "test", options=options
+    )
+    assert metrics["test/num_targets"] == len(datamodule.windows["test"]) * datamodule.horizon
+    for name, value in single.metrics.items():
+        assert metrics[name] == pytest.approx(value, rel=1e-5), name
+
+
+def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(tmp_path):
+    base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
+    base.append("trainer.max_epochs=1")
+    refused = run_app(
+        "train", "-m", *base, "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path / 'refused'}", cwd=tmp_path,
+        subprocess=True,
+    )  # fmt: skip
+    reason = json.loads((tmp_path / "refused" / "0" / JOB_FILE).read_text())["reason"]
+    hint = re.findall(r"add (\S+=\S+) to the command", reason)
+    assert refused.returncode == 0 and hint, reason
+
+    sweep_dir = tmp_path / "sweep"
+    result = run_app(
+        "train", "-m", *base, "trainer=cpu,ddp_cpu", *hint, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+        subprocess=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Traceback" not in result.stderr and "error:" not in result.stderr, result.stderr[-4000:]
+    assert "MEMBER: 2/2" in result.stdout + result.stderr  # the DDP job in two processes of its own
+    summary = pd.read_csv(sweep_dir / SUMMARY_CSV).set_index("overrides")
+    assert sorted(summary.index) == ["trainer=cpu", "trainer=ddp_cpu"]
+    assert summary["status"].eq("completed").all(), summary
+    assert summary["epochs"].eq(1).all(), summary
+    assert (summary["wall_time_s"] > 0).all(), summary
+    assert "wall_time_s" in (sweep_dir / SUMMARY_MD).read_text()
+    for job in ("0", "1"):
+        assert (sweep_dir / job / "metrics.json").is_file()

@@ -11,12 +11,14 @@ roles, not the data, so the CLI apps reload it with a file of that layout.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lstm_forecast.api.tables import check_frame, table_layout
@@ -24,6 +26,7 @@ from lstm_forecast.cli.app import (
     compose_config,
     compose_run_config,
     discard_failed_run,
+    hydra_state_kept,
     one_line_errors,
     user_error_of,
 )
@@ -33,7 +36,10 @@ from lstm_forecast.inference.evaluate import score_checkpoint
 from lstm_forecast.inference.predict import future_forecast, load_for_prediction, prediction_memory
 from lstm_forecast.memory import check_memory
 from lstm_forecast.models.checkpoint import read_checkpoint
-from lstm_forecast.training.distributed import refuse_unsupported_precision
+from lstm_forecast.training.distributed import (
+    refuse_several_processes_in_python,
+    refuse_unsupported_precision,
+)
 from lstm_forecast.training.run import torch_threads, train
 from lstm_forecast.training.run_folder import (
     DEFAULT_MIN_FREE_MB,
@@ -43,6 +49,18 @@ from lstm_forecast.training.run_folder import (
 )
 
 PREDICTION_COLUMNS = ["series", "timestamp", "prediction"]
+
+
+@contextlib.contextmanager
+def process_state_kept() -> Iterator[None]:
+    """What a call changes for the whole process is put back when it returns: torch's CPU threads
+    (``num_threads``) and Hydra's state, so the API can be called inside the caller's own Hydra app."""
+    threads = torch.get_num_threads()
+    try:
+        with hydra_state_kept():
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class Forecaster:
@@ -129,15 +147,21 @@ class Forecaster:
         constructor's, else ``outputs/runs/train/<time>``). Bad data or config is a one-line
         :class:`~lstm_forecast.errors.UserError`, and leaves no run folder behind.
         """
-        with one_line_errors():
+        with process_state_kept(), one_line_errors():
             table = check_frame(data)
-            cfg = self._train_config(table, run_dir if run_dir is not None else self.run_dir)
+            chosen_dir = run_dir if run_dir is not None else self.run_dir
+            cfg = self._train_config(table, chosen_dir)
             output_dir = Path(cfg.paths.output_dir)
             min_free_mb = OmegaConf.select(cfg, "paths.min_free_mb", default=DEFAULT_MIN_FREE_MB)
-            check_output_dir(output_dir, resuming=False, min_free_mb=float(min_free_mb))
-            refuse_unsupported_precision(cfg.trainer)
-            torch_threads(cfg)
             try:
+                check_output_dir(output_dir, resuming=False, min_free_mb=float(min_free_mb))
+            except UserError:
+                if chosen_dir is None:  # the empty folder made for this fit
+                    output_dir.rmdir()
+                raise
+            try:
+                refuse_unsupported_precision(cfg.trainer)
+                torch_threads(cfg)
                 write_run_info(output_dir, cfg)
                 metrics, _ = train(cfg, table)
             except Exception as error:
@@ -159,13 +183,16 @@ class Forecaster:
         layout = table_layout(table, self.layout, self.columns, self.extra_columns, self.static_columns)
         chose_data = any(override_key(o) == "data" for o in self.overrides)
         overrides = self.overrides if chose_data else [f"data={layout.data_group}", *self.overrides]
-        cfg = compose_run_config("train", overrides, run_dir)
-        kind = OmegaConf.select(cfg, "data.source.kind")
+        # The checks first: the default run folder is created by the composition (a new one per fit).
+        checked = compose_config("train", overrides)
+        kind = OmegaConf.select(checked, "data.source.kind")
         if kind != layout.kind:
             raise UserError(
                 f"the data group reads data.source.kind={kind} but the DataFrame is {layout.layout} "
                 f"({layout.kind}); drop the data= override or choose one of that layout"
             )
+        refuse_several_processes_in_python(checked.trainer)
+        cfg = compose_run_config("train", overrides, run_dir, new_folder=True)
         # Set on the composed config, not as overrides: column names need no quoting this way.
         with open_dict(cfg):
             cfg.data.source.update(layout.source)
@@ -202,7 +229,7 @@ class Forecaster:
             fit in the memory available is refused before it starts.
         """
         checkpoint = self._fitted("predict")
-        with one_line_errors():
+        with process_state_kept(), one_line_errors():
             table = check_frame(data)
             future_table = None if future is None else check_frame(future)
             cfg = compose_config("predict", [])
@@ -231,7 +258,7 @@ class Forecaster:
         checkpoint = self._fitted("evaluate")
         if isinstance(overrides, str):
             raise UserError(f"overrides is a list of strings, got the string {overrides!r}; wrap it in [...]")
-        with one_line_errors():
+        with process_state_kept(), one_line_errors():
             table = check_frame(data)
             cfg = compose_config("evaluate", [str(override) for override in overrides])
             with open_dict(cfg):

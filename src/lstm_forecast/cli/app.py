@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import hydra
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.singleton import Singleton
 from hydra.errors import HydraException
 from hydra.types import RunMode
+from hydra.version import VersionBase
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -26,6 +29,7 @@ from lstm_forecast.training.distributed import is_rank_zero
 from lstm_forecast.training.run_folder import (
     DEFAULT_MIN_FREE_MB,
     check_output_dir,
+    claim_new_folder,
     override_key,
     resume_overrides,
     write_run_info,
@@ -94,28 +98,57 @@ def one_line_errors() -> Iterator[None]:
         raise user_error from None
 
 
+@contextlib.contextmanager
+def hydra_state_kept() -> Iterator[None]:
+    """Leave Hydra's process-wide state as it was found, whatever is composed or registered inside:
+    the caller's own Hydra app or ``initialize_config_dir`` context (GlobalHydra and its version
+    base: composing needs GlobalHydra cleared) and its HydraConfig (which a run's config replaces)."""
+    global_hydra, version_base = GlobalHydra.instance(), VersionBase.instance()
+    hydra_config = HydraConfig.instance()
+    outer_hydra, outer_base, outer_cfg = global_hydra.hydra, version_base.getbase(), hydra_config.cfg
+    global_hydra.clear()
+    try:
+        yield
+    finally:
+        # The very objects found (the caller may hold them), not the copies Hydra's compose leaves.
+        Singleton._instances.update(
+            {GlobalHydra: global_hydra, VersionBase: version_base, HydraConfig: hydra_config}
+        )
+        global_hydra.hydra, version_base.version_base, hydra_config.cfg = outer_hydra, outer_base, outer_cfg
+
+
 def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides`` by Hydra's compose API: the one place
-    that knows where the configs live. A config error is a one-line UserError."""
-    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"), one_line_errors():
+    that knows where the configs live. A config error is a one-line UserError. Works inside another
+    Hydra app (or compose context) too, and leaves its state as it was (:func:`hydra_state_kept`)."""
+    with (
+        hydra_state_kept(),
+        one_line_errors(),
+        hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"),
+    ):
         return hydra.compose(
             config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config
         )
 
 
 def compose_run_config(
-    config_name: str, overrides: list[str], output_dir: str | Path | None = None
+    config_name: str, overrides: list[str], output_dir: str | Path | None = None, new_folder: bool = False
 ) -> DictConfig:
     """A single run's config as Hydra's launcher hands it to an app, for calling the app's function
     (``train(cfg)``) from Python.
 
     The Hydra config is registered, so ``${hydra:...}`` interpolations resolve and the overrides
     are recorded as the command line's; the run writes into ``output_dir`` (default
-    ``hydra.run.dir``: ``outputs/runs/<task>/<time>``). The returned config has no ``hydra`` node.
+    ``hydra.run.dir``: ``outputs/runs/<task>/<time>``; with ``new_folder``, that folder created now,
+    or ``<time>_1``, ``<time>_2``... when a run of the same second has it). The returned config has
+    no ``hydra`` node. The registration stays for the process: call it inside
+    :func:`hydra_state_kept` to undo it.
     """
     with one_line_errors():
         cfg = compose_config(config_name, overrides, return_hydra_config=True)
         run_dir = Path(output_dir if output_dir is not None else cfg.hydra.run.dir).absolute()
+        if new_folder and output_dir is None:
+            run_dir = claim_new_folder(run_dir)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)

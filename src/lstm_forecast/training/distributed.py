@@ -71,8 +71,25 @@ def refuse_relaunching_ddp_in_local_multirun(trainer: DictConfig) -> None:
         return
     raise UserError(
         f"trainer.strategy={trainer.get('strategy')} with several processes re-executes the command line, "
-        "which inside a local multirun would relaunch the sweep; use trainer.strategy=ddp_spawn, one device "
-        "per job (trainer.devices=1), or hydra/launcher=slurm"
+        "which inside a local multirun would relaunch the sweep; add trainer.strategy=ddp_spawn to the "
+        "command (each job then starts its own processes), or use one device per job (trainer.devices=1) "
+        "or hydra/launcher=slurm"
+    )
+
+
+def refuse_several_processes_in_python(trainer: DictConfig) -> None:
+    """Raise a :class:`UserError` for a trainer of several processes (or a distributed strategy) in a
+    fit called from Python (``Forecaster.fit``): Lightning's DDP would re-execute the caller's own
+    script in every extra process, and a spawned one would re-import it."""
+    strategy = str(trainer.get("strategy", "auto")).lower()
+    processes = _local_process_count(trainer) * int(trainer.get("num_nodes", 1) or 1)
+    if processes <= 1 and not strategy.startswith(("ddp", "fsdp", "deepspeed")):
+        return
+    raise UserError(
+        f"Forecaster.fit trains in this one process, and trainer.strategy={trainer.get('strategy')} with "
+        f"{processes} process(es) would re-run your script in each; train on several devices with the CLI "
+        "(lstm-train trainer=ddp ...) and use its best checkpoint with Forecaster.load, or fit here on one "
+        "device (trainer=cpu, or trainer.devices=1 trainer.strategy=auto)"
     )
 
 

@@ -167,6 +167,21 @@ class ProcessGroupRelease(pl.Callback):
             atexit.register(_destroy_process_group)
 
 
+# The number of epochs fitted, in the results a spawned rank 0 hands back (see EpochsInResults).
+EPOCHS_RESULT = "run_epochs"
+
+
+class EpochsInResults(pl.Callback):
+    """Put the number of epochs fitted into ``trainer.callback_metrics`` when training ends.
+
+    After a spawned fit (``ddp_spawn``, ``ddp_fork``) the trainer of the launching process gets
+    rank 0's weights and callback metrics back but not its loops: its ``current_epoch`` stays 0.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.callback_metrics[EPOCHS_RESULT] = torch.tensor(float(trainer.current_epoch))
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file beside the target, then rename it into place.
 
@@ -186,6 +201,7 @@ def reliability_callbacks(cfg: DictConfig, run_info: dict[str, Any]) -> list[pl.
         FiniteLossGuard(),
         RunInfoInCheckpoint(run_info),
         FlushLogsWithCheckpoints(),
+        EpochsInResults(),
     ]
     if cfg.get("seed") is not None:
         callbacks.append(BatchSeeding(int(cfg.seed)))

@@ -27,7 +27,12 @@ from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.module import ForecastModule
 from lstm_forecast.training.callbacks import RunEndCallback, ThrottledProgressBar
 from lstm_forecast.training.distributed import is_rank_zero
-from lstm_forecast.training.guards import AtomicCheckpointIO, reliability_callbacks, validate_train_config
+from lstm_forecast.training.guards import (
+    EPOCHS_RESULT,
+    AtomicCheckpointIO,
+    reliability_callbacks,
+    validate_train_config,
+)
 from lstm_forecast.training.loggers import log_run_end, overridden_hparams, report_skipped_tensorboard_outputs
 from lstm_forecast.training.run_folder import resolve_ckpt_path, run_info
 from lstm_forecast.training.sweeps import DEFAULT_OBJECTIVE
@@ -256,9 +261,13 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith("time/")
     }
+    # The fitted loops' epoch count, also where the fit ran in spawned processes (ddp_spawn).
+    epochs = int(metrics.pop(EPOCHS_RESULT, trainer.current_epoch))
     if not trainer.is_global_zero:
         return metrics, objects
 
+    # After a spawned fit (ddp_spawn) this process has the best checkpoint's path but never set the
+    # datamodule up: validation_scores sets it up (splits, scalers, windows) before scoring.
     best_checkpoint = best_weights(trainer, model)
     # Scored on one device, outside the distributed loop: every test window exactly once.
     output_dir = Path(cfg.paths.output_dir)
@@ -289,7 +298,7 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
         if options.tables:
             test_scores.write_tables(output_dir)
         metrics.update(test_scores.metrics)
-    metrics.update({"best_checkpoint": best_checkpoint, "epochs": trainer.current_epoch})
+    metrics.update({"best_checkpoint": best_checkpoint, "epochs": epochs})
     log_run_end(trainer, model, datamodule, test_forecasts, metrics, selected_hparams(cfg), test_scores)
     write_json(output_dir / "metrics.json", metrics)
     log.info("%s; metrics in %s", result_line(metrics), output_dir / "metrics.json")

@@ -9,6 +9,7 @@ folder (``hydra.run.dir``) and TensorBoard log, and continues from ``checkpoints
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import shutil
@@ -166,6 +167,20 @@ def _first_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def claim_new_folder(path: Path) -> Path:
+    """Create ``path``, or else the first of ``path_1``, ``path_2``... that does not exist yet, and
+    return it: two runs started in the same second (threads, processes) never share a folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count():
+        candidate = path if number == 0 else path.with_name(f"{path.name}_{number}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
 
 
 def check_output_dir(run_dir: Path, resuming: bool, min_free_mb: float = DEFAULT_MIN_FREE_MB) -> None:
