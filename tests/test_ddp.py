@@ -120,10 +120,10 @@ def test_ddp_spawn_run_scores_the_best_checkpoint_in_the_launching_process(tmp_p
 def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(tmp_path):
     base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     base.append("trainer.max_epochs=1")
+    # Refused before any process starts: in this process (a real launch only for the sweep that runs).
     refused = run_app(
-        "train", "-m", *base, "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path / 'refused'}", cwd=tmp_path,
-        subprocess=True,
-    )  # fmt: skip
+        "train", "-m", *base, "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path / 'refused'}", cwd=tmp_path
+    )
     reason = json.loads((tmp_path / "refused" / "0" / JOB_FILE).read_text())["reason"]
     hint = re.findall(r"add (\S+=\S+) to the command", reason)
     assert refused.returncode == 0 and hint, reason
