@@ -252,6 +252,40 @@ def _fail_job(error: Exception, output_dir: Path, record: JobRecord | None, over
     record.finish("failed", reason)
 
 
+HELP_FLAGS = ("--help", "-h", "--hydra-help")
+
+
+@contextlib.contextmanager
+def one_config_repository() -> Iterator[None]:
+    """While Hydra writes ``--help``, let its listing of the config groups share one copy of the config
+    repository for the same overrides.
+
+    Hydra deep-copies its whole repository (every search path and plugin config) once per group it
+    lists: about 100 copies, 0.8 s of a 1.3 s ``--help``, for the same read-only result each time.
+    Nothing else runs while help is written, and the original method is back on the way out; a Hydra
+    without that method writes its help unchanged.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    original = getattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", None)
+    if original is None:
+        yield
+        return
+    made: dict[tuple, object] = {}
+
+    def shared(self: ConfigLoaderImpl, config_name: str | None, overrides: list[str]) -> object:
+        key = (id(self), config_name, tuple(overrides))
+        if key not in made:
+            made[key] = original(self, config_name, overrides)
+        return made[key]
+
+    ConfigLoaderImpl._parse_overrides_and_create_caching_repo = shared
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl._parse_overrides_and_create_caching_repo = original
+
+
 def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None]], Callable[[], None]]:
     """Turn ``task(cfg)`` into a console entry point running it as a Hydra app named ``config_name``.
 
@@ -307,7 +341,9 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None
             except UserError as error:
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(EXIT_USER_ERROR)
-            hydra_main()
+            help_asked = any(flag in HELP_FLAGS for flag in sys.argv[1:])
+            with one_config_repository() if help_asked else contextlib.nullcontext():
+                hydra_main()
 
         return main
 
