@@ -367,6 +367,34 @@ def test_error_chart_shows_the_worst_series_first() -> None:
     assert "2 worst of 5" in axes.get_title()
 
 
+def drawn_outside(figure) -> str | None:
+    """Where a draw of ``figure`` puts ink outside it (its tight box beyond its edges), else None."""
+    figure_to_rgb(figure)
+    drawn = figure.get_tightbbox(figure.canvas.get_renderer()).transformed(figure.dpi_scale_trans)
+    inside = figure.bbox.padded(0.5)
+    return None if all(inside.contains(x, y) for x, y in drawn.corners()) else f"{drawn} beyond {inside}"
+
+
+@pytest.mark.parametrize("scale", [1.0, -123456.7, 1e-4])
+def test_forecast_figure_texts_fit_inside_it_with_the_axes_filling_the_rest(scale) -> None:
+    datamodule = tiny_datamodule(horizon=3)
+    original_units = datamodule.inverse_values
+    datamodule.inverse_values = lambda values, series: original_units(values, series) * scale
+    forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["val"])
+    mine = select_windows(forecasts, np.flatnonzero(forecasts.series_index == 0))
+    figure = forecast_figure(mine, datamodule, "series_1: validation, epoch 12", (9.0, 3.0), 80)
+    assert drawn_outside(figure) is None
+    placed = figure.axes[0].get_position()
+    assert placed.width > 0.8 and placed.height > 0.6  # margins no wider than the texts need
+
+
+def test_error_chart_texts_fit_inside_it_whatever_the_series_names() -> None:
+    names = ["s1", "FOODS_3_090_CA_3_validation", "HOBBIES_1_001_WI_2_validation"]
+    figure = series_error_figure(names, np.array([0.1, 2.5, 0.7]), np.full(3, 0.2), max_series=40, dpi=80)
+    assert drawn_outside(figure) is None
+    assert figure.axes[0].get_position().width > 0.5
+
+
 class _Regression(pl.LightningModule):
     """y = x @ w on fixed random data: gradients of known size, no data module."""
 

@@ -20,6 +20,7 @@ from lstm_forecast.evaluation.intervals import level_label, quantile_column
 from lstm_forecast.evaluation.report import MODEL, SplitScores
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
+from lstm_forecast.training.figure_layout import fit_margins, y_tick_labels
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,7 +52,7 @@ def import_matplotlib() -> None:
 def new_figure(width: float, height: float, dpi: int) -> Figure:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    return Figure(figsize=(width, height), dpi=dpi)  # margins: figure_layout.fit_margins
 
 
 def series_indices(names: list[str], wanted: list[str] | None, count: int) -> list[int]:
@@ -149,6 +150,8 @@ def forecast_figure(
     axes.set_ylabel("original units")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right", fontsize=8)
+    # Concise date ticks put their offset (the year, month...) on a second line under the labels.
+    fit_margins(figure, y_tick_labels(axes), x_label_lines=2, has_y_label=True)
     return figure
 
 
@@ -310,6 +313,7 @@ def series_error_figure(
     axes.set_title(heading, fontsize=10)
     axes.grid(axis="x", alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
+    fit_margins(figure, [names[i] for i in order], y_label_size=8, x_label_lines=2)
     return figure
 
 

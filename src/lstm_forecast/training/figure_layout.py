@@ -1,0 +1,72 @@
+"""Margins for the run's one-axes figures, computed from the sizes of their texts without drawing.
+
+matplotlib's constrained layout finds the same margins by laying the figure out (ticks, labels and
+all) before it draws it, which made it half the cost of a figure: the forecast figures are drawn on
+validation epochs, so that cost was paid during training. Here the tick labels are formatted once,
+as the draw will format them, and measured with the font's metrics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+POINTS_PER_INCH = 72.0
+LINE_SPACING = 1.2  # a text line's height, as a multiple of its font size
+TICK_SPACE = 3.5 + 3.5  # matplotlib's default major tick length + tick label pad, in points
+LABEL_PAD = 4.0  # matplotlib's default axis label pad, in points
+TITLE_PAD = 6.0  # matplotlib's default title pad, in points
+EDGE = 4.0  # blank points kept at every edge of the figure
+RIGHT = 18.0  # room for half of the last x tick label, centred on the axes' right edge
+
+
+def text_width(figure: Figure, texts: Sequence[str], size: float) -> float:
+    """Width in points of the widest of ``texts`` at font ``size`` (points), as the Agg canvas the
+    figures are drawn on renders them (its hinting makes text a few per cent wider than the font's
+    outline metrics)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    font = FontProperties(size=size)
+    widths = (renderer.get_text_width_height_descent(text, font, ismath=False)[0] for text in texts)
+    return max(widths, default=0.0) * POINTS_PER_INCH / figure.dpi
+
+
+def y_tick_labels(axes: Axes) -> list[str]:
+    """The y tick labels a draw of ``axes`` will show, with its data limits as they are now."""
+    axes.autoscale_view()
+    low, high = sorted(axes.get_ylim())
+    ticks = [tick for tick in axes.yaxis.get_major_locator()() if low <= tick <= high]
+    return list(axes.yaxis.get_major_formatter().format_ticks(ticks))
+
+
+def fit_margins(
+    figure: Figure,
+    y_labels: Sequence[str],
+    y_label_size: float = 10.0,
+    x_label_lines: int = 1,
+    has_y_label: bool = False,
+    tick_size: float = 10.0,
+    title_size: float = 10.0,
+) -> None:
+    """Place the one subplot of ``figure`` with margins that fit its texts: the widest of ``y_labels``
+    (the y tick labels, at ``y_label_size``) and the y axis label on the left, ``x_label_lines`` lines
+    of x tick labels, offsets and axis label below, the title above."""
+    line = LINE_SPACING * tick_size
+    y_label = line + LABEL_PAD if has_y_label else 0.0
+    left = EDGE + text_width(figure, y_labels, y_label_size) + TICK_SPACE + y_label
+    bottom = EDGE + TICK_SPACE + x_label_lines * (line + LABEL_PAD)
+    top = EDGE + LINE_SPACING * title_size + TITLE_PAD
+    width, height = (POINTS_PER_INCH * inches for inches in figure.get_size_inches())
+    figure.subplots_adjust(
+        left=min(left / width, 0.5),
+        right=1 - RIGHT / width,
+        bottom=min(bottom / height, 0.5),
+        top=max(1 - top / height, 0.55),
+    )
