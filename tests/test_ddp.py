@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from conftest import TINY_OVERRIDES, run_app
 from lstm_forecast.evaluation.streaming import evaluate_windows
@@ -17,11 +18,12 @@ from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, evaluation_options
 from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
+from test_tensorboard import TRAIN_WINDOWS, event_files, summary_tags
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
 
-def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
+def test_ddp_on_two_cpu_processes_writes_one_run_scored_and_logged_once(tmp_path):
     # The default run folder (a timestamp): the re-executed rank must land in the same one.
     # A real process: Lightning's DDP re-executes the command line for rank 1.
     # A setting other than the default: the single-process reference must take the run's own.
@@ -50,12 +52,23 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_once(tmp_path):
     assert best.parent == run / "checkpoints"
     assert {p.name for p in best.parent.iterdir()} == {best.name, "last.ckpt"}  # no partial or rank copies
 
-    # One TensorBoard log, one validation point per epoch (not one per rank).
+    # One TensorBoard log from rank 0, one validation point per epoch (not one per rank).
     assert {p.parent for p in tmp_path.rglob("events.out.tfevents.*")} == {run / "tensorboard"}
+    assert len(event_files(run)) == 1
+    assert summary_tags(run / "tensorboard").count(hparams_metadata.SESSION_START_INFO_TAG) == 1
     scalars = EventAccumulator(str(run / "tensorboard")).Reload()
     steps = [event.step for event in scalars.Scalars("val/loss")]
     assert metrics["epochs"] == 2
     assert len(steps) >= 2 and len(set(steps)) == len(steps)  # each epoch's validation written once
+    assert len(scalars.Scalars("train/grad_norm")) == metrics["epochs"]
+    assert len(scalars.Images("forecast/test/series_1")) == 1
+    # Throughput counts both ranks' windows (each trains on half of them).
+    epoch, val, rate = (
+        scalars.Scalars(t)[-1].value for t in ("time/epoch_s", "time/val_s", "time/train_windows_per_s")
+    )
+    assert 0.5 * TRAIN_WINDOWS < rate * (epoch - val) < 2 * TRAIN_WINDOWS
+    for tag in ("train/grad_norm", "time/epoch_s"):
+        assert f"self.log('{tag}'" not in result.stderr  # reduced across ranks, no sync warning
 
     checkpoint = read_checkpoint(metrics["best_checkpoint"])
     module = module_from_checkpoint(checkpoint)

@@ -285,29 +285,6 @@ def test_sweep_jobs_compare_in_the_hparams_tab(tmp_path: Path) -> None:
     assert sessions[0].keys() == sessions[1].keys()
 
 
-@pytest.mark.slow
-@pytest.mark.ddp
-def test_ddp_logs_once_from_rank_zero(tmp_path: Path) -> None:
-    run_dir = tmp_path / "ddp"
-    ddp = ("trainer=ddp_cpu", "trainer.devices=2", f"trainer.max_epochs={EPOCHS}")
-    result = run_app("train", *tiny_cli_args(run_dir, *ddp), subprocess=True)  # DDP re-executes argv
-    assert result.returncode == 0, result.stderr[-3000:]
-    log_dir = run_dir / "tensorboard"
-    assert len(event_files(run_dir)) == 1
-    tags = summary_tags(log_dir)
-    assert tags.count(hparams_metadata.SESSION_START_INFO_TAG) == 1
-    acc = accumulator(log_dir)
-    assert len(acc.Scalars("train/grad_norm")) == EPOCHS
-    assert len(acc.Images("forecast/test/series_1")) == 1
-    # Throughput counts both ranks' windows (each trains on half of them).
-    epoch, val, rate = (
-        acc.Scalars(t)[-1].value for t in ("time/epoch_s", "time/val_s", "time/train_windows_per_s")
-    )
-    assert 0.5 * TRAIN_WINDOWS < rate * (epoch - val) < 2 * TRAIN_WINDOWS
-    for tag in ("train/grad_norm", "time/epoch_s"):
-        assert f"self.log('{tag}'" not in result.stderr  # reduced across ranks, no sync warning
-
-
 # --------------------------------------------------------------------------------------------- figure pieces
 def tiny_datamodule(horizon: int = 1) -> ForecastDataModule:
     datamodule = ForecastDataModule(
