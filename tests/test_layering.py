@@ -165,7 +165,42 @@ def test_help_copies_hydras_config_repository_once_and_says_the_same(monkeypatch
     assert shared.returncode == 0 and "data: etth1, long_csv, synthetic, wide_file" in shared.stdout
     assert 0 < len(copies) <= 3, len(copies)
     assert ConfigLoaderImpl._parse_overrides_and_create_caching_repo is counted  # put back
-    monkeypatch.setattr(app, "one_config_repository", contextlib.nullcontext)
+    monkeypatch.setattr(app, "shared_config_repository", contextlib.nullcontext)
     copies.clear()
     plain = run_app("train", "--help")
     assert len(copies) > 50 and plain.stdout == shared.stdout  # Hydra's own help, word for word
+
+
+def test_a_run_reads_hydras_config_repository_once_for_its_three_compositions(monkeypatch, tmp_path) -> None:
+    """A run's config is composed three times (the apps' check of the overrides, Hydra's look at the
+    run mode, the run): all share one copy of the repository, and the run's config is the same as
+    with a copy each, a user's config folder on the search path included."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    import lstm_forecast.cli.app as app
+    from conftest import TINY_OVERRIDES, run_app
+    from test_packaging import user_config_folder
+
+    original = ConfigLoaderImpl._parse_overrides_and_create_caching_repo
+    copies = []
+
+    def counted(self, config_name, overrides):
+        copies.append(config_name)
+        return original(self, config_name, overrides)
+
+    def composed(run_dir: Path) -> str:
+        # The composition is under test, not the fit: the shortest run there is.
+        args = [*TINY_OVERRIDES, "trainer.max_epochs=1", "callbacks=none", "logger=none", *user_experiment]
+        result = run_app("train", *args, f"hydra.run.dir={run_dir}")
+        assert result.returncode == 0, result.stderr
+        return (run_dir / ".hydra" / "config.yaml").read_text().replace(str(run_dir), "RUN")
+
+    user_experiment = [f"hydra.searchpath=[file://{user_config_folder(tmp_path)}]", "experiment=my_exp"]
+    monkeypatch.setattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", counted)
+    shared = composed(tmp_path / "shared")
+    assert "task_name: my_exp" in shared
+    assert len(copies) == 1, copies
+    monkeypatch.setattr(app, "shared_config_repository", contextlib.nullcontext)
+    copies.clear()
+    plain = composed(tmp_path / "plain")
+    assert len(copies) == 3 and plain == shared
