@@ -104,6 +104,12 @@ def test_a_short_series_gets_no_window_in_any_split_and_one_warning(
     assert not [m for m in warnings_logged if "'tiny'" in m and RULE not in m], "named by a second warning"
 
 
+def test_the_warning_names_the_first_five_short_series_and_counts_the_rest() -> None:
+    message = short_series_message([f"s{i}" for i in range(7)], WINDOW)
+    assert message.startswith(f"7 series have {RULE}={WINDOW} ")
+    assert ": 's0', 's1', 's2', 's3', 's4' and 2 more; give each series at least 12 rows" in message
+
+
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory: pytest.TempPathFactory) -> Panel:
     """A long CSV of hourly series of :data:`LENGTHS` rows, and a tiny run trained on it."""
