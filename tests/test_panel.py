@@ -278,8 +278,12 @@ def test_per_series_scaling_fits_training_rows_and_round_trips(panel_csv):
         original = dm.inverse_values(batch["y"].numpy(), series[:, None])[:, 0]
         expected = table.sales.to_numpy()[batch["target_row"].numpy()]  # target_row: row of the sorted table
         np.testing.assert_allclose(original, expected, rtol=1e-5)
-    # Each series spans exactly [-1, 1] over its own training rows, whatever its scale.
+    # Each series spans exactly [-1, 1] over its own training rows, whatever its scale; "b", shorter
+    # than the window, is not trained on, so not scaled.
+    assert dm.series_train_rows.tolist() == [rows_per_split(30)[0], 0, rows_per_split(20)[0]]
     for index, (_, (_, length, _)) in enumerate(SERIES.items()):
+        if length < WINDOW:
+            continue
         n_train = rows_per_split(length)[0]
         rows = dm.windows["train"].arrays.values
         block = int(dm.windows["train"].arrays.block_start[index]) + WINDOW
@@ -463,16 +467,17 @@ def test_static_columns_feed_embeddings_of_the_net(panel_csv):
 def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
     dm = datamodule(panel_csv, horizon=2)
     lengths = dm.load_frame().lengths
-    # The window forecasting the step after each series' last row: its last W rows (b: all 8, after
-    # zero warm-up padding), scaled with the training rows' scale. b, shorter than the window, is not
-    # forecast.
+    # The window forecasting the step after each series' last row: its last W rows, scaled with the
+    # training rows' scale. "b", shorter than the window, is not forecast.
+    served = np.array([0, 2])
     arrays = scaled_arrays(dm)
-    targets = torch.from_numpy(arrays.padded_rows(np.arange(3), lengths))
+    targets = torch.from_numpy(arrays.padded_rows(served, lengths[served]))
     windows = Windows(arrays, targets, 2, with_target=False, static=dm.static_codes())
     batch = windows.gather(torch.arange(len(windows)))
-    assert "y" not in batch and batch["series_id"].tolist() == [1, 2, 3]
-    assert batch["target_row"].tolist() == dm.load_frame().offsets[1:].tolist()  # one past each end
-    for i, (name, (_, length, _)) in enumerate(SERIES.items()):
+    assert "y" not in batch and batch["series_id"].tolist() == [1, 3]
+    assert batch["target_row"].tolist() == dm.load_frame().offsets[served + 1].tolist()  # one past each end
+    for i, name in enumerate(["a", "c"]):
+        length = SERIES[name][1]
         scaled = expected_scaled(ragged_table(), name, rows_per_split(length)[0])
         padded = np.concatenate([np.zeros(WINDOW), scaled])
         np.testing.assert_allclose(batch["x"][i, :, -1].numpy(), padded[-WINDOW:], atol=1e-5)
@@ -482,7 +487,7 @@ def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
     # Exactly what the network makes of those windows.
     with torch.no_grad():
         direct = net(batch["x"], batch["series_id"], batch["static"]).numpy()
-    np.testing.assert_allclose(forecasts.prediction, direct[[0, 2]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(forecasts.prediction, direct, rtol=1e-5, atol=1e-6)
     frame = forecast_table(forecasts, dm)
     assert list(frame.columns) == ["series", "timestamp", "step", "prediction", "actual"]
     assert frame.series.tolist() == ["a", "a", "c", "c"] and frame.step.tolist() == [1, 2] * 2

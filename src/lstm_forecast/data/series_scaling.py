@@ -141,7 +141,11 @@ def scale_into_arrays(
 ) -> tuple[SeriesArrays, FittedScalers]:
     """Every row scaled into the padded float32 arrays, calendar features as keys, a few series at a
     time; the scalers are fitted on the first ``train_rows [S]`` rows of each series, unless ``fitted``
-    (restored from a checkpoint) is given."""
+    (restored from a checkpoint) is given. A short series (:mod:`~lstm_forecast.data.short_series`)
+    gets no windows, so it is left out of the fit too: no training rows, as for a series the model
+    never saw (a later file in which it is long gets no forecast from an untrained embedding)."""
+    short = short_series(frame.lengths, window_size)
+    train_rows = np.where(short, 0, train_rows)
     keys = calendar_keys(frame, calendar_names)
     user = frame.extras.to_numpy(dtype=np.float64)  # [N, E] (a view of float columns)
     float_calendar = calendar_names if keys is None else []
@@ -188,9 +192,7 @@ def scale_into_arrays(
     if fitted is None:
         if keys is not None:
             float_scaler = _concat(float_scaler, _fit_table(keys.table, histogram[1:], method))
-        fitted = _fitted(
-            frame, method, train_rows, stats, float_scaler, short_series(frame.lengths, window_size)
-        )
+        fitted = _fitted(frame, method, train_rows, stats, float_scaler, short)
     if keys is None:
         return arrays, fitted
     return replace(arrays, calendar_table=torch.from_numpy(calendar_table(keys, fitted.extra_scaler))), fitted
