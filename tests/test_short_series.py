@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import TINY_MODEL, compose_config
 from lstm_forecast import Forecaster
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.short_series import short_series_message
+from lstm_forecast.data.short_series import short_series_message, untrained_series_message
 from lstm_forecast.inference.backtest import backtest
 from lstm_forecast.inference.evaluate import evaluate
 from lstm_forecast.inference.predict import predict
@@ -179,3 +179,19 @@ def test_every_app_names_the_short_series_once_and_writes_no_row_for_them(
     for name, table in tables.items():
         if "series" in table:
             assert set(table["series"].astype(str)) == set(LENGTHS) - set(short), name
+
+
+@pytest.mark.slow
+def test_a_series_left_out_of_training_is_named_when_a_later_file_makes_it_long(
+    panel: Panel, warnings_logged: list[str]
+) -> None:
+    """The model never trained on "tiny" (it had no windows): in a file where it has 60 rows it is
+    still not forecast, and the one line naming it says why."""
+    later = pd.concat([panel.later[panel.later["series"] != "tiny"], long_table({"tiny": 60})])
+    checkpoint = next((panel.run_dir / "checkpoints").glob("epoch_*.ckpt"))
+
+    forecast = Forecaster.load(checkpoint).predict(later, horizon=3)
+
+    assert set(forecast["series"]) == set(LENGTHS) - {"b", "tiny"}  # "b": 5 rows in the later file
+    assert [m for m in warnings_logged if "'tiny'" in m] == [untrained_series_message(["tiny"])]
+    assert [m for m in warnings_logged if RULE in m] == [short_series_message(["b"], WINDOW)]

@@ -21,7 +21,7 @@ from lstm_forecast.data.frame import SeriesFrame, check_same_names, static_codes
 from lstm_forecast.data.loading import fixed_sample, window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
-from lstm_forecast.data.short_series import served_series, warn_short_series
+from lstm_forecast.data.short_series import served_series, warn_left_out_series
 from lstm_forecast.data.sources import load_source
 from lstm_forecast.data.split import SPLITS, Bounds, check_split_sizes, split_bounds
 from lstm_forecast.data.split_fill import fill_after_split
@@ -163,7 +163,8 @@ class ForecastDataModule(pl.LightningDataModule):
             if self._series_order is not None:
                 check_same_names("series", frame.series_names, self._series_order, options.get("path"))
             frame = fill_after_split(frame, self.split, options.get("fill_method"))
-            warn_short_series(frame.series_names, frame.lengths, self.window_size)
+            restored = None if self.fitted is None else self.fitted.series_train_rows
+            warn_left_out_series(frame.series_names, frame.lengths, self.window_size, restored)
             self._frame = frame
         return self._frame
 
