@@ -13,6 +13,7 @@ import torch
 from conftest import TINY_MODEL, assert_one_line_error, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.long_source import resolve_freq, synthetic_long_table
+from lstm_forecast.data.short_series import short_series_message
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.tables import forecast_table
@@ -22,7 +23,8 @@ from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.training.run import train
 
 WINDOW = 12
-# Three series on their own timelines and scales: "b" is shorter than the window.
+# Three series on their own timelines and scales: "b" is shorter than the window (left out of every
+# split: lstm_forecast.data.short_series).
 SERIES = {
     "a": ("2024-01-01 00:00", 30, 1.0),
     "b": ("2024-01-01 10:00", 8, 1_000.0),
@@ -128,14 +130,15 @@ def test_window_contents_stay_inside_their_series_with_zero_warm_up(panel_csv):
             assert batch["x"][i, : max(WINDOW - step, 0), 0].abs().sum() == 0
 
 
-def test_short_series_gets_its_warm_up_windows_in_training(panel_csv):
+def test_warm_up_windows_are_padded_and_a_series_shorter_than_the_window_has_none(panel_csv):
     dm = datamodule(panel_csv, padding_mask=True)
     batch = all_windows(dm, "train")
-    short = batch["series_id"] == 2  # "b": 8 rows < window 12, 4 training rows
-    assert int(short.sum()) == rows_per_split(8)[0] - 1  # targets at steps 1..3
-    mask = batch["x"][short][:, :, -2]  # [3, W] padding mask
+    first = batch["series_id"] == 1  # "a": 30 rows, 15 training rows, targets at steps 1..14
+    mask = batch["x"][first][:3, :, -2]  # [3, W] padding mask of its first three windows: 1 on real rows
     np.testing.assert_array_equal(mask.sum(dim=1).numpy(), [1, 2, 3])
     assert (mask[:, -1] == 1).all() and (mask[:, 0] == 0).all()
+    for split in ("train", "val", "test"):  # "b": 8 rows < window 12, though 4 are training rows
+        assert not (all_windows(dm, split)["series_id"] == 2).any(), split
 
 
 def test_windows_cost_one_index_per_target_and_rows_plus_padding(panel_csv):
@@ -161,6 +164,7 @@ def test_per_series_fraction_split_membership(panel_csv):
             "test": range(n_train + n_val, n_train + n_val + n_test),
         }
         for split, steps in expected.items():
+            steps = [] if length < WINDOW else steps  # a short series has no windows
             batch = all_windows(dm, split)
             mine = batch["series_id"] == index + 1
             stamps = dm.timestamps[batch["target_row"][mine].numpy()]
@@ -169,11 +173,11 @@ def test_per_series_fraction_split_membership(panel_csv):
 
 
 def test_row_count_split_counts_from_each_series_first_row(panel_csv):
-    # 14 / 5 / 5 rows from each series' own start: a leaves rows 24.. unused, b (8 rows) only
-    # trains, c (20 rows) keeps the one test row it has.
+    # 14 / 5 / 5 rows from each series' own start: a leaves rows 24.. unused, b (8 rows) is shorter
+    # than the window (no windows), c (20 rows) keeps the one test row it has.
     dm = datamodule(panel_csv, split={"train": 14, "val": 5, "test": 5})
     expected = {
-        "train": {"a": range(1, 14), "b": range(1, 8), "c": range(1, 14)},
+        "train": {"a": range(1, 14), "c": range(1, 14)},
         "val": {"a": range(14, 19), "c": range(14, 19)},
         "test": {"a": range(19, 24), "c": range(19, 20)},
     }
@@ -202,14 +206,15 @@ def target_steps(dm: ForecastDataModule, split: str) -> dict[str, list[int]]:
 def test_val_test_counts_from_each_series_end(panel_csv, caplog):
     # The long default's spelling: the last 5 rows of every series are test, the 4 before them
     # validation. a (30 rows) and c (20) end at different times and keep their own last rows; b
-    # (8 rows <= 4 + 5) has no training rows: left out of every split, named in a warning.
+    # (8 rows < the window, and <= 4 + 5: no training rows) is left out of every split, named in one
+    # warning (the short-series one, not also the one about training rows).
     dm = datamodule(panel_csv, split={"train": None, "val": 4, "test": 5})
     assert {split: target_steps(dm, split) for split in ("train", "val", "test")} == {
         "train": {"a": list(range(1, 21)), "c": list(range(1, 11))},
         "val": {"a": list(range(21, 25)), "c": list(range(11, 15))},
         "test": {"a": list(range(25, 30)), "c": list(range(15, 20))},
     }
-    assert "1 series have no training rows" in caplog.text and "['b']" in caplog.text
+    assert short_series_message(["b"], WINDOW) in caplog.text and "no training rows" not in caplog.text
     dm = datamodule(panel_csv, split={"val": 4, "test": 5}, horizon=2)  # every horizon inside the split
     assert target_steps(dm, "test") == {"a": list(range(25, 29)), "c": list(range(15, 19))}
 
@@ -247,9 +252,11 @@ def test_date_split_leaves_series_out_of_splits_they_have_no_rows_in(tmp_path, c
         stamps = dm.timestamps[batch["target_row"].numpy()]
         assert (stamps < hi).all() and (lo is None or (stamps >= lo).all())
         present[name] = {dm.series_names[int(i) - 1] for i in batch["series_id"]}
-    # "b" ends at 17:00, before validation starts; "late" starts after it: no training rows, no scale.
-    assert present == {"train": {"a", "b", "c"}, "val": {"a", "c"}, "test": {"a", "c"}}
-    assert "late" in caplog.text and "no training rows" in caplog.text
+    # "b" (8 rows) and "late" (6 rows) are shorter than the window: no windows in any split, named in
+    # one warning. (Otherwise "b", which ends at 17:00, would train only, and "late", which starts after
+    # validation does, would have no training rows.)
+    assert present == {"train": {"a", "c"}, "val": {"a", "c"}, "test": {"a", "c"}}
+    assert short_series_message(["b", "late"], WINDOW) in caplog.text
 
 
 def test_bad_split_is_a_user_error(panel_csv):
@@ -271,8 +278,12 @@ def test_per_series_scaling_fits_training_rows_and_round_trips(panel_csv):
         original = dm.inverse_values(batch["y"].numpy(), series[:, None])[:, 0]
         expected = table.sales.to_numpy()[batch["target_row"].numpy()]  # target_row: row of the sorted table
         np.testing.assert_allclose(original, expected, rtol=1e-5)
-    # Each series spans exactly [-1, 1] over its own training rows, whatever its scale.
+    # Each series spans exactly [-1, 1] over its own training rows, whatever its scale; "b", shorter
+    # than the window, is not trained on, so not scaled.
+    assert dm.series_train_rows.tolist() == [rows_per_split(30)[0], 0, rows_per_split(20)[0]]
     for index, (_, (_, length, _)) in enumerate(SERIES.items()):
+        if length < WINDOW:
+            continue
         n_train = rows_per_split(length)[0]
         rows = dm.windows["train"].arrays.values
         block = int(dm.windows["train"].arrays.block_start[index]) + WINDOW
@@ -456,15 +467,17 @@ def test_static_columns_feed_embeddings_of_the_net(panel_csv):
 def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
     dm = datamodule(panel_csv, horizon=2)
     lengths = dm.load_frame().lengths
-    # The window forecasting the step after each series' last row: its last W rows (b: all 8, after
-    # zero warm-up padding), scaled with the training rows' scale.
+    # The window forecasting the step after each series' last row: its last W rows, scaled with the
+    # training rows' scale. "b", shorter than the window, is not forecast.
+    served = np.array([0, 2])
     arrays = scaled_arrays(dm)
-    targets = torch.from_numpy(arrays.padded_rows(np.arange(3), lengths))
+    targets = torch.from_numpy(arrays.padded_rows(served, lengths[served]))
     windows = Windows(arrays, targets, 2, with_target=False, static=dm.static_codes())
     batch = windows.gather(torch.arange(len(windows)))
-    assert "y" not in batch and batch["series_id"].tolist() == [1, 2, 3]
-    assert batch["target_row"].tolist() == dm.load_frame().offsets[1:].tolist()  # one past each end
-    for i, (name, (_, length, _)) in enumerate(SERIES.items()):
+    assert "y" not in batch and batch["series_id"].tolist() == [1, 3]
+    assert batch["target_row"].tolist() == dm.load_frame().offsets[served + 1].tolist()  # one past each end
+    for i, name in enumerate(["a", "c"]):
+        length = SERIES[name][1]
         scaled = expected_scaled(ragged_table(), name, rows_per_split(length)[0])
         padded = np.concatenate([np.zeros(WINDOW), scaled])
         np.testing.assert_allclose(batch["x"][i, :, -1].numpy(), padded[-WINDOW:], atol=1e-5)
@@ -477,7 +490,7 @@ def test_forecast_windows_continue_each_series_after_its_last_row(panel_csv):
     np.testing.assert_allclose(forecasts.prediction, direct, rtol=1e-5, atol=1e-6)
     frame = forecast_table(forecasts, dm)
     assert list(frame.columns) == ["series", "timestamp", "step", "prediction", "actual"]
-    assert frame.series.tolist() == ["a", "a", "b", "b", "c", "c"] and frame.step.tolist() == [1, 2] * 3
+    assert frame.series.tolist() == ["a", "a", "c", "c"] and frame.step.tolist() == [1, 2] * 2
     last = {
         name: pd.Timestamp(start) + (length - 1) * pd.Timedelta("1h")
         for name, (start, length, _) in SERIES.items()
@@ -510,7 +523,8 @@ LONG_TINY = [
 def test_train_and_evaluate_on_long_data_write_long_outputs(compose_train_cfg, panel_csv, tmp_path):
     cfg = compose_train_cfg(*LONG_TINY, f"data.source.path={panel_csv}", tiny=False)
     metrics, objects = train(cfg)
-    assert metrics["test/num_targets"] == sum(rows_per_split(n)[2] for _, n, _ in SERIES.values())
+    scored = [n for _, n, _ in SERIES.values() if n >= WINDOW]  # "b" is shorter than the window
+    assert metrics["test/num_targets"] == sum(rows_per_split(n)[2] for n in scored)
     assert objects["model"].hparams.static_cardinalities == [3]
     checkpoint = read_checkpoint(metrics["best_checkpoint"])  # weights_only=True inside
     assert "ForecastDataModule" in checkpoint
@@ -538,7 +552,7 @@ def test_train_and_evaluate_on_long_data_write_long_outputs(compose_train_cfg, p
         actual.loc[list(zip(forecasts.series, forecasts.timestamp, strict=True))].to_numpy(),
     )
     assert forecasts.groupby("series").size().to_dict() == {
-        name: rows_per_split(n)[2] for name, (_, n, _) in SERIES.items()
+        name: rows_per_split(n)[2] for name, (_, n, _) in SERIES.items() if n >= WINDOW
     }
     assert np.isfinite(forecasts.prediction).all()
 
@@ -567,7 +581,8 @@ def test_synthetic_long_table_is_ragged_and_multi_scale(tmp_path):
     )
     dm.setup()
     assert dm.num_series == 30 and dm.static_cardinalities == [4]
-    n_train = [rows_per_split(n, (0.7, 0.15, 0.15))[0] for n in spans["size"]]
+    # Series shorter than the window (24 rows) have none.
+    n_train = [rows_per_split(n, (0.7, 0.15, 0.15))[0] for n in spans["size"] if n >= 24]
     assert len(dm.windows["train"]) == sum(n - 1 for n in n_train)
 
 

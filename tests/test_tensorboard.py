@@ -307,7 +307,7 @@ def test_per_series_errors_average_to_the_overall_error() -> None:
     forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["test"])
     scores = score_models(forecasts, datamodule, "test")
     overall = scores.metrics
-    model, baseline = per_series_mse_z(scores, datamodule.num_series)
+    model, baseline = per_series_mse_z(scores, datamodule.series_names)
     assert model.shape == baseline.shape == (3,)
     # Every series has as many test windows, so the overall error is the mean of the series' errors.
     assert model.mean() == pytest.approx(overall["test/mse_z"], rel=1e-9)

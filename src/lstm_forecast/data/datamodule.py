@@ -21,6 +21,7 @@ from lstm_forecast.data.frame import SeriesFrame, check_same_names, static_codes
 from lstm_forecast.data.loading import fixed_sample, window_loader
 from lstm_forecast.data.scaling import SCALERS, MinMaxScaler
 from lstm_forecast.data.series_scaling import FittedScalers, check_num_extras, scale_into_arrays
+from lstm_forecast.data.short_series import served_series, warn_left_out_series
 from lstm_forecast.data.sources import load_source
 from lstm_forecast.data.split import SPLITS, Bounds, check_split_sizes, split_bounds
 from lstm_forecast.data.split_fill import fill_after_split
@@ -39,8 +40,8 @@ class ForecastDataModule(pl.LightningDataModule):
     fitting per column); extra features are scaled on all training rows. The scalers and the
     z-normalisation statistics are fitted in :meth:`setup`, on every rank, deterministically, and
     kept in :meth:`state_dict` (tensors and plain lists only), so a checkpoint alone can invert
-    predictions. A series without training rows cannot be scaled without leaking: it is left out of
-    every split (and reported).
+    predictions. A series without training rows (no scale without leaking) or shorter than a window
+    (:mod:`~lstm_forecast.data.short_series`) is left out of every split, and named in a warning.
 
     Parameters
     ----------
@@ -162,6 +163,8 @@ class ForecastDataModule(pl.LightningDataModule):
             if self._series_order is not None:
                 check_same_names("series", frame.series_names, self._series_order, options.get("path"))
             frame = fill_after_split(frame, self.split, options.get("fill_method"))
+            restored = None if self.fitted is None else self.fitted.series_train_rows
+            warn_left_out_series(frame.series_names, frame.lengths, self.window_size, restored)
             self._frame = frame
         return self._frame
 
@@ -314,13 +317,10 @@ class ForecastDataModule(pl.LightningDataModule):
         """Windows of every target row ``[lo, hi)`` of each scaled series whose horizon ends inside it
         (default: the split's rows); training targets start at step 1 (step 0 has no history at all)."""
         if lo is None or hi is None:
-            lo, hi = (
-                self.bounds[split]
-                if self.bounds is not None
-                else split_bounds(self.split, self.load_frame())[split]
-            )
+            lo, hi = (self.bounds or split_bounds(self.split, self.load_frame()))[split]
         start = np.maximum(lo, 1) if split == "train" else lo
-        count = np.where(self.series_train_rows > 0, hi - self.horizon + 1 - start, 0)
+        served = served_series(self.load_frame().lengths, self.series_train_rows, self.window_size)
+        count = np.where(served, hi - self.horizon + 1 - start, 0)
         return self.window_set(arrays, arrays.padded_ranges(start, count))
 
     def _use_device_arrays(self) -> bool:

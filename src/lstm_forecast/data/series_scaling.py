@@ -20,6 +20,7 @@ import torch
 from lstm_forecast.data.calendar import CalendarKeys, calendar_features
 from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.scaling import MinMaxScaler
+from lstm_forecast.data.short_series import short_series
 from lstm_forecast.data.windows import SeriesArrays, series_chunks
 from lstm_forecast.errors import UserError
 
@@ -140,7 +141,11 @@ def scale_into_arrays(
 ) -> tuple[SeriesArrays, FittedScalers]:
     """Every row scaled into the padded float32 arrays, calendar features as keys, a few series at a
     time; the scalers are fitted on the first ``train_rows [S]`` rows of each series, unless ``fitted``
-    (restored from a checkpoint) is given."""
+    (restored from a checkpoint) is given. A short series (:mod:`~lstm_forecast.data.short_series`)
+    gets no windows, so it is left out of the fit too: no training rows, as for a series the model
+    never saw (a later file in which it is long gets no forecast from an untrained embedding)."""
+    short = short_series(frame.lengths, window_size)
+    train_rows = np.where(short, 0, train_rows)
     keys = calendar_keys(frame, calendar_names)
     user = frame.extras.to_numpy(dtype=np.float64)  # [N, E] (a view of float columns)
     float_calendar = calendar_names if keys is None else []
@@ -187,7 +192,7 @@ def scale_into_arrays(
     if fitted is None:
         if keys is not None:
             float_scaler = _concat(float_scaler, _fit_table(keys.table, histogram[1:], method))
-        fitted = _fitted(frame, method, train_rows, stats, float_scaler)
+        fitted = _fitted(frame, method, train_rows, stats, float_scaler, short)
     if keys is None:
         return arrays, fitted
     return replace(arrays, calendar_table=torch.from_numpy(calendar_table(keys, fitted.extra_scaler))), fitted
@@ -202,10 +207,15 @@ def check_num_extras(extra_scaler: MinMaxScaler, count: int) -> None:
 
 
 def _fitted(
-    frame: SeriesFrame, method: str, train_rows: np.ndarray, stats: np.ndarray, extra_scaler: MinMaxScaler
+    frame: SeriesFrame,
+    method: str,
+    train_rows: np.ndarray,
+    stats: np.ndarray,
+    extra_scaler: MinMaxScaler,
+    short: np.ndarray,
 ) -> FittedScalers:
     """The per-series scaler and z statistics and the extra-feature scaler; series without training
-    rows are named in a warning."""
+    rows are named in a warning, unless they are ``short [S]`` (named by their own warning)."""
     fitted = FittedScalers(
         scaler=series_scaler(method, *stats),
         extra_scaler=extra_scaler,
@@ -215,9 +225,7 @@ def _fitted(
         series_min=stats[0],
         series_max=stats[1],
     )
-    unscaled = [
-        name for name, rows in zip(frame.series_names, fitted.series_train_rows, strict=True) if not rows
-    ]
+    unscaled = [frame.series_names[s] for s in np.flatnonzero((fitted.series_train_rows == 0) & ~short)]
     if unscaled:
         log.warning(
             "%d series have no training rows and are left out of every split (no scale without "

@@ -279,7 +279,8 @@ class SplitScorer:
             series = pd.DataFrame(totals.per_series(), columns=list(METRIC_NAMES))
             series.insert(0, "series", self.datamodule.series_names)
             series.insert(0, "model", name)
-            series_tables.append(series)
+            # Only the series scored: one left out of the split (short, unscaled) has no row.
+            series_tables.append(series[totals.series_windows > 0])
         metrics.update({key: total / windows for key, total in self.interval_sums.items()})
         metrics[f"{self.prefix}/num_targets"] = self.num_targets
         return SplitScores(

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.short_series import served_series
 from lstm_forecast.data.split import SPLITS
 from lstm_forecast.data.windows import Windows, index_ranges
 from lstm_forecast.errors import UserError
@@ -72,7 +73,10 @@ def origin_windows(datamodule: ForecastDataModule, lo: np.ndarray, hi: np.ndarra
     if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
         raise UserError(f"stride must be a positive integer (steps between origins), got {stride!r}")
     horizon = datamodule.horizon
-    usable = np.where(datamodule.series_train_rows > 0, hi - horizon + 1 - lo, 0)  # origins t: t + H <= hi
+    served = served_series(
+        datamodule.load_frame().lengths, datamodule.series_train_rows, datamodule.window_size
+    )
+    usable = np.where(served, hi - horizon + 1 - lo, 0)  # origins t: t + H <= hi
     count = -(-np.maximum(usable, 0) // stride)
     if count.sum() == 0:
         raise UserError(

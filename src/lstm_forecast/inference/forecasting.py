@@ -18,6 +18,7 @@ from pandas.tseries.frequencies import to_offset
 from torch import nn
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.short_series import served_series
 from lstm_forecast.data.windows import CHUNK_ROWS, SeriesArrays, Windows, index_ranges
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
@@ -56,10 +57,29 @@ def fed_back_steps(horizon: int, model_horizon: int) -> int:
     return ((horizon - 1) // model_horizon) * model_horizon
 
 
-def forecastable_series(datamodule: ForecastDataModule, min_rows: int = 1) -> np.ndarray:
-    """``[M]`` series (from 0) with at least ``min_rows`` rows and a scale from training."""
-    lengths = datamodule.load_frame().lengths
-    return np.flatnonzero((lengths >= max(min_rows, 1)) & (datamodule.series_train_rows > 0))
+def forecastable_series(datamodule: ForecastDataModule, min_rows: int = 0) -> np.ndarray:
+    """``[M]`` series (from 0) served by every app (:func:`~lstm_forecast.data.short_series.served_series`:
+    a scale from training, at least ``data.window_size`` rows) with at least ``min_rows`` rows; none
+    is refused, naming the rows a series needs."""
+    lengths, window_size = datamodule.load_frame().lengths, datamodule.window_size
+    served = served_series(lengths, datamodule.series_train_rows, window_size) & (lengths >= min_rows)
+    if not served.any():
+        needs = max(min_rows, window_size)
+        if (lengths >= needs).any():
+            raise UserError(
+                "no series of the data with enough rows had training rows (the model has no scale for "
+                "them); give the series the model was trained on"
+            )
+        what = f"one window of {window_size} (the model's data.window_size)"
+        if needs > window_size:
+            what += (
+                f" and the {needs - window_size} forecast steps whose future-known features the model takes"
+            )
+        raise UserError(
+            f"the data has {int(lengths.max(initial=0))} rows, fewer than {what}; give at least "
+            f"{needs} rows per series"
+        )
+    return np.flatnonzero(served)
 
 
 # ----------------------------------------------------------------------------- scaled rows
@@ -175,7 +195,7 @@ class FutureRows:
     ) -> FutureRows:
         frame = datamodule.load_frame()
         count = -(-horizon // model_horizon) * model_horizon  # whole passes
-        known = np.flatnonzero(frame.lengths > 0)
+        known = forecastable_series(datamodule)
         stamps = frame.future_timestamps(known, count)  # [M * F]
         step = np.tile(np.arange(count), len(known))  # [M * F]
         series = np.repeat(known, count)  # [M * F]
@@ -189,8 +209,8 @@ class FutureRows:
 def tail_arrays(
     datamodule: ForecastDataModule, user: np.ndarray, future: FutureRows, s0: int, s1: int
 ) -> tuple[SeriesArrays, np.ndarray]:
-    """Series ``s0 .. s1 - 1``: the last ``window_size`` rows of each (all of a shorter one, after
-    the zero warm-up padding as in the arrays of every row), then its future rows; float32.
+    """Series ``s0 .. s1 - 1``: the last ``window_size`` rows of each (the series forecast have that
+    many, :func:`forecastable_series`), then its future rows; float32.
 
     Returns the arrays and ``[s1 - s0]`` the rows of data each block holds (its first future row's
     step, from 0)."""
@@ -224,18 +244,17 @@ def prediction_counts(datamodule: ForecastDataModule, horizon: int) -> tuple[np.
     horizon`` only. Series shorter than that, or unscaled in training, are left out."""
     window_size, lengths = datamodule.window_size, datamodule.load_frame().lengths
     min_rows = window_size + (horizon if datamodule.future_columns else 0)
-    what = f"one window of {window_size} (the model's data.window_size)"
-    if min_rows > window_size:
-        what += f" and the {horizon} forecast steps whose future-known features the model takes"
     series = forecastable_series(datamodule, min_rows)
-    if not len(series):
-        raise UserError(
-            f"the data has {int(lengths.max(initial=0))} rows, fewer than {what}; give at least "
-            f"{min_rows} rows per series"
+    # Short series were named when the data was read; here those whose future-known features end early.
+    without_future = len(forecastable_series(datamodule)) - len(series)
+    if without_future:
+        log.warning(
+            "%d series with fewer than %d rows (one window and the %d forecast steps whose future-known "
+            "features the model takes) get no rows in the window table",
+            without_future,
+            min_rows,
+            horizon,
         )
-    short = len(forecastable_series(datamodule)) - len(series)
-    if short:
-        log.warning("%d series with fewer rows than %s are not predicted", short, what)
     return series, lengths[series] - min_rows + 1
 
 

@@ -279,16 +279,17 @@ class ForecastFigures(RunEndCallback):
         self._log_figures(writer, selected, datamodule, "test", "best checkpoint", trainer.global_step)
 
 
-def per_series_mse_z(scores: SplitScores, num_series: int) -> tuple[np.ndarray, np.ndarray]:
-    """Test MSE in z-normalised units of the model and of persistence, per series, from the test
-    scores' per-series table: two ``[S]`` arrays (NaN where a series has no test window, or for
-    persistence when it was not scored)."""
+def per_series_mse_z(scores: SplitScores, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Test MSE in z-normalised units of the model and of persistence, per series of ``names [S]``,
+    from the test scores' per-series table: two ``[S]`` arrays (NaN where a series has no test window,
+    hence no row, or for persistence when it was not scored)."""
     table = scores.per_series
-    model_mse, baseline_mse = np.full(num_series, np.nan), np.full(num_series, np.nan)
+    model_mse, baseline_mse = np.full(len(names), np.nan), np.full(len(names), np.nan)
+    position = {series: s for s, series in enumerate(names)}
     for out, name in ((model_mse, MODEL), (baseline_mse, "persistence")):
         rows = table[table["model"] == name]
         if len(rows):
-            out[:] = rows["mse_z"].to_numpy()
+            out[[position[series] for series in rows["series"]]] = rows["mse_z"].to_numpy()
     return model_mse, baseline_mse
 
 
@@ -348,7 +349,7 @@ class SeriesErrorChart(RunEndCallback):
         writer = tensorboard_writer(trainer)
         if writer is None or test_scores is None:
             return
-        model_mse, baseline_mse = per_series_mse_z(test_scores, datamodule.num_series)
+        model_mse, baseline_mse = per_series_mse_z(test_scores, datamodule.series_names)
         figure = series_error_figure(
             datamodule.series_names, model_mse, baseline_mse, self.max_series, self.dpi
         )
