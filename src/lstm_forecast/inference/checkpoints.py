@@ -8,6 +8,7 @@ the checkpoint; an app applies only the settings its user overrides.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,10 @@ from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import EvaluationOptions
 from lstm_forecast.models.checkpoint import DATAMODULE_STATE_KEYS, module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import ForecastModule
+
+log = logging.getLogger(__name__)
+
+LATEST_RUN = "latest"  # run=latest: the newest finished training run
 
 
 def datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -94,15 +99,36 @@ def best_checkpoint_of(run: str | Path) -> Path:
     return path if path.is_file() else run / "checkpoints" / path.name
 
 
+def latest_run(train_runs: str | Path) -> Path:
+    """The newest finished training run folder in ``train_runs`` (``<paths.runs_dir>/train``): the one
+    whose ``metrics.json`` was written last, so a run still training (no ``metrics.json`` yet) or one
+    that failed is passed over."""
+    train_runs = Path(train_runs)
+    finished = [metrics.parent for metrics in train_runs.glob("*/metrics.json")]
+    if not finished:
+        raise UserError(
+            f"run=latest found no finished lstm-train run in {train_runs.absolute()}; train one first, "
+            "or pass run=<training run folder> or ckpt_path=<file>.ckpt"
+        )
+    newest = max(finished, key=lambda run: ((run / "metrics.json").stat().st_mtime_ns, run.name))
+    log.info("run=latest: %s", newest.absolute())
+    return newest
+
+
 def checkpoint_path(cfg: DictConfig) -> Path:
-    """``ckpt_path``, or the best checkpoint of ``run``; exactly one of them."""
+    """``ckpt_path``, or the best checkpoint of ``run`` (``latest``: :func:`latest_run` under
+    ``paths.runs_dir``); exactly one of them."""
     ckpt_path, run = cfg.get("ckpt_path"), cfg.get("run")
     if (ckpt_path is None) == (run is None):
         raise UserError(
-            "name the model with one of run=<training run folder> (its best checkpoint) "
+            "name the model with one of run=<training run folder> (its best checkpoint), run=latest "
             "or ckpt_path=<file>.ckpt"
         )
-    return Path(ckpt_path) if ckpt_path is not None else best_checkpoint_of(run)
+    if ckpt_path is not None:
+        return Path(ckpt_path)
+    if str(run) == LATEST_RUN:
+        run = latest_run(Path(cfg.paths.runs_dir) / "train")
+    return best_checkpoint_of(run)
 
 
 def resolve_device(name: str) -> torch.device:
