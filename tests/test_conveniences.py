@@ -178,3 +178,66 @@ def test_run_latest_without_runs_is_one_line_and_leaves_nothing(app, tmp_path):
     assert not (tmp_path / "outputs" / "runs" / app).exists() or not any(
         (tmp_path / "outputs" / "runs" / app).iterdir()
     )
+
+
+def with_new_store(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` and a series it never had: the first series' rows at 10 times its level."""
+    first = frame[frame.unique_id == frame.unique_id.iloc[0]]
+    return pd.concat([frame, first.assign(unique_id="new", y=10 * first.y)], ignore_index=True)
+
+
+@pytest.mark.slow
+def test_a_series_unseen_in_training_is_forecast_in_its_own_units_with_the_mean_embedding(fitted):
+    forecaster, frame, _ = fitted
+    both = with_new_store(frame)
+    forecast = forecaster.predict(both, horizon=MODEL_HORIZON)
+    new = (
+        forecast[forecast.unique_id == "new"]
+        if "unique_id" in forecast
+        else forecast[forecast.series == "new"]
+    )
+    assert len(new) == MODEL_HORIZON
+    history = both.loc[both.unique_id == "new", "y"]
+    assert history.min() <= new.prediction.min() and new.prediction.max() <= history.max() * 1.2
+    # The trained series forecast as without it.
+    trained = forecast.iloc[: len(forecast) - MODEL_HORIZON].reset_index(drop=True)
+    pd.testing.assert_frame_equal(trained, forecaster.predict(frame, horizon=MODEL_HORIZON))
+
+
+def test_an_unseen_series_gets_the_mean_of_the_trained_series_rows():
+    from lstm_forecast.inference.unseen_series import with_unseen_series
+
+    embedding = torch.arange(12, dtype=torch.float32).reshape(4, 3) ** 2  # id 0 reserved, 3 series
+    state = {
+        "series_names": ["a", "b", "c"],
+        "series_train_rows": torch.tensor([5, 0, 7]),  # b had no training rows: never learned
+        "series_mean": torch.zeros(3, dtype=torch.float64),
+        "scaler": {
+            "data_min": torch.zeros(3, dtype=torch.float64),
+            "data_range": torch.ones(3, dtype=torch.float64),
+        },
+    }
+    checkpoint = {
+        "ForecastDataModule": state,
+        "state_dict": {"net.embedding.weight": embedding, "net.head.weight": torch.ones(4, 3)},
+        "hyper_parameters": {"num_series": 3},
+    }
+    extended = with_unseen_series(checkpoint, ["x", "y"])
+    rows = extended["state_dict"]["net.embedding.weight"]
+    torch.testing.assert_close(rows[4:], ((embedding[1] + embedding[3]) / 2).expand(2, 3))
+    assert torch.equal(rows[:4], embedding) and extended["hyper_parameters"]["num_series"] == 5
+    assert extended["state_dict"]["net.head.weight"].shape == (4, 3)  # not a per-series parameter
+    assert extended["ForecastDataModule"]["series_names"] == ["a", "b", "c", "x", "y"]
+    assert checkpoint["hyper_parameters"]["num_series"] == 3  # the checkpoint read is left as it was
+
+
+@pytest.mark.slow
+def test_unseen_series_refuse_names_them_in_one_line(fitted, tmp_path):
+    forecaster, frame, _ = fitted
+    with_new_store(frame).to_csv(tmp_path / "new.csv", index=False)
+    args = [f"ckpt_path={forecaster.checkpoint}", f"data.source.path={tmp_path / 'new.csv'}", "horizon=2"]
+    result = run_app("predict", *args, "unseen_series=refuse", f"hydra.run.dir={tmp_path / 'r'}")
+    assert_one_line_error(result, "series ['new']", "were not in the training data")
+    assert not (tmp_path / "r").exists()
+    result = run_app("predict", *args, "unseen_series=mean", f"hydra.run.dir={tmp_path / 'r'}")
+    assert_one_line_error(result, "unseen_series must be one of ['mean_embedding', 'refuse'], got 'mean'")

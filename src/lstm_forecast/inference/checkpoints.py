@@ -22,6 +22,12 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.frame import check_same_names
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import EvaluationOptions
+from lstm_forecast.inference.unseen_series import (
+    check_unseen_choice,
+    scale_unseen_series,
+    unseen_names,
+    with_unseen_series,
+)
 from lstm_forecast.models.checkpoint import DATAMODULE_STATE_KEYS, module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import ForecastModule
 
@@ -169,13 +175,16 @@ def load_model(
     cfg: DictConfig,
     source_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     table: pd.DataFrame | None = None,
+    unseen_series: str = "refuse",
 ) -> LoadedModel:
     """Everything a checkpoint app needs, from its config: ``ckpt_path`` or ``run``, ``device``,
     ``num_threads`` and the ``data.*`` and ``evaluation.*`` overrides (nulls keep the checkpoint's).
 
     ``source_for(trained_source)`` may rewrite the ``data.source`` override (predict reads a file
     even for a model trained on data it did not read from a file). ``table`` holds the data's rows
-    in memory (the Python API's DataFrame), in place of the source's file.
+    in memory (the Python API's DataFrame), in place of the source's file. ``unseen_series``:
+    ``mean_embedding`` forecasts series of a long table that the model was not trained on
+    (:mod:`~lstm_forecast.inference.unseen_series`); ``refuse`` refuses them.
     """
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -187,7 +196,14 @@ def load_model(
         overrides["source"] = source_for(
             checkpoint["datamodule_hyper_parameters"]["source"], overrides["source"]
         )
+    trained_series = len(datamodule_state(checkpoint)["series_names"])
+    if check_unseen_choice(unseen_series) == "mean_embedding":
+        trained, given = checkpoint["datamodule_hyper_parameters"]["source"], overrides.get("source", {})
+        source = {**trained, **given} if given.get("kind", trained["kind"]) == trained["kind"] else given
+        checkpoint = with_unseen_series(checkpoint, unseen_names(checkpoint, source, table))
     module = module_from_checkpoint(checkpoint).to(device)
     datamodule = datamodule_from_checkpoint(checkpoint, overrides, table)
+    if datamodule.num_series > trained_series:
+        scale_unseen_series(datamodule, trained_series)
     evaluation = evaluation_options(checkpoint, cfg.get("evaluation"))
     return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint), evaluation)
