@@ -241,3 +241,16 @@ def test_unseen_series_refuse_names_them_in_one_line(fitted, tmp_path):
     assert not (tmp_path / "r").exists()
     result = run_app("predict", *args, "unseen_series=mean", f"hydra.run.dir={tmp_path / 'r'}")
     assert_one_line_error(result, "unseen_series must be one of ['mean_embedding', 'refuse'], got 'mean'")
+
+
+@pytest.mark.parametrize("action", ["future_frame", "export"])
+def test_the_conveniences_of_an_unfitted_forecaster_are_one_line(action, tmp_path):
+    call = {
+        "future_frame": lambda f: f.future_frame(promo_frame()),
+        "export": lambda f: f.export(tmp_path / "x"),
+    }
+    with pytest.raises(
+        UserError, match=r"^nothing to .* yet; call fit\(df\) first, or Forecaster.load\(path\)$"
+    ):
+        call[action](Forecaster())
+    assert not (tmp_path / "x").exists()

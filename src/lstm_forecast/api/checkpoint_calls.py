@@ -63,7 +63,7 @@ def load_checkpoint_for(checkpoint: Path, data: pd.DataFrame) -> LoadedModel:
     return load_for_prediction(cfg, check_frame(data))
 
 
-def future_table(checkpoint: Path, data: pd.DataFrame, horizon: int | None) -> pd.DataFrame:
+def blank_future_table(checkpoint: Path, data: pd.DataFrame, horizon: int | None) -> pd.DataFrame:
     """:func:`~lstm_forecast.inference.future_frame.future_frame` of the checkpoint's model on ``data``
     (``horizon`` None: the model's own)."""
     with one_line_errors():

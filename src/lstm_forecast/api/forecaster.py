@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lstm_forecast.api.checkpoint_calls import (
     api_intervals,
+    blank_future_table,
     export_checkpoint,
-    future_table,
     interval_levels,
     interval_names,
 )
@@ -266,7 +266,7 @@ class Forecaster:
         (none when it reads none: calendar features are computed from the timestamps). Fill them,
         then ``predict(data, horizon, future=frame)``.
         """
-        return future_table(self._fitted("build a future frame for"), data, horizon)
+        return blank_future_table(self._fitted("build a future frame for"), data, horizon)
 
     def export(self, path: str | Path, format: str | None = None) -> Path:
         """``lstm-export``: write the model, scalers folded in, into the folder ``path`` as
