@@ -232,13 +232,19 @@ def test_an_unseen_series_gets_the_mean_of_the_trained_series_rows():
 
 
 @pytest.mark.slow
-def test_unseen_series_refuse_names_them_in_one_line(fitted, tmp_path):
+def test_lstm_predict_forecasts_unseen_series_unless_told_to_refuse_them(fitted, tmp_path):
     forecaster, frame, _ = fitted
     with_new_store(frame).to_csv(tmp_path / "new.csv", index=False)
     args = [f"ckpt_path={forecaster.checkpoint}", f"data.source.path={tmp_path / 'new.csv'}", "horizon=2"]
     result = run_app("predict", *args, "unseen_series=refuse", f"hydra.run.dir={tmp_path / 'r'}")
     assert_one_line_error(result, "series ['new']", "were not in the training data")
     assert not (tmp_path / "r").exists()
+    result = run_app("predict", *args, f"hydra.run.dir={tmp_path / 'd'}", "plot.max_series=1")  # the default
+    assert result.returncode == 0, result.stderr
+    written = pd.read_csv(tmp_path / "d" / "forecast.csv")
+    api = forecaster.predict(with_new_store(frame), horizon=MODEL_HORIZON)
+    np.testing.assert_array_equal(written.prediction, api.prediction)
+    assert written.series.tolist()[-MODEL_HORIZON:] == ["new"] * MODEL_HORIZON
     result = run_app("predict", *args, "unseen_series=mean", f"hydra.run.dir={tmp_path / 'r'}")
     assert_one_line_error(result, "unseen_series must be one of ['mean_embedding', 'refuse'], got 'mean'")
 
