@@ -260,3 +260,23 @@ def test_the_conveniences_of_an_unfitted_forecaster_are_one_line(action, tmp_pat
     ):
         call[action](Forecaster())
     assert not (tmp_path / "x").exists()
+
+
+def test_the_future_frame_of_a_wide_table_has_one_row_per_step_and_no_calendar_columns():
+    from lstm_forecast.data.datamodule import ForecastDataModule
+    from lstm_forecast.inference.future_frame import future_frame
+
+    stamps = pd.date_range("2024-01-01", periods=120, freq="h")
+    ramp = np.arange(120.0)
+    table = pd.DataFrame({"when": stamps, "a": ramp, "b": 2 * ramp, "u": np.sin(ramp), "v": np.cos(ramp)})
+    source = {"kind": "wide_file", "path": None, "timestamp_column": "when", "extra_columns": ["u", "v"]}
+    datamodule = ForecastDataModule(
+        source, window_size=12, horizon=2, future_columns=["v"], calendar_features=["hour", "day_of_week"]
+    )
+    datamodule.use_table(table)
+    datamodule.setup("fit")
+    within = future_frame(datamodule, 2, 2)  # read: the future-known v at both forecast steps
+    assert list(within.columns) == ["when", "v"] and within.v.isna().all()
+    assert within.when.tolist() == [stamps[-1] + pd.Timedelta(hours=k) for k in (1, 2)]
+    fed_back = future_frame(datamodule, 5, 2)  # steps 1-4 become context: u and v both read
+    assert list(fed_back.columns) == ["when", "u", "v"] and len(fed_back) == 5
