@@ -69,6 +69,8 @@ def test_level_as_fractions_is_refused_with_the_percentages_to_pass(fitted):
     forecaster, frame, _ = fitted
     with pytest.raises(UserError, match=r"levels are percentages: level=\[80.0, 95.0\]$"):
         forecaster.predict(frame, horizon=MODEL_HORIZON, level=[0.8, 0.95])
+    with pytest.raises(UserError, match=r"^level repeats a level \(\[80, 80\]\); give each level once$"):
+        forecaster.predict(frame, horizon=MODEL_HORIZON, level=[80, 80])
     hinted = forecaster.predict(frame, horizon=MODEL_HORIZON, level=[80.0, 95.0])  # the hint, as written
     assert {"lo-80", "hi-95"} <= set(hinted.columns)
 

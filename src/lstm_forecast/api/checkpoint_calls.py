@@ -39,6 +39,8 @@ def interval_levels(level: object) -> tuple[float, ...]:
             f"level={list(level)} reads as coverage below 1 %; levels are percentages: "
             f"level={[round(100 * c, 6) for c in level]}"
         )
+    if len(set(level)) != len(level):
+        raise UserError(f"level repeats a level ({list(level)}); give each level once")
     return check_interval_levels([c / 100 for c in level], "level")
 
 
