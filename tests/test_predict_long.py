@@ -188,7 +188,11 @@ def test_cli_refuses_repeated_long_future_rows_and_unknown_series_in_long_data(p
     new.loc[new.shop == "a", "shop"] = "zzz"
     new.to_csv(path, index=False)
     result = run_app(
-        "predict", f"ckpt_path={panel_checkpoint}", f"data.source.path={path}", f"hydra.run.dir={run_dir}"
+        "predict",
+        f"ckpt_path={panel_checkpoint}",
+        f"data.source.path={path}",
+        "unseen_series=refuse",  # the default forecasts a series unseen in training
+        f"hydra.run.dir={run_dir}",
     )
     assert_one_line_error(result, "zzz", "not in the training data")
     assert not run_dir.exists()

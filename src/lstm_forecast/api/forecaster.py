@@ -21,6 +21,13 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lstm_forecast.api.checkpoint_calls import (
+    api_intervals,
+    blank_future_table,
+    export_checkpoint,
+    interval_levels,
+    interval_names,
+)
 from lstm_forecast.api.tables import check_frame, table_layout
 from lstm_forecast.cli.app import (
     compose_config,
@@ -200,7 +207,11 @@ class Forecaster:
 
     # ----------------------------------------------------------------------------- using the model
     def predict(
-        self, data: pd.DataFrame, horizon: int | None = None, future: pd.DataFrame | None = None
+        self,
+        data: pd.DataFrame,
+        horizon: int | None = None,
+        future: pd.DataFrame | None = None,
+        level: Sequence[float] | None = None,
     ) -> pd.DataFrame:
         """Forecast the ``horizon`` steps after each series' last row of ``data``, in its units.
 
@@ -217,13 +228,17 @@ class Forecaster:
             (:mod:`~lstm_forecast.inference.future_values`): wide (the timestamp column, one row per
             timestamp) or long (the series and timestamp columns, one row per series and timestamp).
             Needed for the steps fed back as context, and at every forecast step for the model's
-            future-known columns (``data.future_columns``).
+            future-known columns (``data.future_columns``). :meth:`future_frame` builds it, blank.
+        level : list of float, optional
+            Coverage levels in percent, e.g. ``[80, 95]``: conformal intervals as ``lstm-predict
+            'intervals=[0.8,0.95]'`` calibrates them, on the validation split of ``data``.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``series``, ``timestamp``, ``prediction``: one row per series and step, the
-            rows of ``lstm-predict``'s ``forecast.csv``. Never the window table of
+            Columns ``series``, ``timestamp``, ``prediction`` (and ``lo-80, hi-80, lo-95, hi-95``
+            with ``level=[80, 95]``): one row per series and step, the rows of ``lstm-predict``'s
+            ``forecast.csv``. Never the window table of
             ``predictions.csv`` (``lstm-predict window_predictions=true`` writes that): the forecast
             reads each series' last ``data.window_size`` rows only, and a forecast that would not
             fit in the memory available is refused before it starts.
@@ -232,15 +247,33 @@ class Forecaster:
         with process_state_kept(), one_line_errors():
             table = check_frame(data)
             future_table = None if future is None else check_frame(future)
+            levels = interval_levels(level)
             cfg = compose_config("predict", [])
             with open_dict(cfg):
                 cfg.ckpt_path = str(checkpoint)
             loaded = load_for_prediction(cfg, table)
             steps = loaded.module.net.horizon if horizon is None else horizon
             if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
-                check_memory("Forecaster.predict", prediction_memory(loaded, steps, False, 0))
-            forecast = future_forecast(cfg, loaded, steps, future_table)
-        return forecast[PREDICTION_COLUMNS]
+                check_memory("Forecaster.predict", prediction_memory(loaded, steps, False, len(levels)))
+            forecast = future_forecast(cfg, loaded, steps, future_table, api_intervals(loaded, levels))
+        return forecast[PREDICTION_COLUMNS + interval_names(levels)]
+
+    def future_frame(self, data: pd.DataFrame, horizon: int | None = None) -> pd.DataFrame:
+        """The ``future`` table of :meth:`predict` for ``horizon`` steps after ``data``, to fill in.
+
+        Rows: every series forecast and step (a wide table: every step), keyed by the data's series
+        and timestamp columns; columns: the model's extra columns the forecast reads there, NaN
+        (none when it reads none: calendar features are computed from the timestamps). Fill them,
+        then ``predict(data, horizon, future=frame)``.
+        """
+        return blank_future_table(self._fitted("build a future frame for"), data, horizon)
+
+    def export(self, path: str | Path, format: str | None = None) -> Path:
+        """``lstm-export``: write the model, scalers folded in, into the folder ``path`` as
+        ``model.onnx`` (``format="onnx"``, the default; needs ``pip install '.[export]'``) or
+        ``model.pt`` (``"torchscript"``), with ``model.json`` describing its inputs
+        (docs/export.md). Returns the model file."""
+        return export_checkpoint(self._fitted("export"), path, format)
 
     def evaluate(
         self, data: pd.DataFrame, split: str = "test", overrides: Sequence[str] = ()

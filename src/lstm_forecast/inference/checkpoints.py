@@ -8,6 +8,7 @@ the checkpoint; an app applies only the settings its user overrides.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,18 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.frame import check_same_names
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import EvaluationOptions
+from lstm_forecast.inference.unseen_series import (
+    check_unseen_choice,
+    scale_unseen_series,
+    unseen_names,
+    with_unseen_series,
+)
 from lstm_forecast.models.checkpoint import DATAMODULE_STATE_KEYS, module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import ForecastModule
+
+log = logging.getLogger(__name__)
+
+LATEST_RUN = "latest"  # run=latest: the newest finished training run
 
 
 def datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -94,15 +105,36 @@ def best_checkpoint_of(run: str | Path) -> Path:
     return path if path.is_file() else run / "checkpoints" / path.name
 
 
+def latest_run(train_runs: str | Path) -> Path:
+    """The newest finished training run folder in ``train_runs`` (``<paths.runs_dir>/train``): the one
+    whose ``metrics.json`` was written last, so a run still training (no ``metrics.json`` yet) or one
+    that failed is passed over."""
+    train_runs = Path(train_runs)
+    finished = [metrics.parent for metrics in train_runs.glob("*/metrics.json")]
+    if not finished:
+        raise UserError(
+            f"run=latest found no finished lstm-train run in {train_runs.absolute()}; train one first, "
+            "or pass run=<training run folder> or ckpt_path=<file>.ckpt"
+        )
+    newest = max(finished, key=lambda run: ((run / "metrics.json").stat().st_mtime_ns, run.name))
+    log.info("run=latest: %s", newest.absolute())
+    return newest
+
+
 def checkpoint_path(cfg: DictConfig) -> Path:
-    """``ckpt_path``, or the best checkpoint of ``run``; exactly one of them."""
+    """``ckpt_path``, or the best checkpoint of ``run`` (``latest``: :func:`latest_run` under
+    ``paths.runs_dir``); exactly one of them."""
     ckpt_path, run = cfg.get("ckpt_path"), cfg.get("run")
     if (ckpt_path is None) == (run is None):
         raise UserError(
-            "name the model with one of run=<training run folder> (its best checkpoint) "
+            "name the model with one of run=<training run folder> (its best checkpoint), run=latest "
             "or ckpt_path=<file>.ckpt"
         )
-    return Path(ckpt_path) if ckpt_path is not None else best_checkpoint_of(run)
+    if ckpt_path is not None:
+        return Path(ckpt_path)
+    if str(run) == LATEST_RUN:
+        run = latest_run(Path(cfg.paths.runs_dir) / "train")
+    return best_checkpoint_of(run)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,13 +175,16 @@ def load_model(
     cfg: DictConfig,
     source_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     table: pd.DataFrame | None = None,
+    unseen_series: str = "refuse",
 ) -> LoadedModel:
     """Everything a checkpoint app needs, from its config: ``ckpt_path`` or ``run``, ``device``,
     ``num_threads`` and the ``data.*`` and ``evaluation.*`` overrides (nulls keep the checkpoint's).
 
     ``source_for(trained_source)`` may rewrite the ``data.source`` override (predict reads a file
     even for a model trained on data it did not read from a file). ``table`` holds the data's rows
-    in memory (the Python API's DataFrame), in place of the source's file.
+    in memory (the Python API's DataFrame), in place of the source's file. ``unseen_series``:
+    ``mean_embedding`` forecasts series of a long table that the model was not trained on
+    (:mod:`~lstm_forecast.inference.unseen_series`); ``refuse`` refuses them.
     """
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -161,7 +196,14 @@ def load_model(
         overrides["source"] = source_for(
             checkpoint["datamodule_hyper_parameters"]["source"], overrides["source"]
         )
+    trained_series = len(datamodule_state(checkpoint)["series_names"])
+    if check_unseen_choice(unseen_series) == "mean_embedding":
+        trained, given = checkpoint["datamodule_hyper_parameters"]["source"], overrides.get("source", {})
+        source = {**trained, **given} if given.get("kind", trained["kind"]) == trained["kind"] else given
+        checkpoint = with_unseen_series(checkpoint, unseen_names(checkpoint, source, table))
     module = module_from_checkpoint(checkpoint).to(device)
     datamodule = datamodule_from_checkpoint(checkpoint, overrides, table)
+    if datamodule.num_series > trained_series:
+        scale_unseen_series(datamodule, trained_series)
     evaluation = evaluation_options(checkpoint, cfg.get("evaluation"))
     return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint), evaluation)

@@ -213,8 +213,10 @@ def prediction_memory(
 
 def load_for_prediction(cfg: DictConfig, table: pd.DataFrame | None = None) -> LoadedModel:
     """The checkpoint's model and the data to predict on (``data.source.path``, or ``table``: its rows
-    in memory), refused when its frequency differs from the training data's."""
-    loaded = load_model(cfg, source_for=source_of_file, table=table)
+    in memory), refused when its frequency differs from the training data's; series unseen in training
+    as ``unseen_series`` says."""
+    unseen = str(cfg.get("unseen_series") or "refuse")
+    loaded = load_model(cfg, source_for=source_of_file, table=table, unseen_series=unseen)
     datamodule = loaded.datamodule
     data_name = str(datamodule.source.get("path") or f"the {datamodule.source['kind']} data")
     data_name = IN_MEMORY_NAME if table is not None else data_name
