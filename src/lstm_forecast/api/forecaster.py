@@ -28,6 +28,7 @@ from lstm_forecast.api.checkpoint_calls import (
     interval_levels,
     interval_names,
 )
+from lstm_forecast.api.cross_validation import cross_validation
 from lstm_forecast.api.tables import check_frame, table_layout
 from lstm_forecast.cli.app import (
     compose_config,
@@ -298,6 +299,26 @@ class Forecaster:
                 cfg.ckpt_path, cfg.split = str(checkpoint), split
             metrics, *_ = score_checkpoint(cfg, table)
         return metrics
+
+    def cross_validation(
+        self,
+        data: pd.DataFrame,
+        horizon: int | None = None,
+        n_windows: int = 1,
+        step: int | None = None,
+        refit_every: int | None = None,
+    ) -> pd.DataFrame:
+        """Forecasts from each series' last ``n_windows`` cut-offs, ``step`` steps apart, beside the actuals.
+
+        ``lstm-backtest``'s code (:mod:`lstm_forecast.api.cross_validation`): ``horizon`` (default and
+        only value: the model's own), ``step`` and ``refit_every`` (0: never refit; k: a model trained
+        anew, with the run's settings, before every k windows of a series) default to
+        ``conf/backtest.yaml``'s ``stride`` and ``refit_every``. Returns one row per series, cut-off and
+        forecast step: ``series, cutoff, timestamp, prediction, actual`` (and the run's interval columns).
+        """
+        checkpoint = self._fitted("cross-validate")
+        with process_state_kept(), one_line_errors():
+            return cross_validation(checkpoint, data, horizon, n_windows, step, refit_every)
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, path: str | Path) -> Path:

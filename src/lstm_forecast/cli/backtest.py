@@ -1,10 +1,11 @@
-"""``lstm-backtest``: rolling-origin backtest of a checkpoint, without retraining.
+"""``lstm-backtest``: rolling-origin backtest of a checkpoint, optionally refitting it as it goes.
 
 Examples
 --------
     lstm-backtest run=outputs/runs/train/<time>
     lstm-backtest run=outputs/runs/train/<time> split=val stride=24
     lstm-backtest run=outputs/runs/train/<time> split=all start=2018-01-01 end="2018-02-28 23:00"
+    lstm-backtest run=outputs/runs/train/<time> horizon=24 stride=24 refit_every=2
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ def main(cfg: DictConfig) -> None:
     # Imported when a run starts, not at start-up: --help, --cfg job and a rejected override answer
     # without loading torch and Lightning.
     from lstm_forecast.inference.backtest import backtest
+    from lstm_forecast.training.refit import refit_checkpoint
 
-    backtest(cfg)
+    backtest(cfg, refit=refit_checkpoint)
 
 
 if __name__ == "__main__":

@@ -236,11 +236,20 @@ class SplitScorer:
         self.interval_sums: dict[str, float] = {}
         self.num_targets = 0
 
-    def add(self, forecasts: WindowForecasts, baselines: Mapping[str, np.ndarray]) -> None:
-        """Add a chunk of windows: the model's ``forecasts`` (with targets) and each baseline's ``[C, H]``."""
+    def add(
+        self,
+        forecasts: WindowForecasts,
+        baselines: Mapping[str, np.ndarray],
+        datamodule: ForecastDataModule | None = None,
+    ) -> None:
+        """Add a chunk of windows: the model's ``forecasts`` (with targets) and each baseline's ``[C, H]``.
+
+        ``datamodule``: the data whose scalers the chunk is in (a refitted model's, in a backtest with
+        ``refit_every``); default the scorer's own.
+        """
         assert forecasts.target is not None, "scoring needs windows with targets"
         scored = {MODEL: forecasts.prediction} if self.include_model else {}
-        datamodule = self.datamodule
+        datamodule = datamodule or self.datamodule
         for name, prediction in {**scored, **baselines}.items():
             errors = ForecastErrors.compute(
                 prediction,

@@ -101,7 +101,8 @@ class ScoredStream:
     Memory grows with the series and the chunk, not with the windows. With ``options.interval_levels``
     the forecasts get conformal intervals calibrated on ``calibration`` (the model's forecasts of the
     validation windows, :func:`calibration_forecasts`; computed when not given) and the scores their
-    coverage and width. Arguments as :func:`evaluate_windows`.
+    coverage and width. Arguments as :func:`evaluate_windows`; ``scorer``, when given, adds these
+    windows' scores to another stream's (the models of a backtest that refits, each with its own data).
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class ScoredStream:
         device: torch.device | str | None = None,
         options: EvaluationOptions | None = None,
         calibration: WindowForecasts | None = None,
+        scorer: SplitScorer | None = None,
     ) -> None:
         self.net, self.datamodule, self.windows, self.index, self.device = (
             net,
@@ -138,7 +140,7 @@ class ScoredStream:
                 datamodule.num_series,
                 skip_uncalibrated=True,
             )
-        self.scorer = SplitScorer(datamodule, prefix)
+        self.scorer = scorer or SplitScorer(datamodule, prefix)
         self.ridge = fit_ridge(datamodule, self.options)
         self.settings: dict[str, float] = {}
         self._done = False
@@ -154,7 +156,7 @@ class ScoredStream:
             )
             if self.intervals is not None:
                 forecasts = self.intervals.apply(forecasts)
-            self.scorer.add(forecasts, baselines)
+            self.scorer.add(forecasts, baselines, datamodule)
             yield ScoredChunk(np.arange(start, start + len(chunk)), forecasts, baselines)
             start += len(chunk)
         self._done = True

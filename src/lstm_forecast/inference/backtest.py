@@ -1,8 +1,10 @@
-"""``lstm-backtest``: rolling-origin backtest of a checkpoint, without retraining.
+"""``lstm-backtest``: rolling-origin backtest of a checkpoint, refitted every ``refit_every`` origins
+or never.
 
 From every forecast origin in a split (every ``stride`` steps of each series), every series is
 forecast ``H`` steps ahead from its true history and scored with the baselines on exactly the same
-targets. The origins are a strided set of windows, forecast in whole batches.
+targets. The origins are a strided set of windows, forecast in whole batches; which model forecasts
+which origin: :mod:`lstm_forecast.inference.origins`.
 
 An origin is the first forecast step ``t``: the model sees steps ``t - W .. t - 1`` and forecasts
 ``t .. t + H - 1``. Only origins whose ``H`` targets all lie inside the period are used.
@@ -16,19 +18,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.short_series import served_series
 from lstm_forecast.data.split import SPLITS
-from lstm_forecast.data.windows import Windows, index_ranges
+from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import print_summary
-from lstm_forecast.evaluation.streaming import ScoredStream
 from lstm_forecast.evaluation.tables import dates_only, forecast_table
 from lstm_forecast.files import write_json, write_table_chunks
 from lstm_forecast.inference.checkpoints import load_model
+from lstm_forecast.inference.origins import REFITS_FOLDER, OriginBacktest, Refit, origin_steps, windows_at
 
 PERIODS = (*SPLITS, "all")
 
@@ -68,54 +68,72 @@ def period_bounds(
     return lo, hi
 
 
+def backtest_horizon(asked: Any, trained: int) -> int:
+    """The steps each origin is scored on: ``asked`` (``horizon=``; null: the model's own ``trained``).
+
+    A backtest scores the model's direct forecasts of its own ``model.horizon`` steps, each from the
+    true history: another horizon is refused in one line naming the fix (a shorter one is in the
+    per-step scores already; a longer one needs a model trained for it).
+    """
+    if asked is None:
+        return trained
+    if not isinstance(asked, int) or isinstance(asked, bool) or asked < 1:
+        raise UserError(f"horizon must be a positive integer (steps per origin), got {asked!r}")
+    if asked > trained:
+        raise UserError(
+            f"horizon={asked} is longer than the {trained} steps the model forecasts (its model.horizon); "
+            f"train one with model.horizon={asked} to backtest {asked} steps, or use horizon={trained}"
+        )
+    if asked < trained:
+        raise UserError(
+            f"horizon={asked} is shorter than the {trained} steps the model forecasts (its model.horizon); "
+            f"use horizon={trained}: metrics.json scores each step (backtest/mse_z@1 .. @{trained})"
+        )
+    return asked
+
+
 def origin_windows(datamodule: ForecastDataModule, lo: np.ndarray, hi: np.ndarray, stride: int) -> Windows:
     """Windows of every origin ``lo, lo + stride, ...`` of each series whose targets end before ``hi``."""
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-        raise UserError(f"stride must be a positive integer (steps between origins), got {stride!r}")
-    horizon = datamodule.horizon
-    served = served_series(
-        datamodule.load_frame().lengths, datamodule.series_train_rows, datamodule.window_size
-    )
-    usable = np.where(served, hi - horizon + 1 - lo, 0)  # origins t: t + H <= hi
-    count = -(-np.maximum(usable, 0) // stride)
-    if count.sum() == 0:
+    series, step, _ = origin_steps(datamodule, lo, hi, stride)
+    return windows_at(datamodule, series, step)
+
+
+def check_refit_every(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise UserError(
-            f"the period holds {int(np.maximum(hi - lo, 0).max(initial=0))} steps, fewer than the horizon "
-            f"{horizon}; choose a longer period (split=..., start=..., end=...)"
+            f"refit_every must be 0 (never refit) or a positive integer (origins per refit), got {value!r}"
         )
-    series = np.repeat(np.arange(len(lo)), count)
-    local = lo[series] + index_ranges(np.zeros_like(count), count) * stride
-    arrays = datamodule.arrays
-    targets = torch.from_numpy(arrays.padded_rows(series, local))
-    return datamodule.window_set(arrays, targets)
+    return value
 
 
-def backtest(cfg: DictConfig) -> dict[str, Any]:
+def backtest(
+    cfg: DictConfig, table: pd.DataFrame | None = None, refit: Refit | None = None
+) -> dict[str, Any]:
     """Backtest the checkpoint over ``cfg.split``; write metrics, tables and forecasts to the run.
 
     The origins are forecast and scored a chunk at a time (:class:`ScoredStream`); the forecasts file
     (with each row's origin and the baselines' forecasts) is written chunk by chunk as they come.
+    ``refit`` trains the models of ``cfg.refit_every`` (:class:`OriginBacktest`); ``table`` holds the
+    data's rows in memory, in place of the source's file.
     """
-    loaded = load_model(cfg)  # the training run's evaluation settings, with the command line's over them
+    loaded = load_model(cfg, table=table)  # the run's evaluation settings, with the command line's over them
     datamodule = loaded.datamodule
+    horizon = backtest_horizon(cfg.get("horizon"), datamodule.horizon)
+    refit_every = check_refit_every(cfg.get("refit_every", 0))
     lo, hi = period_bounds(datamodule, cfg.split, cfg.get("start"), cfg.get("end"))
-    windows = origin_windows(datamodule, lo, hi, cfg.stride)
-    stream = ScoredStream(
-        loaded.module, datamodule, windows, "backtest", device=loaded.device, options=loaded.evaluation
-    )
+    output_dir = Path(cfg.paths.output_dir)
+    run = OriginBacktest(loaded, lo, hi, cfg.stride, refit_every, refit, table, output_dir / REFITS_FOLDER)
     origins: set[pd.Timestamp] = set()
 
     def tables() -> Iterator[pd.DataFrame]:
-        for chunk in stream:
-            table = forecast_table(chunk.forecasts, datamodule, extra=chunk.baselines)
+        for chunk, chunk_data in run:
+            table = forecast_table(chunk.forecasts, chunk_data, extra=chunk.baselines)
             first_steps = table.loc[table["step"] == 1, "timestamp"]
             origins.update(first_steps)
             table.insert(0, "origin", np.repeat(first_steps.to_numpy(), chunk.forecasts.prediction.shape[1]))
             yield table
 
-    output_dir = Path(cfg.paths.output_dir)
     if cfg.get("forecasts_file"):
-        horizon = datamodule.horizon
         write_table_chunks(
             output_dir / cfg.forecasts_file,
             tables(),
@@ -124,11 +142,14 @@ def backtest(cfg: DictConfig) -> dict[str, Any]:
     else:
         for _ in tables():
             pass
-    scores = stream.scores()
+    scores = run.scores()
     metrics: dict[str, Any] = {
         **scores.metrics,
+        "backtest/horizon": horizon,
         "backtest/num_origins": len(origins),
         "backtest/stride": cfg.stride,
+        "backtest/refit_every": refit_every,
+        "backtest/num_models": run.num_models,
         "backtest/first_origin": str(min(origins)),
         "backtest/last_origin": str(max(origins)),
         "checkpoint": str(loaded.path.resolve()),
