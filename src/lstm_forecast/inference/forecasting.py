@@ -18,6 +18,7 @@ from pandas.tseries.frequencies import to_offset
 from torch import nn
 
 from lstm_forecast.data.datamodule import ForecastDataModule
+from lstm_forecast.data.table_checks import row_place
 from lstm_forecast.data.windows import CHUNK_ROWS, SeriesArrays, Windows, index_ranges
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
@@ -44,7 +45,7 @@ def check_frequency(datamodule: ForecastDataModule, expected: str, source: str) 
         if len(off_grid):
             row = int(off_grid[0])
             raise UserError(
-                f"timestamps in {source} are irregular: row {row} ({timestamps[row]}) comes "
+                f"timestamps in {source} are irregular: {row_place(source, row)} ({timestamps[row]}) comes "
                 f"{timestamps[row] - timestamps[row - 1]} after the previous row but the model was trained "
                 f"on {expected!r} data; fill the gaps or resample the file to {expected!r}"
             )

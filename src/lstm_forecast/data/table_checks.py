@@ -1,0 +1,88 @@
+"""Checks of a table's columns as read from a file, each refusal naming where to look and what to set.
+
+Places in a file are named as its user sees them: a CSV row by its line in the file (the header is
+line 1), a row of a Parquet file or of a DataFrame by its position from 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lstm_forecast.errors import UserError
+
+
+def row_place(source: str, row: int) -> str:
+    """Where row ``row`` (from 0, in file order) of ``source`` is: ``line N`` of a CSV file (header
+    line 1, one line per row), else ``row N`` from 0 (Parquet, a DataFrame)."""
+    if str(source).lower().endswith(".csv"):
+        return f"line {row + 2}"
+    return f"row {row}"
+
+
+def require_columns(table: pd.DataFrame, roles: list[tuple[list[str], str]], path: str | object) -> None:
+    """Refuse, all at once, the columns named by ``roles`` (``(columns, config key)`` pairs) that
+    ``table`` lacks, with the key naming each and the columns the table has."""
+    missing = [(key, [column for column in columns if column not in table.columns]) for columns, key in roles]
+    missing = [(key, columns) for key, columns in missing if columns]
+    if not missing:
+        return
+    if len(missing) == 1:
+        key, named = missing[0]
+    else:
+        key, named = " and ".join(k for k, _ in missing), ", ".join(f"{c} ({k})" for k, c in missing)
+    raise UserError(f"column(s) {named} not found in {path} (it has {list(table.columns)}); fix {key}")
+
+
+def refuse_empty_columns(columns: dict[str, np.ndarray], path: str, hint: str) -> None:
+    """Refuse numeric columns (``name -> [N] float64``) without one value, naming them all; ``hint``
+    says how to leave such a column out."""
+    empty = [name for name, values in columns.items() if len(values) and np.isnan(values).all()]
+    if empty:
+        raise UserError(f"column(s) {empty} in {path} have no values (every cell empty); {hint}")
+
+
+def parse_timestamps(
+    column: pd.Series,
+    path: str,
+    name: str,
+    key: str = "data.source.timestamp_column",
+    dayfirst: bool = False,
+    date_format: str | None = None,
+) -> pd.Series:
+    """The timestamp column ``name`` of ``path`` parsed (a column already of datetimes is kept as is),
+    month-first unless ``dayfirst``, or by ``date_format`` (a ``strftime`` format) when given.
+
+    An unparseable cell is refused with its place in the file; where it reads as a day-first date,
+    the message names ``data.source.dayfirst=true``.
+    """
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column.dtype):
+        return column
+    try:
+        parsed = pd.to_datetime(column, errors="coerce", dayfirst=dayfirst, format=date_format)
+    except (ValueError, TypeError) as error:  # a format string pandas cannot use
+        raise UserError(
+            f"data.source.date_format={date_format!r} cannot read {path} ({str(error).splitlines()[0]}); "
+            "give a strftime format such as '%d/%m/%Y'"
+        ) from error
+    bad = parsed.isna()
+    if not bad.any():
+        return parsed
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    value = column.iloc[row]
+    where = f"unparseable timestamp in {path} at {row_place(path, row)} ({value!r})"
+    if date_format is not None:
+        raise UserError(f"{where} does not match data.source.date_format={date_format!r}; fix it or the file")
+    if not dayfirst and _reads_dayfirst(value):
+        raise UserError(f"{where}: it reads as a day-first date; set data.source.dayfirst=true")
+    raise UserError(f"{where}; fix {key} ({name!r}) or the file")
+
+
+def _reads_dayfirst(value: object) -> bool:
+    """Whether the text ``value`` is a valid date read day-first."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return not pd.isna(pd.to_datetime(value, dayfirst=True))
+    except (ValueError, TypeError, OverflowError):
+        return False
