@@ -139,7 +139,8 @@ def compose_config(config_name: str, overrides: list[str], return_hydra_config: 
         try:
             return compose(overrides)
         except HydraException as error:
-            unknown = unknown_keys_error(error, overrides, compose)
+            groups = {folder.name for folder in Path(CONFIG_DIR).iterdir() if folder.is_dir()}
+            unknown = unknown_keys_error(error, overrides, compose, groups)
             if unknown is None:
                 raise
             raise unknown from None

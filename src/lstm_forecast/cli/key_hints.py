@@ -93,7 +93,7 @@ def _config_being_overridden(error: BaseException) -> DictConfig | None:
 
 
 def unknown_keys_error(
-    error: BaseException, overrides: list[str], compose: Callable[[list[str]], DictConfig]
+    error: BaseException, overrides: list[str], compose: Callable[[list[str]], DictConfig], groups: set[str]
 ) -> UserError | None:
     """The one-line error for overrides of keys the config lacks, found in ``error`` (Hydra's
     "Could not override"), or None for another error.
@@ -101,7 +101,8 @@ def unknown_keys_error(
     The keys are those of the config Hydra was overriding when it failed (its groups chosen), else
     of ``compose(overrides)`` with the overrides that choose config groups (``data=long_csv``: no dot
     in the key; an unknown one among them is taken out and the config composed again). Every
-    override of a key the config lacks is named, each with the keys it is close to."""
+    override of a key the config lacks and not of a config group (``groups``: ``experiment``...) is
+    named, each with the keys and groups it is close to."""
     found = _key_not_in_config(error)
     if found is None:
         return None
@@ -119,11 +120,13 @@ def unknown_keys_error(
                 break
             unknown.append(more)
             choices = [o for o in choices if override_key(o) != more]
+    keys = [*keys, *sorted(groups - set(keys))]
     known = set(keys)
     for override in overrides:
         key = override_key(override)
-        # A key set (not added) must exist; judged where its parent does (a node, not a leaf).
-        lacking = override[0] not in "+~" and key not in known and key.rpartition(".")[0] in known
+        # A key set (not added) must exist; judged where its parent does (the root, or a node).
+        parent = key.rpartition(".")[0]
+        lacking = override[0] not in "+~" and key not in known and (not parent or parent in known)
         if lacking and key not in unknown:
             unknown.append(key)
     named = ", ".join(_named(key, keys) for key in unknown)
