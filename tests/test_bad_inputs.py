@@ -19,10 +19,12 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
+from lstm_forecast.cli.app import CONFIG_DIR
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.checkpoint import read_checkpoint
 
 NUM_ROWS = 240
+MODEL_OPTIONS = sorted(path.stem for path in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 # Tiny model and trainer settings, without the synthetic source's own keys.
 TINY_MODEL = [arg for arg in TINY_OVERRIDES if not arg.startswith("data.source.")]
 
@@ -445,8 +447,14 @@ TRAIN_CASES = [
     pytest.param(
         "train",
         lambda i: i.synthetic("model=transformer"),
-        ["model/transformer"],
+        ["unknown model option 'transformer'; choose one of", str(MODEL_OPTIONS)],
         id="config-unknown-group-option",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model=bilstm_hybird"),
+        ["unknown model option 'bilstm_hybird' (did you mean bilstm_hybrid?)"],
+        id="config-group-option-close",
     ),
     pytest.param(
         "train",
@@ -675,6 +683,7 @@ FOLLOWED_HINTS: dict[str, Callable[[Inputs, list[str]], list[str]]] = {
     "config-added-key-not-an-argument": lambda i, a: replaced(
         a, ("+data.windw_size=24", "data.window_size=24")
     ),
+    "config-group-option-close": lambda i, a: replaced(a, ("model=bilstm_hybird", "model=bilstm_hybrid")),
     "predict-future-file-missing": lambda i, a: replaced(
         a, (f"future.path={i.root / 'nope.csv'}", f"future.path={future_temps(i)}")
     ),

@@ -23,7 +23,7 @@ from hydra.version import VersionBase
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lstm_forecast.cli.key_hints import unexpected_argument_error, unknown_keys_error
+from lstm_forecast.cli.key_hints import unexpected_argument_error, unknown_keys_error, unknown_option_error
 from lstm_forecast.errors import UserError, causes, find_user_error, innermost_cause, one_line_reason
 from lstm_forecast.files import write_atomic
 from lstm_forecast.training.distributed import is_rank_zero
@@ -58,9 +58,9 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 def _config_error(error: BaseException) -> UserError | None:
     """A user-facing message for config errors (unknown key, missing value) anywhere in ``error``'s chain."""
-    unexpected = unexpected_argument_error(error)
-    if unexpected is not None:
-        return unexpected
+    hint = unexpected_argument_error(error) or unknown_option_error(error)
+    if hint is not None:
+        return hint
     for cause in causes(error):
         if isinstance(cause, MissingMandatoryValue):
             key = getattr(cause, "full_key", None) or "a mandatory value"

@@ -22,6 +22,9 @@ NOT_IN_CONFIG = re.compile(r"Could not override '([^']+)'")
 UNEXPECTED_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
 TARGET = re.compile(r"Error in call to target '([\w.]+)'")
 FULL_KEY = re.compile(r"full_key: (\S+)")
+OPTION_NOT_FOUND = re.compile(
+    r"Could not find '(.+)/([^/']+)'\s+Available options in '[^']+':\n((?:\t[^\n]+\n?)+)"
+)
 # Close enough to be the key meant (difflib's ratio: 2 * matching characters / total characters),
 # and within this much of the closest (data.source.dayfrst: dayfirst, 0.93; not freq, 0.80).
 MATCH_CUTOFF = 0.75
@@ -157,3 +160,18 @@ def unexpected_argument_error(error: BaseException) -> UserError | None:
         f"{target.group(1).rsplit('.', 1)[-1]} (config {node.group(1) if node else 'node'}) takes no "
         f"{argument.group(1)!r}: {_named(key, [f'{prefix}{name}' for name in parameters])}; drop +{key}"
     )
+
+
+def unknown_option_error(error: BaseException) -> UserError | None:
+    """The one-line error for a config group option that does not exist (``model=seg_bilstmm``): every
+    option of the group, the close ones first (Hydra's own message lists them on lines the one-line
+    error would cut); None for another error."""
+    for cause in causes(error):
+        found = OPTION_NOT_FOUND.search(str(cause))
+        if found:
+            group, option = found.group(1), found.group(2)
+            options = [line.strip() for line in found.group(3).splitlines() if line.strip()]
+            close = _closest(option, options)
+            meant = f" (did you mean {' or '.join(close)}?)" if close else ""
+            return UserError(f"unknown {group} option {option!r}{meant}; choose one of {options}")
+    return None
