@@ -329,14 +329,20 @@ TRAIN_CASES = [
     pytest.param(
         "train",
         lambda i: i.long("data.source.extra_columns=[promo]", change=lambda t: t.assign(promo=np.nan)),
-        ["column(s) ['promo']", "have no values", "leave them out of data.source.extra_columns"],
+        ["column(s) ['promo']", "have no values", "leave them out: 'data.source.extra_columns=[]'"],
         id="column-empty-long",
     ),
     pytest.param(
         "train",
         lambda i: i.wide(i.csv(lambda t: t.assign(b=np.nan)), "data.source.series_columns=[a,b]"),
-        ["column(s) ['b']", "have no values", "leave them out of data.source.series_columns"],
+        ["column(s) ['b']", "have no values", "leave them out: 'data.source.series_columns=[a]'"],
         id="column-empty-wide",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(lambda t: t.assign(b=np.nan))),
+        ["column(s) ['b']", "have no values", "leave them out: 'data.source.series_columns=[a,temp]'"],
+        id="column-empty-wide-detected",
     ),
     # sizes
     pytest.param(
@@ -674,6 +680,7 @@ FOLLOWED_HINTS: dict[str, Callable[[Inputs, list[str]], list[str]]] = {
     "column-empty-long": lambda i, a: replaced(
         a, ("data.source.extra_columns=[promo]", "data.source.extra_columns=[]")
     ),
+    "column-empty-wide-detected": lambda i, a: [*a, "data.source.series_columns=[a,temp]"],
     "column-empty-wide": lambda i, a: replaced(
         a, ("data.source.series_columns=[a,b]", "data.source.series_columns=[a]")
     ),

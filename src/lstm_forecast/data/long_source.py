@@ -20,7 +20,14 @@ from lstm_forecast.data.long_checks import (
     static_labels,
 )
 from lstm_forecast.data.sources import check_fill_method, numeric_column, source_table
-from lstm_forecast.data.table_checks import parse_timestamps, refuse_empty_columns, require_columns, row_place
+from lstm_forecast.data.table_checks import (
+    has_no_values,
+    list_override,
+    parse_timestamps,
+    refuse_empty_columns,
+    require_columns,
+    row_place,
+)
 from lstm_forecast.data.windows import CHUNK_ROWS
 from lstm_forecast.errors import UserError
 
@@ -134,17 +141,21 @@ def long_file_frame(
     del raw_stamps
     refuse_duplicates(stamps, offsets, vocabulary, path)
     numeric = np.empty((1 + len(extra_columns), num_rows))  # [1 + E, N]: the value, then the extras
+    empty = []
     for row, column in enumerate([value_column, *extra_columns]):
         converted = numeric_column(columns.pop(column), column, path)
-        refuse_empty_columns(
-            {column: converted},
-            path,
-            "fill them or leave them out of data.source.extra_columns"
-            if row
-            else "fill them or set data.source.value_column to the column holding the values",
-        )
+        if has_no_values(converted):
+            empty.append(column)
         numeric[row] = converted if order is None else converted[order]
         del converted
+    extras_left = list_override("data.source.extra_columns", [c for c in extra_columns if c not in empty])
+    refuse_empty_columns(
+        empty,
+        path,
+        "set data.source.value_column to the column of the values"
+        if value_column in empty
+        else f"leave them out: {extras_left}",
+    )
     static = pd.DataFrame(index=pd.Index(vocabulary, name="series"))
     for column in static_columns:
         label_codes, labels = _factorize(columns.pop(column))

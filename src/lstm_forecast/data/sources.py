@@ -24,7 +24,14 @@ from lstm_forecast.data.frame import (
     frame_from_wide,
     regular_freq,
 )
-from lstm_forecast.data.table_checks import parse_timestamps, refuse_empty_columns, require_columns, row_place
+from lstm_forecast.data.table_checks import (
+    has_no_values,
+    list_override,
+    parse_timestamps,
+    refuse_empty_columns,
+    require_columns,
+    row_place,
+)
 from lstm_forecast.errors import UserError
 from lstm_forecast.memory import check_memory
 
@@ -260,11 +267,16 @@ def wide_file_frame(
     numeric = pd.DataFrame(
         {c: numeric_column(table[c], c, path) for c in columns}, index=index, columns=columns
     )
-    refuse_empty_columns(
-        {c: numeric[c].to_numpy() for c in columns},
-        path,
-        "fill them, or leave them out of data.source.series_columns and data.source.extra_columns",
-    )
+    empty = [c for c in columns if has_no_values(numeric[c].to_numpy())]
+    fixes = [
+        list_override(key, [c for c in listed if c not in empty])
+        for key, listed in (
+            ("data.source.series_columns", series_columns),
+            ("data.source.extra_columns", extra_columns),
+        )
+        if set(listed) & set(empty)
+    ]
+    refuse_empty_columns(empty, path, f"leave them out: {' '.join(fixes)}")
     missing = np.isnan(numeric.to_numpy())
     if fill_method is None and missing.any():
         row, col = (int(i) for i in np.argwhere(missing)[0])

@@ -34,12 +34,21 @@ def require_columns(table: pd.DataFrame, roles: list[tuple[list[str], str]], pat
     raise UserError(f"column(s) {named} not found in {path} (it has {list(table.columns)}); fix {key}")
 
 
-def refuse_empty_columns(columns: dict[str, np.ndarray], path: str, hint: str) -> None:
-    """Refuse numeric columns (``name -> [N] float64``) without one value, naming them all; ``hint``
-    says how to leave such a column out."""
-    empty = [name for name, values in columns.items() if len(values) and np.isnan(values).all()]
+def has_no_values(values: np.ndarray) -> bool:
+    """Whether a column (``[N]`` float64) has rows but not one value: every cell empty or NaN."""
+    return len(values) > 0 and bool(np.isnan(values).all())
+
+
+def list_override(key: str, names: list[str]) -> str:
+    """``'key=[a,b]'``, quoted as a shell command line needs it."""
+    return f"'{key}=[{','.join(names)}]'"
+
+
+def refuse_empty_columns(empty: list[str], path: str, fix: str) -> None:
+    """Refuse the columns ``empty`` (each without one value), naming them all; ``fix`` says which
+    settings leave them out."""
     if empty:
-        raise UserError(f"column(s) {empty} in {path} have no values (every cell empty); {hint}")
+        raise UserError(f"column(s) {empty} in {path} have no values (every cell empty); fill them or {fix}")
 
 
 def parse_timestamps(
