@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from lstm_forecast.cli import key_hints
 from lstm_forecast.cli.app import CONFIG_DIR, compose_config
+from lstm_forecast.data import table_checks
 from lstm_forecast.data.long_source import long_file_frame
 from lstm_forecast.data.sources import wide_file_frame
 from lstm_forecast.errors import UserError
@@ -133,3 +134,12 @@ def test_unknown_keys_are_found_when_hydra_frame_is_not(monkeypatch):
     monkeypatch.setattr(key_hints, "_config_being_overridden", lambda error: None)
     assert unknown_key_message(overrides) == expected
     assert "data.source.dayfirst" in expected and "model.net.num_units" in expected
+
+
+@pytest.mark.parametrize(
+    ("values", "empty"), [([np.nan] * 7, True), ([np.nan] * 6 + [1.0], False), ([], False)]
+)
+def test_an_empty_column_is_told_chunk_by_chunk(monkeypatch, values, empty):
+    """The check looks a few rows at a time (3 here): a value in the last chunk alone counts."""
+    monkeypatch.setattr(table_checks, "CHECK_ROWS", 3)
+    assert table_checks.has_no_values(np.array(values, dtype=np.float64)) is empty

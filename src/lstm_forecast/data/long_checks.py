@@ -238,17 +238,17 @@ def fill_or_refuse(
     them per series (``split_fill``: insert, and leave bfill/interpolate's values NaN for the split);
     ``numeric [1 + E, N]``, its rows the columns ``names``."""
     scan = scan_grid(stamps, numeric[0], numeric[1:], offsets, freq)
-    dwarfed = scan.grid_rows > GAPS_DWARF_DATA * len(stamps)
-    if dwarfed and fill_method is not None:
-        log.warning(
-            "%s; filling them as data.source.fill_method=%s says", _dwarfing(scan, freq, stamps), fill_method
-        )
     if scan.off_grid is not None:
         row = scan.off_grid
         raise UserError(
             f"series {vocabulary[series_of_row(offsets, row)]!r} has timestamp {stamps[row]} off its "
             f"{freq.freqstr} grid in {path} ({scan.off_grid_count} such rows); fix the timestamps or set "
             "data.source.freq"
+        )
+    dwarfed = scan.grid_rows > GAPS_DWARF_DATA * len(stamps)
+    if dwarfed and fill_method is not None:
+        log.warning(
+            "%s; filling them as data.source.fill_method=%s says", _dwarfing(scan, freq, stamps), fill_method
         )
     if fill_method is None:
         if scan.gap is not None:
