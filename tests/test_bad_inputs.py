@@ -58,6 +58,13 @@ def daily_dayfirst(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(timestamp=np.tile(days, 2))
 
 
+def days_later_dayfirst(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`good_table` 4 days later (5 to 14 January), dates written day-first: 13/01/2024 00:00, the
+    first that cannot be month-first, on line 2 + 8 days x 24 rows."""
+    later = pd.to_datetime(table["date"]) + pd.Timedelta(days=4)
+    return table.assign(date=later.dt.strftime("%d/%m/%Y %H:%M"))
+
+
 MONTHS = 100
 MONTH_STARTS = pd.date_range("2000-01-01", periods=MONTHS, freq="MS").strftime("%d/%m/%Y")
 # Read month-first, each series runs daily from 1 January 2000 to 4 January 2008 (01/04/2008).
@@ -640,6 +647,17 @@ PREDICT_CASES = [
     ),
     pytest.param(
         "predict",
+        lambda i: [
+            f"ckpt_path={i.checkpoint}",
+            f"data.source.path={i.csv(days_later_dayfirst, 'dayfirst.csv')}",
+            f"hydra.run.dir={i.run_dir}",
+        ],
+        ["at line 194 ('13/01/2024 00:00')", "set data.source.dayfirst=true"],
+        id="predict-day-first",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "predict",
         lambda i: [*i.predict(), f"future.path={i.root / 'nope.csv'}"],
         ["data file not found", "nope.csv", "set future.path=FILE"],
         id="predict-future-file-missing",
@@ -691,6 +709,7 @@ FOLLOWED_HINTS: dict[str, Callable[[Inputs, list[str]], list[str]]] = {
         a, ("+data.windw_size=24", "data.window_size=24")
     ),
     "config-group-option-close": lambda i, a: replaced(a, ("model=bilstm_hybird", "model=bilstm_hybrid")),
+    "predict-day-first": lambda i, a: [*a, "data.source.dayfirst=true"],
     "predict-future-file-missing": lambda i, a: replaced(
         a, (f"future.path={i.root / 'nope.csv'}", f"future.path={future_temps(i)}")
     ),
@@ -707,7 +726,8 @@ def test_following_the_hint_works(tmp_path, request, case_id):
     args = FOLLOWED_HINTS[case_id](inputs, arguments(inputs))
     result = run_app(app, *args, *(QUICK_TRAIN if app == "train" else []))
     assert result.returncode == 0, result.stderr[-3000:]
-    written = "metrics.json" if app == "train" else "forecast.csv"
+    forecast = "forecast.csv" if any(arg.startswith("horizon=") for arg in args) else "predictions.csv"
+    written = "metrics.json" if app == "train" else forecast
     assert (inputs.run_dir / written).is_file()
 
 
