@@ -143,3 +143,18 @@ def test_an_empty_column_is_told_chunk_by_chunk(monkeypatch, values, empty):
     """The check looks a few rows at a time (3 here): a value in the last chunk alone counts."""
     monkeypatch.setattr(table_checks, "CHECK_ROWS", 3)
     assert table_checks.has_no_values(np.array(values, dtype=np.float64)) is empty
+
+
+def test_wide_day_first_month_starts_are_warned_about(tmp_path, caplog):
+    """Month starts written day-first all read month-first, as an irregular timeline that training
+    accepts: a warning names data.source.dayfirst=true, which reads them monthly."""
+    path = tmp_path / "wide.csv"
+    months = pd.date_range("2020-01-01", periods=36, freq="MS")
+    pd.DataFrame({"date": months.strftime("%d/%m/%Y"), "a": np.arange(36.0)}).to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="lstm_forecast.data.sources"):
+        assert wide_file_frame(str(path)).freq is None
+    assert "every MS read day-first; set data.source.dayfirst=true" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lstm_forecast.data.sources"):
+        assert wide_file_frame(str(path), dayfirst=True).freqstr == "MS"
+    assert "day-first" not in caplog.text

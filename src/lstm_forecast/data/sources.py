@@ -9,6 +9,7 @@ timestamps.
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from lstm_forecast.data.frame import (
     regular_freq,
 )
 from lstm_forecast.data.table_checks import (
+    day_first_regular,
     has_no_values,
     list_override,
     parse_timestamps,
@@ -34,6 +36,8 @@ from lstm_forecast.data.table_checks import (
 )
 from lstm_forecast.errors import UserError
 from lstm_forecast.memory import check_memory
+
+log = logging.getLogger(__name__)
 
 
 def synthetic_frame(
@@ -284,7 +288,15 @@ def wide_file_frame(
             f"missing value in {path} at {row_place(path, row)}, column {columns[col]!r}; "
             f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
         )
-    frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], regular_freq(index))
+    freq = regular_freq(index)
+    if freq is None and (day_first := day_first_regular(table[timestamp_column], dayfirst, date_format)):
+        log.warning(
+            "the timestamps of %s are irregular read month-first but every %s read day-first; set "
+            "data.source.dayfirst=true if they are day-first (01/02/2024: 1 February)",
+            path,
+            day_first,
+        )
+    frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], freq)
     if not missing.any() or (split_fill and fill_method in LOOKAHEAD_FILLS):
         return frame
     filled = fill_within_series(

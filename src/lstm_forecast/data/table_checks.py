@@ -102,3 +102,15 @@ def _reads_dayfirst(value: object) -> bool:
         return not pd.isna(pd.to_datetime(value, dayfirst=True))
     except (ValueError, TypeError, OverflowError):
         return False
+
+
+def day_first_regular(column: pd.Series, dayfirst: bool, date_format: str | None) -> str | None:
+    """The frequency text dates ``column`` have when read day-first, where they were read month-first
+    (``dayfirst`` false, no ``date_format``) into an irregular timeline; None otherwise. For a wide
+    file's one timeline (the caller found it irregular), so it is read once more only then."""
+    if dayfirst or date_format is not None or not pd.api.types.is_string_dtype(column.dtype):
+        return None
+    parsed = pd.to_datetime(column, errors="coerce", dayfirst=True)
+    if len(parsed) < 3 or parsed.isna().any():
+        return None
+    return pd.infer_freq(pd.DatetimeIndex(parsed))
