@@ -6,6 +6,8 @@ line 1), a row of a Parquet file or of a DataFrame by its position from 0.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -99,7 +101,7 @@ def _reads_dayfirst(value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        return not pd.isna(pd.to_datetime(value, dayfirst=True))
+        return not pd.isna(_day_first(value))
     except (ValueError, TypeError, OverflowError):
         return False
 
@@ -110,7 +112,15 @@ def day_first_regular(column: pd.Series, dayfirst: bool, date_format: str | None
     file's one timeline (the caller found it irregular), so it is read once more only then."""
     if dayfirst or date_format is not None or not pd.api.types.is_string_dtype(column.dtype):
         return None
-    parsed = pd.to_datetime(column, errors="coerce", dayfirst=True)
+    parsed = _day_first(column)
     if len(parsed) < 3 or parsed.isna().any():
         return None
     return pd.infer_freq(pd.DatetimeIndex(parsed))
+
+
+def _day_first(dates: pd.Series | str) -> pd.Series | pd.Timestamp:
+    """``dates`` read day-first (NaT where they cannot be), without pandas' warning that dates such
+    as 2024-01-31, which have no day-first reading, were read as they are."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Parsing dates in .* format when dayfirst=True")
+        return pd.to_datetime(dates, errors="coerce", dayfirst=True)
