@@ -19,10 +19,12 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
+from lstm_forecast.cli.app import CONFIG_DIR
 from lstm_forecast.errors import UserError
 from lstm_forecast.models.checkpoint import read_checkpoint
 
 NUM_ROWS = 240
+MODEL_OPTIONS = sorted(path.stem for path in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 # Tiny model and trainer settings, without the synthetic source's own keys.
 TINY_MODEL = [arg for arg in TINY_OVERRIDES if not arg.startswith("data.source.")]
 
@@ -38,6 +40,59 @@ def good_table() -> pd.DataFrame:
             "temp": step % 7,
         }
     )
+
+
+def long_table() -> pd.DataFrame:
+    """:func:`good_table` as a long table: ``series, timestamp, value, promo`` (``temp`` renamed), series
+    ``a`` (file lines 2-241) then ``b``."""
+    table = good_table().melt(["date", "temp"], ["a", "b"], var_name="series", value_name="value")
+    return table.rename(columns={"date": "timestamp", "temp": "promo"})[
+        ["series", "timestamp", "value", "promo"]
+    ]
+
+
+def daily_dayfirst(table: pd.DataFrame) -> pd.DataFrame:
+    """Daily dates written day-first: 01/01/2024 ... 12/01/2024, then 13/01/2024 (line 14) cannot be
+    month-first."""
+    days = pd.date_range("2024-01-01", periods=NUM_ROWS, freq="D").strftime("%d/%m/%Y")
+    return table.assign(timestamp=np.tile(days, 2))
+
+
+def days_later_dayfirst(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`good_table` 4 days later (5 to 14 January), dates written day-first: 13/01/2024 00:00, the
+    first that cannot be month-first, on line 2 + 8 days x 24 rows."""
+    later = pd.to_datetime(table["date"]) + pd.Timedelta(days=4)
+    return table.assign(date=later.dt.strftime("%d/%m/%Y %H:%M"))
+
+
+MONTHS = 100
+MONTH_STARTS = pd.date_range("2000-01-01", periods=MONTHS, freq="MS").strftime("%d/%m/%Y")
+# Read month-first, each series runs daily from 1 January 2000 to 4 January 2008 (01/04/2008).
+MONTH_FIRST = pd.to_datetime(MONTH_STARTS, format="%m/%d/%Y")
+MONTH_FIRST_ROWS = 2 * ((MONTH_FIRST.max() - MONTH_FIRST.min()).days + 1)
+
+
+def monthly_dayfirst(table: pd.DataFrame) -> pd.DataFrame:
+    """Two series of 100 month starts written day-first (01/02/2024): every one also reads month-first
+    (2 January), as days 1-12 of January each year, with the rest of each year missing."""
+    months = MONTH_STARTS
+    step = np.arange(MONTHS, dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "series": np.repeat(["a", "b"], MONTHS),
+            "timestamp": np.tile(months, 2),
+            "value": np.concatenate([10 + np.sin(step / 3), 20 + np.cos(step / 2)]),
+            "promo": np.tile(step % 3, 2),
+        }
+    )
+
+
+def future_temps(inputs: Inputs, steps: int = 2) -> Path:
+    """The ``temp`` values of the ``steps`` hours after :func:`good_table`'s last row."""
+    dates = pd.date_range("2024-01-01", periods=NUM_ROWS + steps, freq="h")[NUM_ROWS:]
+    path = inputs.root / "future.csv"
+    pd.DataFrame({"date": dates.astype(str), "temp": np.arange(steps, dtype=float)}).to_csv(path, index=False)
+    return path
 
 
 class Inputs:
@@ -72,12 +127,12 @@ class Inputs:
             *extra,
         ]
 
-    def long(self, *extra: str) -> list[str]:
-        """Train on :func:`good_table` as a long file (series ``a`` and ``b``, 240 rows each) with
-        the long default's split, tiny settings."""
-        table = good_table().melt("date", ["a", "b"], var_name="series", value_name="value")
+    def long(self, *extra: str, change: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> list[str]:
+        """Train on :func:`long_table` (series ``a`` and ``b``, 240 rows each; ``change`` applied) as a
+        long file with the long default's split, tiny settings."""
+        table = long_table()
         path = self.root / "long.csv"
-        table.rename(columns={"date": "timestamp"}).to_csv(path, index=False)
+        (change(table) if change else table).to_csv(path, index=False)
         return [
             "data=long_csv",
             f"data.source.path={path}",
@@ -89,6 +144,17 @@ class Inputs:
     def synthetic(self, *extra: str, run_dir: Path | None = None) -> list[str]:
         """Train on the built-in synthetic data with tiny settings."""
         return [*TINY_OVERRIDES, f"hydra.run.dir={run_dir or self.run_dir}", *extra]
+
+    def predict(self, *extra: str) -> list[str]:
+        """Forecast 2 steps past :func:`good_table` with the trained checkpoint."""
+        data = self.csv()
+        return [
+            f"ckpt_path={self.checkpoint}",
+            f"data.source.path={data}",
+            "horizon=2",
+            f"hydra.run.dir={self.run_dir}",
+            *extra,
+        ]
 
     def evaluate(self, *extra: str) -> list[str]:
         return [f"ckpt_path={self.checkpoint}", f"hydra.run.dir={self.run_dir}", *extra]
@@ -186,25 +252,25 @@ TRAIN_CASES = [
     pytest.param(
         "train",
         lambda i: i.wide(i.csv(set_cell("a", 5, "abc"))),
-        ["column 'a'", "not numeric", "row 5", "'abc'"],
+        ["column 'a'", "not numeric", "line 7", "'abc'"],
         id="value-text",
     ),
     pytest.param(
         "train",
         lambda i: i.wide(i.csv(set_cell("b", 7, np.nan))),
-        ["missing value", "row 7", "column 'b'", "fill_method"],
+        ["missing value", "line 9", "column 'b'", "fill_method"],
         id="value-nan",
     ),
     pytest.param(
         "train",
         lambda i: i.wide(i.csv(set_cell("temp", 9, np.inf))),
-        ["infinite value", "row 9", "column 'temp'"],
+        ["infinite value", "line 11", "column 'temp'"],
         id="value-inf",
     ),
     pytest.param(
         "train",
         lambda i: i.wide(i.csv(set_cell("date", 3, "yesterday"))),
-        ["unparseable timestamp", "row 3", "'yesterday'"],
+        ["unparseable timestamp", "line 5", "'yesterday'"],
         id="value-timestamp",
     ),
     pytest.param(
@@ -216,8 +282,74 @@ TRAIN_CASES = [
     pytest.param(
         "train",
         lambda i: i.wide(i.csv(set_cell("a", 0, np.nan)), "data.source.fill_method=ffill"),
-        ["row 0", "column 'a'", "fill_method=ffill leaves it"],
+        ["line 2", "column 'a'", "fill_method=ffill leaves it", "use data.source.fill_method=interpolate"],
         id="value-nan-unfillable",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long(
+            "data.source.fill_method=interpolate",
+            "data.source.extra_columns=[promo]",
+            change=lambda t: t.assign(promo=t["promo"].where(t["series"] != "b")),
+        ),
+        ["'b'", "fill_method=interpolate cannot fill", "use data.source.fill_method=zero"],
+        id="value-interpolate-unfillable",
+    ),
+    # hints that name the fix (issue 29): each followed in test_following_the_hint_works
+    pytest.param(
+        "train",
+        lambda i: i.long(change=daily_dayfirst),
+        [
+            "unparseable timestamp",
+            "at line 14 ('13/01/2024')",
+            "reads as a day-first date",
+            "set data.source.dayfirst=true",
+        ],
+        id="date-day-first-unparseable",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long(change=monthly_dayfirst),
+        [
+            "missing 24h steps",
+            f"would make {MONTH_FIRST_ROWS:,} rows from the {2 * MONTHS} read",
+            "dates may be misread",
+            "set data.source.dayfirst=true",
+        ],
+        id="date-day-first-read-as-gaps",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long("data.source.date_format='%Y-%m-%d'", change=daily_dayfirst),
+        ["at line 2 ('01/01/2024') does not match data.source.date_format='%Y-%m-%d'"],
+        id="date-format-mismatch",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long("data.source.series_column=store", "data.source.value_column=sales"),
+        [
+            "['store'] (data.source.series_column), ['sales'] (data.source.value_column) not found",
+            "fix data.source.series_column and data.source.value_column",
+        ],
+        id="column-several-missing-at-once",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.long("data.source.extra_columns=[promo]", change=lambda t: t.assign(promo=np.nan)),
+        ["column(s) ['promo']", "have no values", "leave them out: 'data.source.extra_columns=[]'"],
+        id="column-empty-long",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(lambda t: t.assign(b=np.nan)), "data.source.series_columns=[a,b]"),
+        ["column(s) ['b']", "have no values", "leave them out: 'data.source.series_columns=[a]'"],
+        id="column-empty-wide",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.wide(i.csv(lambda t: t.assign(b=np.nan))),
+        ["column(s) ['b']", "have no values", "leave them out: 'data.source.series_columns=[a,temp]'"],
+        id="column-empty-wide-detected",
     ),
     # sizes
     pytest.param(
@@ -308,9 +440,34 @@ TRAIN_CASES = [
     pytest.param("train", lambda i: i.synthetic("no_such_key=1"), ["no_such_key"], id="config-unknown-key"),
     pytest.param(
         "train",
+        lambda i: i.synthetic("data.windw_size=24", "model.net.num_unit=4"),
+        [
+            "unknown config keys data.windw_size (did you mean data.window_size?), "
+            "model.net.num_unit (did you mean model.net.num_units?)"
+        ],
+        id="config-unknown-key-close",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("+data.windw_size=24"),
+        [
+            "ForecastDataModule (config data) takes no 'windw_size'",
+            "did you mean data.window_size?",
+            "drop +data.windw_size",
+        ],
+        id="config-added-key-not-an-argument",
+    ),
+    pytest.param(
+        "train",
         lambda i: i.synthetic("model=transformer"),
-        ["model/transformer"],
+        ["unknown model option 'transformer'; choose one of", str(MODEL_OPTIONS)],
         id="config-unknown-group-option",
+    ),
+    pytest.param(
+        "train",
+        lambda i: i.synthetic("model=bilstm_hybird"),
+        ["unknown model option 'bilstm_hybird' (did you mean bilstm_hybrid?)"],
+        id="config-group-option-close",
     ),
     pytest.param(
         "train",
@@ -455,7 +612,7 @@ EVALUATE_CASES = [
     pytest.param(
         "evaluate",
         lambda i: i.evaluate(f"data.source.path={i.csv(set_cell('a', 11, np.nan), 'gappy.csv')}"),
-        ["missing value", "row 11"],
+        ["missing value", "line 13"],
         id="eval-nan",
         marks=pytest.mark.slow,
     ),
@@ -488,11 +645,90 @@ PREDICT_CASES = [
         ["already holds a run"],
         id="predict-run-folder-exists",
     ),
+    pytest.param(
+        "predict",
+        lambda i: [
+            f"ckpt_path={i.checkpoint}",
+            f"data.source.path={i.csv(days_later_dayfirst, 'dayfirst.csv')}",
+            f"hydra.run.dir={i.run_dir}",
+        ],
+        ["at line 194 ('13/01/2024 00:00')", "set data.source.dayfirst=true"],
+        id="predict-day-first",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "predict",
+        lambda i: [*i.predict(), f"future.path={i.root / 'nope.csv'}"],
+        ["data file not found", "nope.csv", "set future.path=FILE"],
+        id="predict-future-file-missing",
+        marks=pytest.mark.slow,
+    ),
 ]
 
 
 # Cases launched as real processes (the others run the app in-process): one real launch of predict.
 REAL_LAUNCHES = {"predict-no-ckpt"}
+
+
+def replaced(args: list[str], *pairs: tuple[str, str]) -> list[str]:
+    """``args`` with each argument ``old`` of ``pairs`` replaced by ``new`` (each must be there)."""
+    for old, new in pairs:
+        assert old in args, (old, args)
+        args = [new if arg == old else arg for arg in args]
+    return args
+
+
+# One epoch, no logger or callbacks: a run that works, in a fraction of the time.
+QUICK_TRAIN = ["trainer.max_epochs=1", "logger=none", "callbacks=none"]
+# The cases whose message names the fix: the case's arguments with that fix applied, which must run.
+FOLLOWED_HINTS: dict[str, Callable[[Inputs, list[str]], list[str]]] = {
+    "value-nan-unfillable": lambda i, a: replaced(
+        a, ("data.source.fill_method=ffill", "data.source.fill_method=interpolate")
+    ),
+    "value-interpolate-unfillable": lambda i, a: replaced(
+        a, ("data.source.fill_method=interpolate", "data.source.fill_method=zero")
+    ),
+    "date-day-first-unparseable": lambda i, a: [*a, "data.source.dayfirst=true"],
+    "date-day-first-read-as-gaps": lambda i, a: [*a, "data.source.dayfirst=true"],
+    "column-several-missing-at-once": lambda i, a: replaced(
+        a,
+        ("data.source.series_column=store", "data.source.series_column=series"),
+        ("data.source.value_column=sales", "data.source.value_column=value"),
+    ),
+    "column-empty-long": lambda i, a: replaced(
+        a, ("data.source.extra_columns=[promo]", "data.source.extra_columns=[]")
+    ),
+    "column-empty-wide-detected": lambda i, a: [*a, "data.source.series_columns=[a,temp]"],
+    "column-empty-wide": lambda i, a: replaced(
+        a, ("data.source.series_columns=[a,b]", "data.source.series_columns=[a]")
+    ),
+    "config-unknown-key-close": lambda i, a: replaced(
+        a, ("data.windw_size=24", "data.window_size=24"), ("model.net.num_unit=4", "model.net.num_units=4")
+    ),
+    "config-added-key-not-an-argument": lambda i, a: replaced(
+        a, ("+data.windw_size=24", "data.window_size=24")
+    ),
+    "config-group-option-close": lambda i, a: replaced(a, ("model=bilstm_hybird", "model=bilstm_hybrid")),
+    "predict-day-first": lambda i, a: [*a, "data.source.dayfirst=true"],
+    "predict-future-file-missing": lambda i, a: replaced(
+        a, (f"future.path={i.root / 'nope.csv'}", f"future.path={future_temps(i)}")
+    ),
+}
+CASES_BY_ID = {case.id: case for case in [*TRAIN_CASES, *EVALUATE_CASES, *PREDICT_CASES]}
+
+
+@pytest.mark.parametrize("case_id", FOLLOWED_HINTS)
+def test_following_the_hint_works(tmp_path, request, case_id):
+    """Doing what the message says makes the same command run: a training run writes its metrics,
+    a forecast its table."""
+    app, arguments, _ = CASES_BY_ID[case_id].values
+    inputs = Inputs(tmp_path, request)
+    args = FOLLOWED_HINTS[case_id](inputs, arguments(inputs))
+    result = run_app(app, *args, *(QUICK_TRAIN if app == "train" else []))
+    assert result.returncode == 0, result.stderr[-3000:]
+    forecast = "forecast.csv" if any(arg.startswith("horizon=") for arg in args) else "predictions.csv"
+    written = "metrics.json" if app == "train" else forecast
+    assert (inputs.run_dir / written).is_file()
 
 
 @pytest.fixture(scope="module")

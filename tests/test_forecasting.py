@@ -248,8 +248,8 @@ def wide_datamodule(tmp_path: Path, timestamps: pd.DatetimeIndex) -> ForecastDat
     ("timestamps", "expected", "message"),
     [
         (pd.date_range("2024-01-01", periods=10, freq="30min"), "h", "every '30min'"),
-        (pd.date_range("2024-01-01", periods=10, freq="h").delete(4), "h", "irregular: row 4"),
-        (pd.date_range("2024-01-01", periods=10, freq="D").delete([2, 5]), "D", "irregular: row 2"),
+        (pd.date_range("2024-01-01", periods=10, freq="h").delete(4), "h", "irregular: line 6"),
+        (pd.date_range("2024-01-01", periods=10, freq="D").delete([2, 5]), "D", "irregular: line 4"),
     ],
 )
 def test_check_frequency_refuses_other_and_irregular_steps(tmp_path, timestamps, expected, message):

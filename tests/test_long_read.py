@@ -40,7 +40,7 @@ def reference_frame(
     name_codes, names = ref_factorize(table[series_column])
     if (name_codes < 0).any():
         row = int(np.flatnonzero(name_codes < 0)[0])
-        raise UserError(f"missing series name in {path} at row {row}; fill column {series_column!r}")
+        raise UserError(f"missing series name in {path} at {place(path, row)}; fill column {series_column!r}")
     vocabulary = sorted(names) if series_names is None else list(series_names)
     series_of_name = pd.Index(vocabulary).get_indexer(names)
     if (series_of_name < 0).any():
@@ -55,7 +55,7 @@ def reference_frame(
     if timestamps.isna().any():
         row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
         raise UserError(
-            f"unparseable timestamp in {path} at row {row} ({column.iloc[row]!r}); "
+            f"unparseable timestamp in {path} at {place(path, row)} ({column.iloc[row]!r}); "
             f"fix data.source.timestamp_column ({timestamp_column!r}) or the file"
         )
     timezone = timestamps.dt.tz
@@ -88,7 +88,7 @@ def reference_frame(
         static[column] = np.where(np.diff(offsets) > 0, np.append(labels, "")[first], "")
     offset = ref_freq(freq, stamps, offsets)
     stamps, numeric, offsets = ref_fill_or_refuse(
-        stamps, numeric, offsets, offset, fill_method, codes, vocabulary, path
+        stamps, numeric, offsets, offset, fill_method, codes, vocabulary, path, [value_column, *extra_columns]
     )
     if timezone is not None:
         stamps = stamps.tz_localize("UTC").tz_convert(timezone)
@@ -114,14 +114,21 @@ def ref_numeric(column, name, path):
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(
-            f"column {name!r} in {path} is not numeric (row {row}: {column.iloc[row]!r}); "
+            f"column {name!r} in {path} is not numeric ({place(path, row)}: {column.iloc[row]!r}); "
             "fix the file or leave the column out of data.source"
         )
     values = converted.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         row = int(np.flatnonzero(np.isinf(values))[0])
-        raise UserError(f"infinite value in {path} at row {row}, column {name!r}; fix or drop those rows")
+        raise UserError(
+            f"infinite value in {path} at {place(path, row)}, column {name!r}; fix or drop those rows"
+        )
     return values
+
+
+def place(path, row):
+    """Where a row is: a CSV file's line (header line 1), another file's row from 0."""
+    return f"line {row + 2}" if str(path).endswith(".csv") else f"row {row}"
 
 
 def ref_freq(freq, timestamps, offsets):
@@ -152,7 +159,7 @@ def ref_positions(stamps, offsets, freq):
     return index - index[first], on_grid
 
 
-def ref_fill_or_refuse(stamps, numeric, offsets, freq, fill_method, codes, vocabulary, path):
+def ref_fill_or_refuse(stamps, numeric, offsets, freq, fill_method, codes, vocabulary, path, names):
     position, on_grid = ref_positions(stamps, offsets, freq)
     if not on_grid.all():
         row = int(np.flatnonzero(~on_grid)[0])
@@ -175,9 +182,11 @@ def ref_fill_or_refuse(stamps, numeric, offsets, freq, fill_method, codes, vocab
             )
         if missing_value.any():
             row = int(np.flatnonzero(missing_value)[0])
+            column = names[int(np.flatnonzero(np.isnan(numeric[row]))[0])]
             raise UserError(
-                f"missing value in {path} for series {vocabulary[codes[row]]!r} at {stamps[row]}; "
-                "set data.source.fill_method=ffill|bfill|interpolate|zero or drop those rows"
+                f"missing value in {path} in column {column!r} for series {vocabulary[codes[row]]!r} "
+                f"at {stamps[row]}; set data.source.fill_method=ffill|bfill|interpolate|zero or drop "
+                "those rows"
             )
         return stamps, numeric, offsets
     if not (gap.any() or missing_value.any()):
@@ -187,10 +196,12 @@ def ref_fill_or_refuse(stamps, numeric, offsets, freq, fill_method, codes, vocab
     if still.any():
         row = int(np.flatnonzero(still)[0])
         series = vocabulary[int(np.searchsorted(offsets, row, side="right") - 1)]
+        column = names[int(np.flatnonzero(np.isnan(numeric[row]))[0])]
+        what = "has no value" if fill_method == "interpolate" else "starts or ends with a missing value"
+        works = "zero" if fill_method == "interpolate" else "interpolate"
         raise UserError(
-            f"series {series!r} starts or ends with a missing value at {stamps[row]} that "
-            f"fill_method={fill_method} cannot fill; drop those rows or use fill_method="
-            "interpolate or zero"
+            f"series {series!r} {what} in column {column!r} (at {stamps[row]}) that "
+            f"fill_method={fill_method} cannot fill; drop those rows or use data.source.fill_method={works}"
         )
     return stamps, numeric, offsets
 

@@ -42,7 +42,7 @@ def gappy_long_csv(tmp_path):
 
 def test_missing_value_is_refused_with_row_and_column(gappy_csv):
     with pytest.raises(
-        UserError, match=r"missing value in .*gappy.csv at row 0, column 'b'; set data.source.fill"
+        UserError, match=r"missing value in .*gappy.csv at line 2, column 'b'; set data.source.fill"
     ):
         wide_file_frame(str(gappy_csv))
 
@@ -68,7 +68,7 @@ def test_fill_methods(gappy_csv, gappy_long_csv, method, a, b):
 
 
 def test_forward_fill_cannot_fill_a_leading_gap(gappy_csv):
-    with pytest.raises(UserError, match=r"row 0, column 'b'; data.source.fill_method=ffill leaves it"):
+    with pytest.raises(UserError, match=r"line 2, column 'b'; data.source.fill_method=ffill leaves it"):
         wide_file_frame(str(gappy_csv), fill_method="ffill")
 
 
@@ -87,12 +87,12 @@ def test_forward_fill_fills_within_each_series_never_from_the_one_before(gappy_l
 def test_infinity_is_refused_even_with_a_fill_method(tmp_path):
     path = tmp_path / "inf.csv"
     path.write_text("date,a\n2024-01-01 00:00,1\n2024-01-01 01:00,inf\n2024-01-01 02:00,3\n")
-    with pytest.raises(UserError, match=r"infinite value in .* at row 1, column 'a'"):
+    with pytest.raises(UserError, match=r"infinite value in .* at line 3, column 'a'"):
         wide_file_frame(str(path), fill_method="interpolate")
 
 
 def test_a_column_with_a_stray_text_cell_is_reported_not_dropped(tmp_path):
     path = tmp_path / "text.csv"
     path.write_text("date,a,b\n2024-01-01 00:00,1,5\n2024-01-01 01:00,n/a?,6\n2024-01-01 02:00,3,7\n")
-    with pytest.raises(UserError, match=r"column 'a' .* is not numeric \(row 1: 'n/a\?'\)"):
+    with pytest.raises(UserError, match=r"column 'a' .* is not numeric \(line 3: 'n/a\?'\)"):
         wide_file_frame(str(path))

@@ -276,8 +276,8 @@ DATA_ERRORS = {
     "other columns": ("series columns", "missing ['b']", "unexpected ['c']"),
     "extra column": ("series columns", "missing []", "unexpected ['c']"),
     "wrong frequency": ("every '30min'", "trained on 'h'", "resample"),
-    "irregular": ("irregular: row 30", "fill the gaps"),
-    "nan": ("missing value", "row 17", "'a'"),
+    "irregular": ("irregular: line 32", "fill the gaps"),
+    "nan": ("missing value", "line 19", "'a'"),
     "too few rows": ("23 rows, fewer than one window of 24",),
 }
 CHECKPOINT_ERRORS = {

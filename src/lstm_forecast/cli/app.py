@@ -24,6 +24,7 @@ from hydra.version import VersionBase
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from lstm_forecast.cli.key_hints import unexpected_argument_error, unknown_keys_error, unknown_option_error
 from lstm_forecast.errors import UserError, causes, find_user_error, innermost_cause, one_line_reason
 from lstm_forecast.files import write_atomic
 from lstm_forecast.training.distributed import is_rank_zero
@@ -58,6 +59,9 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 def _config_error(error: BaseException) -> UserError | None:
     """A user-facing message for config errors (unknown key, missing value) anywhere in ``error``'s chain."""
+    hint = unexpected_argument_error(error) or unknown_option_error(error)
+    if hint is not None:
+        return hint
     for cause in causes(error):
         if isinstance(cause, MissingMandatoryValue):
             key = getattr(cause, "full_key", None) or "a mandatory value"
@@ -127,9 +131,20 @@ def compose_config(config_name: str, overrides: list[str], return_hydra_config: 
         one_line_errors(),
         hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"),
     ):
-        return hydra.compose(
-            config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config
-        )
+
+        def compose(chosen: list[str]) -> DictConfig:
+            return hydra.compose(
+                config_name=config_name, overrides=chosen, return_hydra_config=return_hydra_config
+            )
+
+        try:
+            return compose(overrides)
+        except HydraException as error:
+            groups = {folder.name for folder in Path(CONFIG_DIR).iterdir() if folder.is_dir()}
+            unknown = unknown_keys_error(error, overrides, compose, groups)
+            if unknown is None:
+                raise
+            raise unknown from None
 
 
 def compose_run_config(

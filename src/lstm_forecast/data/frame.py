@@ -19,6 +19,13 @@ FILL_METHODS = ("ffill", "bfill", "interpolate", "zero")
 LOOKAHEAD_FILLS = ("bfill", "interpolate")  # filled after the split (data/split_fill.py)
 
 
+def fill_reaching_edges(failed: str) -> str:
+    """The fill to name when ``failed`` left a value missing: ``interpolate`` takes the nearest value
+    at either edge of a series, so it fills what ``ffill`` (a leading gap) and ``bfill`` (a trailing
+    one) leave; what ``interpolate`` leaves (a series with no value in the column) only ``zero`` fills."""
+    return "interpolate" if failed in ("ffill", "bfill") else "zero"
+
+
 @dataclass(frozen=True)
 class SeriesFrame:
     """Rows of many series, sorted by series then time, one row per step of a series.

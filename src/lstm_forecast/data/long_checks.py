@@ -9,14 +9,17 @@ the whole panel would.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lstm_forecast.data.frame import fill_within_series
+from lstm_forecast.data.frame import LOOKAHEAD_FILLS, fill_reaching_edges, fill_within_series
 from lstm_forecast.data.windows import CHUNK_ROWS, series_chunks
 from lstm_forecast.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def _chunks(offsets: np.ndarray) -> list[tuple[int, int]]:
@@ -149,6 +152,7 @@ class GridScan:
     gap_series: int = 0
     missing: int | None = None
     missing_count: int = 0
+    grid_rows: int = 0  # rows once every missing step is inserted
 
 
 def _note(scan: GridScan, kind: str, rows: np.ndarray, a: int) -> None:
@@ -163,8 +167,8 @@ def scan_grid(
     stamps: pd.DatetimeIndex, values: np.ndarray, extras: np.ndarray, offsets: np.ndarray, freq: pd.DateOffset
 ) -> GridScan:
     """Rows off the ``freq`` grid, rows more than one step after the previous row of their series
-    (gaps; and how many series have one) and rows with a missing value (``values [N]`` or any of
-    ``extras [E, N]``)."""
+    (gaps; and how many series have one; the rows with every step inserted) and rows with a missing
+    value (``values [N]`` or any of ``extras [E, N]``)."""
     grid = _grid(stamps, freq)
     stamps_ns = stamps.asi8
     scan = GridScan()
@@ -174,6 +178,8 @@ def scan_grid(
         _note(scan, "off_grid", ~on_grid, a)
         gap = ~chunk_starts(offsets, s0, s1) & (np.diff(position, prepend=0) > 1)
         _note(scan, "gap", gap, a)
+        last = offsets[s0 + 1 : s1 + 1][np.diff(offsets[s0 : s1 + 1]) > 0] - 1 - a  # [series with rows]
+        scan.grid_rows += int((position[last] + 1).sum())
         scan.gap_series += len(np.unique(np.searchsorted(offsets, a + np.flatnonzero(gap), side="right")))
         missing = np.isnan(values[a:b])
         for extra in extras:
@@ -215,3 +221,91 @@ def fill_panel(
     if method is None:
         return new_stamps, filled, new_offsets
     return new_stamps, fill_within_series(filled, new_series, method), new_offsets
+
+
+def fill_or_refuse(
+    stamps: pd.DatetimeIndex,
+    numeric: np.ndarray,
+    offsets: np.ndarray,
+    freq: pd.DateOffset,
+    fill_method: str | None,
+    vocabulary: list[str],
+    path: str,
+    names: list[str],
+    split_fill: bool = False,
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """Refuse rows off the grid, then missing steps and values (naming the first), or insert and fill
+    them per series (``split_fill``: insert, and leave bfill/interpolate's values NaN for the split);
+    ``numeric [1 + E, N]``, its rows the columns ``names``."""
+    scan = scan_grid(stamps, numeric[0], numeric[1:], offsets, freq)
+    if scan.off_grid is not None:
+        row = scan.off_grid
+        raise UserError(
+            f"series {vocabulary[series_of_row(offsets, row)]!r} has timestamp {stamps[row]} off its "
+            f"{freq.freqstr} grid in {path} ({scan.off_grid_count} such rows); fix the timestamps or set "
+            "data.source.freq"
+        )
+    dwarfed = scan.grid_rows > GAPS_DWARF_DATA * len(stamps)
+    if dwarfed and fill_method is not None:
+        log.warning(
+            "%s; filling them as data.source.fill_method=%s says", _dwarfing(scan, freq, stamps), fill_method
+        )
+    if fill_method is None:
+        if scan.gap is not None:
+            row = scan.gap
+            series = vocabulary[series_of_row(offsets, row)]
+            fill = "set data.source.fill_method=ffill|bfill|interpolate|zero to fill them"
+            fix = (
+                f"{_dwarfing(scan, freq, stamps)}; if the steps are really missing, {fill}"
+                if dwarfed
+                else fill
+            )
+            raise UserError(
+                f"series {series!r} has missing {freq.freqstr} steps between "
+                f"{stamps[row - 1]} and {stamps[row]} in {path} ({scan.gap_series} series with gaps); {fix}"
+            )
+        if scan.missing is not None:
+            row = scan.missing
+            column = names[int(np.flatnonzero(np.isnan(numeric[:, row]))[0])]
+            raise UserError(
+                f"missing value in {path} in column {column!r} for series "
+                f"{vocabulary[series_of_row(offsets, row)]!r} at {stamps[row]}; "
+                "set data.source.fill_method=ffill|bfill|interpolate|zero or drop those rows"
+            )
+        return stamps, numeric, offsets
+    if scan.gap is None and scan.missing is None:
+        return stamps, numeric, offsets
+    position = grid_positions(stamps, offsets, freq)
+    deferred = split_fill and fill_method in LOOKAHEAD_FILLS
+    method = None if deferred else fill_method
+    stamps, filled, offsets = fill_panel(stamps, numeric.T, offsets, position, freq, method)
+    if deferred:
+        return stamps, np.ascontiguousarray(filled.T), offsets
+    still = np.isnan(filled).any(axis=1)
+    if still.any():
+        row = int(np.flatnonzero(still)[0])
+        column = names[int(np.flatnonzero(np.isnan(filled[row]))[0])]
+        what = "has no value" if fill_method == "interpolate" else "starts or ends with a missing value"
+        raise UserError(
+            f"series {vocabulary[series_of_row(offsets, row)]!r} {what} in column {column!r} (at "
+            f"{stamps[row]}) that fill_method={fill_method} cannot fill; drop those rows "
+            f"or use data.source.fill_method={fill_reaching_edges(fill_method)}"
+        )
+    log.info("filled %d missing steps/values with %s", scan.gap_count + scan.missing_count, fill_method)
+    return stamps, np.ascontiguousarray(filled.T), offsets
+
+
+# Missing steps that would make the panel more than this many times the rows read are more likely
+# misread dates (day-first read month-first: 590 monthly rows become 17,000 daily ones) than gaps.
+GAPS_DWARF_DATA = 3
+
+
+def _dwarfing(scan: GridScan, freq: pd.DateOffset, stamps: pd.DatetimeIndex) -> str:
+    """What the inferred gaps would do: the rows a fill would make from the rows read, and the
+    settings that read the dates differently."""
+    return (
+        f"filling the missing {freq.freqstr} steps would make {scan.grid_rows:,} rows from the "
+        f"{len(stamps):,} read, so the dates may be misread: set data.source.dayfirst=true for "
+        "day-first dates (31/01/2024), data.source.date_format for another layout or data.source.freq "
+        "for another step"
+    )

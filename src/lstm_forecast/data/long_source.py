@@ -6,28 +6,30 @@ as flat arrays: memory is O(total rows), never O(series x time).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from lstm_forecast.data.frame import LOOKAHEAD_FILLS, SeriesFrame
+from lstm_forecast.data.frame import SeriesFrame
 from lstm_forecast.data.long_checks import (
-    fill_panel,
-    grid_positions,
+    fill_or_refuse,
     modal_step,
     refuse_duplicates,
-    scan_grid,
-    series_of_row,
     static_labels,
 )
-from lstm_forecast.data.sources import check_fill_method, numeric_column, require_columns, source_table
+from lstm_forecast.data.sources import check_fill_method, numeric_column, source_table
+from lstm_forecast.data.table_checks import (
+    has_no_values,
+    list_override,
+    parse_timestamps,
+    refuse_empty_columns,
+    require_columns,
+    row_place,
+)
 from lstm_forecast.data.windows import CHUNK_ROWS
 from lstm_forecast.errors import UserError
-
-log = logging.getLogger(__name__)
 
 LONG_FILE_OPTIONS = (
     "path",
@@ -38,6 +40,8 @@ LONG_FILE_OPTIONS = (
     "static_columns",
     "freq",
     "fill_method",
+    "dayfirst",
+    "date_format",
 )
 
 
@@ -75,6 +79,8 @@ def long_file_frame(
     static_columns: list[str] | None = None,
     freq: str | None = None,
     fill_method: str | None = None,
+    dayfirst: bool = False,
+    date_format: str | None = None,
     series_names: list[str] | None = None,
     table: pd.DataFrame | None = None,
     split_fill: bool = False,
@@ -96,6 +102,10 @@ def long_file_frame(
     fill_method : str or None
         None refuses missing steps and missing values with the first one found; one of
         :data:`~lstm_forecast.data.frame.FILL_METHODS` fills them within each series.
+    dayfirst : bool
+        Read text timestamps day-first (31/01/2024) instead of month-first.
+    date_format : str or None
+        The strftime format of text timestamps (``%d.%m.%Y``); None infers it.
     series_names : list of str or None
         The series order (a checkpoint's); None sorts the names. Names not listed are refused.
     table : pandas.DataFrame or None
@@ -120,7 +130,9 @@ def long_file_frame(
     num_rows = len(table)
     del table  # a file's own table: each column is freed once used (popped from ``columns``)
     codes, vocabulary = _series_codes(columns.pop(series_column), series_names, path, series_column)
-    raw_stamps, timezone = _timestamps(columns.pop(timestamp_column), path, timestamp_column)
+    raw_stamps, timezone = _timestamps(
+        columns.pop(timestamp_column), path, timestamp_column, dayfirst, date_format
+    )
     order, offsets = _sort_order(codes, raw_stamps, len(vocabulary))
     del codes
     # A copy of the file's timestamps (sorted when they were not); grid arithmetic is in ns.
@@ -129,10 +141,21 @@ def long_file_frame(
     del raw_stamps
     refuse_duplicates(stamps, offsets, vocabulary, path)
     numeric = np.empty((1 + len(extra_columns), num_rows))  # [1 + E, N]: the value, then the extras
+    empty = []
     for row, column in enumerate([value_column, *extra_columns]):
         converted = numeric_column(columns.pop(column), column, path)
+        if has_no_values(converted):
+            empty.append(column)
         numeric[row] = converted if order is None else converted[order]
         del converted
+    extras_left = list_override("data.source.extra_columns", [c for c in extra_columns if c not in empty])
+    refuse_empty_columns(
+        empty,
+        path,
+        "set data.source.value_column to the column of the values"
+        if value_column in empty
+        else f"leave them out: {extras_left}",
+    )
     static = pd.DataFrame(index=pd.Index(vocabulary, name="series"))
     for column in static_columns:
         label_codes, labels = _factorize(columns.pop(column))
@@ -141,8 +164,16 @@ def long_file_frame(
     del order
 
     offset = resolve_freq(freq, stamps, offsets)
-    stamps, numeric, offsets = _fill_or_refuse(
-        stamps, numeric, offsets, offset, fill_method, vocabulary, path, split_fill
+    stamps, numeric, offsets = fill_or_refuse(
+        stamps,
+        numeric,
+        offsets,
+        offset,
+        fill_method,
+        vocabulary,
+        path,
+        [value_column, *extra_columns],
+        split_fill,
     )
     if timezone is not None:
         stamps = stamps.tz_localize("UTC").tz_convert(timezone)
@@ -167,14 +198,17 @@ def _check_roles(
     static_columns: list[str],
 ) -> None:
     """Every named column exists and has one role; the table has rows."""
-    for columns, key in (
-        ([series_column], "data.source.series_column"),
-        ([timestamp_column], "data.source.timestamp_column"),
-        ([value_column], "data.source.value_column"),
-        (extra_columns, "data.source.extra_columns"),
-        (static_columns, "data.source.static_columns"),
-    ):
-        require_columns(table, columns, path, key)
+    require_columns(
+        table,
+        [
+            ([series_column], "data.source.series_column"),
+            ([timestamp_column], "data.source.timestamp_column"),
+            ([value_column], "data.source.value_column"),
+            (extra_columns, "data.source.extra_columns"),
+            (static_columns, "data.source.static_columns"),
+        ],
+        path,
+    )
     roles = [series_column, timestamp_column, value_column, *extra_columns, *static_columns]
     repeated = sorted({c for c in roles if roles.count(c) > 1})
     if repeated:
@@ -215,7 +249,8 @@ def _series_codes(
         missing = np.flatnonzero(name_codes[a : a + CHUNK_ROWS] < 0)
         if len(missing):
             raise UserError(
-                f"missing series name in {path} at row {a + int(missing[0])}; fill column {series_column!r}"
+                f"missing series name in {path} at {row_place(path, a + int(missing[0]))}; "
+                f"fill column {series_column!r}"
             )
     known = names != None  # noqa: E711 (the categories no row holds are None)
     vocabulary = sorted(names[known]) if series_names is None else list(series_names)
@@ -231,17 +266,17 @@ def _series_codes(
     return SeriesCodes(name_codes, lookup), vocabulary
 
 
-def _timestamps(column: pd.Series, path: str, timestamp_column: str) -> tuple[np.ndarray, object]:
+def _timestamps(
+    column: pd.Series, path: str, timestamp_column: str, dayfirst: bool, date_format: str | None
+) -> tuple[np.ndarray, object]:
     """``(timestamps [N] datetime64, their time zone or None)``: naive (UTC where the column has a time
-    zone: grid arithmetic is in UTC; the zone is put back at the end)."""
-    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column.dtype):
-        timestamps = column  # already parsed (Parquet): pd.to_datetime would copy it, unchanged
-    else:
-        timestamps = pd.to_datetime(column, errors="coerce")
-    if timestamps.isna().any():
+    zone: grid arithmetic is in UTC; the zone is put back at the end). A column already parsed
+    (Parquet) is kept as it is: parsing would copy it, unchanged."""
+    timestamps = parse_timestamps(column, path, timestamp_column, dayfirst=dayfirst, date_format=date_format)
+    if timestamps.isna().any():  # NaT in a column already of datetimes
         row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
         raise UserError(
-            f"unparseable timestamp in {path} at row {row} ({column.iloc[row]!r}); "
+            f"missing timestamp in {path} at {row_place(path, row)}; "
             f"fix data.source.timestamp_column ({timestamp_column!r}) or the file"
         )
     timezone = timestamps.dt.tz
@@ -271,63 +306,6 @@ def _sort_order(
     if in_order:
         return None, offsets
     return np.lexsort((stamps, codes.whole())), offsets
-
-
-def _fill_or_refuse(
-    stamps: pd.DatetimeIndex,
-    numeric: np.ndarray,
-    offsets: np.ndarray,
-    freq: pd.DateOffset,
-    fill_method: str | None,
-    vocabulary: list[str],
-    path: str,
-    split_fill: bool = False,
-) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
-    """Refuse rows off the grid, then missing steps and values (naming the first), or insert and fill
-    them per series (``split_fill``: insert, and leave bfill/interpolate's values NaN for the split);
-    ``numeric [1 + E, N]``."""
-    scan = scan_grid(stamps, numeric[0], numeric[1:], offsets, freq)
-    if scan.off_grid is not None:
-        row = scan.off_grid
-        raise UserError(
-            f"series {vocabulary[series_of_row(offsets, row)]!r} has timestamp {stamps[row]} off its "
-            f"{freq.freqstr} grid in {path} ({scan.off_grid_count} such rows); fix the timestamps or set "
-            "data.source.freq"
-        )
-    if fill_method is None:
-        if scan.gap is not None:
-            row = scan.gap
-            series = vocabulary[series_of_row(offsets, row)]
-            raise UserError(
-                f"series {series!r} has missing {freq.freqstr} steps between "
-                f"{stamps[row - 1]} and {stamps[row]} in {path} ({scan.gap_series} series with gaps); "
-                "set data.source.fill_method=ffill|bfill|interpolate|zero to fill them"
-            )
-        if scan.missing is not None:
-            row = scan.missing
-            raise UserError(
-                f"missing value in {path} for series {vocabulary[series_of_row(offsets, row)]!r} at "
-                f"{stamps[row]}; set data.source.fill_method=ffill|bfill|interpolate|zero or drop those rows"
-            )
-        return stamps, numeric, offsets
-    if scan.gap is None and scan.missing is None:
-        return stamps, numeric, offsets
-    position = grid_positions(stamps, offsets, freq)
-    deferred = split_fill and fill_method in LOOKAHEAD_FILLS
-    method = None if deferred else fill_method
-    stamps, filled, offsets = fill_panel(stamps, numeric.T, offsets, position, freq, method)
-    if deferred:
-        return stamps, np.ascontiguousarray(filled.T), offsets
-    still = np.isnan(filled).any(axis=1)
-    if still.any():
-        row = int(np.flatnonzero(still)[0])
-        raise UserError(
-            f"series {vocabulary[series_of_row(offsets, row)]!r} starts or ends with a missing value "
-            f"at {stamps[row]} that fill_method={fill_method} cannot fill; drop those rows "
-            "or use fill_method=interpolate or zero"
-        )
-    log.info("filled %d missing steps/values with %s", scan.gap_count + scan.missing_count, fill_method)
-    return stamps, np.ascontiguousarray(filled.T), offsets
 
 
 def _factorize(column: pd.Series, observed: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ timestamps.
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,24 @@ from lstm_forecast.data.frame import (
     FILL_METHODS,
     LOOKAHEAD_FILLS,
     SeriesFrame,
+    fill_reaching_edges,
     fill_within_series,
     frame_from_wide,
     regular_freq,
 )
+from lstm_forecast.data.table_checks import (
+    day_first_regular,
+    has_no_values,
+    list_override,
+    parse_timestamps,
+    refuse_empty_columns,
+    require_columns,
+    row_place,
+)
 from lstm_forecast.errors import UserError
 from lstm_forecast.memory import check_memory
+
+log = logging.getLogger(__name__)
 
 
 def synthetic_frame(
@@ -65,8 +78,10 @@ def synthetic_frame(
     )
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file chosen by its suffix.
+def read_table(
+    path: str | Path, columns: list[str] | None = None, key: str = "data.source.path"
+) -> pd.DataFrame:
+    """Read a CSV or Parquet file chosen by its suffix; ``key`` is the setting that names it.
 
     ``columns``: the only columns the caller uses. A Parquet file that has them all (each once) is read
     column by column, each converted to pandas while its Arrow memory is released, so the read peaks
@@ -77,9 +92,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(
-            f"data file not found: {path}; set data.source.path to an existing CSV or Parquet file"
-        )
+        raise UserError(f"data file not found: {path}; set {key}=FILE to an existing CSV or Parquet file")
     suffix = path.suffix.lower()
     check_memory(f"reading {path}", {"data read": (read_bytes(path, columns), READ_REMEDY)})
     try:
@@ -159,22 +172,19 @@ IN_MEMORY_NAME = "the DataFrame"
 
 
 def source_table(
-    path: str | Path | None, table: pd.DataFrame | None, columns: list[str] | None = None
+    path: str | Path | None,
+    table: pd.DataFrame | None,
+    columns: list[str] | None = None,
+    key: str = "data.source.path",
 ) -> tuple[pd.DataFrame, str]:
     """The rows of a file source and its name for messages: ``table`` when one was handed over in
-    memory (the Python API's DataFrame), else the file at ``path``, read by :func:`read_table` (only
-    ``columns`` where it can)."""
+    memory (the Python API's DataFrame), else the file at ``path`` (the setting ``key``), read by
+    :func:`read_table` (only ``columns`` where it can)."""
     if table is not None:
         return table, IN_MEMORY_NAME
     if path is None:
-        raise UserError("data.source.path is missing; give the CSV or Parquet file")
-    return read_table(path, columns), str(path)
-
-
-def require_columns(table: pd.DataFrame, columns: list[str], path: str | Path, key: str) -> None:
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise UserError(f"column(s) {missing} not found in {path} (it has {list(table.columns)}); fix {key}")
+        raise UserError(f"{key} is missing; give the CSV or Parquet file")
+    return read_table(path, columns, key), str(path)
 
 
 def check_fill_method(method: str | None) -> None:
@@ -195,13 +205,15 @@ def numeric_column(column: pd.Series, name: str, path: str | Path) -> np.ndarray
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise UserError(
-                f"column {name!r} in {path} is not numeric (row {row}: {column.iloc[row]!r}); "
+                f"column {name!r} in {path} is not numeric ({row_place(path, row)}: {column.iloc[row]!r}); "
                 "fix the file or leave the column out of data.source"
             )
         values = converted.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         row = int(np.flatnonzero(np.isinf(values))[0])
-        raise UserError(f"infinite value in {path} at row {row}, column {name!r}; fix or drop those rows")
+        raise UserError(
+            f"infinite value in {path} at {row_place(path, row)}, column {name!r}; fix or drop those rows"
+        )
     return values
 
 
@@ -225,6 +237,8 @@ def wide_file_frame(
     series_columns: list[str] | None = None,
     extra_columns: list[str] | None = None,
     fill_method: str | None = None,
+    dayfirst: bool = False,
+    date_format: str | None = None,
     table: pd.DataFrame | None = None,
     split_fill: bool = False,
 ) -> SeriesFrame:
@@ -233,7 +247,8 @@ def wide_file_frame(
     By default every numeric column (or one whose cells are mostly numbers) that is neither the
     timestamp nor an extra column is a series. Missing values are refused with their row and column
     unless ``fill_method`` (one of :data:`~lstm_forecast.data.frame.FILL_METHODS`) fills them within
-    each series; infinities are always refused. ``table``, when given, holds the file's rows already
+    each series; infinities are always refused. Timestamps are read month-first unless ``dayfirst``,
+    or by the strftime format ``date_format`` when given. ``table``, when given, holds the file's rows already
     read (a DataFrame in memory); ``path`` is then not read. ``split_fill`` leaves the values of the
     fills that look ahead (``bfill``, ``interpolate``) NaN, for
     :func:`~lstm_forecast.data.split_fill.fill_by_split` to fill after the split.
@@ -241,22 +256,47 @@ def wide_file_frame(
     check_fill_method(fill_method)
     table, path = source_table(path, table)
     extra_columns = list(extra_columns or [])
-    require_columns(table, [timestamp_column], path, "data.source.timestamp_column")
-    require_columns(table, extra_columns, path, "data.source.extra_columns")
+    require_columns(
+        table,
+        [
+            ([timestamp_column], "data.source.timestamp_column"),
+            (extra_columns, "data.source.extra_columns"),
+            (list(series_columns or []), "data.source.series_columns"),
+        ],
+        path,
+    )
     series_columns = _series_columns(table, timestamp_column, series_columns, extra_columns, path)
-    index = _wide_timestamps(table, timestamp_column, path)
+    index = _wide_timestamps(table, timestamp_column, path, dayfirst, date_format)
     columns = [*series_columns, *extra_columns]
     numeric = pd.DataFrame(
         {c: numeric_column(table[c], c, path) for c in columns}, index=index, columns=columns
     )
+    empty = [c for c in columns if has_no_values(numeric[c].to_numpy())]
+    fixes = [
+        list_override(key, [c for c in listed if c not in empty])
+        for key, listed in (
+            ("data.source.series_columns", series_columns),
+            ("data.source.extra_columns", extra_columns),
+        )
+        if set(listed) & set(empty)
+    ]
+    refuse_empty_columns(empty, path, f"leave them out: {' '.join(fixes)}")
     missing = np.isnan(numeric.to_numpy())
     if fill_method is None and missing.any():
         row, col = (int(i) for i in np.argwhere(missing)[0])
         raise UserError(
-            f"missing value in {path} at row {row}, column {columns[col]!r}; "
+            f"missing value in {path} at {row_place(path, row)}, column {columns[col]!r}; "
             f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
         )
-    frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], regular_freq(index))
+    freq = regular_freq(index)
+    if freq is None and (day_first := day_first_regular(table[timestamp_column], dayfirst, date_format)):
+        log.warning(
+            "the timestamps of %s are irregular read month-first but every %s read day-first; set "
+            "data.source.dayfirst=true if they are day-first (01/02/2024: 1 February)",
+            path,
+            day_first,
+        )
+    frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], freq)
     if not missing.any() or (split_fill and fill_method in LOOKAHEAD_FILLS):
         return frame
     filled = fill_within_series(
@@ -266,8 +306,9 @@ def wide_file_frame(
         row, col = (int(i) for i in np.argwhere(np.isnan(filled))[0])
         name = frame.series_names[int(frame.row_series[row])] if col == 0 else extra_columns[col - 1]
         raise UserError(
-            f"missing value in {path} at row {int(frame.local_index[row])}, column {name!r}; "
-            f"data.source.fill_method={fill_method} leaves it (a gap at the edge); try interpolate"
+            f"missing value in {path} at {row_place(path, int(frame.local_index[row]))}, column {name!r}; "
+            f"data.source.fill_method={fill_method} leaves it (a gap at the edge); "
+            f"use data.source.fill_method={fill_reaching_edges(fill_method)}"
         )
     return SeriesFrame(
         series_names=frame.series_names,
@@ -295,22 +336,19 @@ def _series_columns(
             raise UserError(f"no numeric series columns in {path}; set data.source.series_columns")
     else:
         series_columns = list(series_columns)
-        require_columns(table, series_columns, path, "data.source.series_columns")
     overlap = sorted(set(series_columns) & set(extra_columns))
     if overlap:
         raise UserError(f"column(s) {overlap} are both series and extra columns; list each once")
     return series_columns
 
 
-def _wide_timestamps(table: pd.DataFrame, timestamp_column: str, path: str) -> pd.DatetimeIndex:
+def _wide_timestamps(
+    table: pd.DataFrame, timestamp_column: str, path: str, dayfirst: bool, date_format: str | None
+) -> pd.DatetimeIndex:
     """The timestamp column, refusing unparseable, unsorted or repeated timestamps."""
-    timestamps = pd.to_datetime(table[timestamp_column], errors="coerce")
-    if timestamps.isna().any():
-        row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
-        raise UserError(
-            f"unparseable timestamp in {path} at row {row} ({table[timestamp_column].iloc[row]!r}); "
-            "fix data.source.timestamp_column or the file"
-        )
+    timestamps = parse_timestamps(
+        table[timestamp_column], path, timestamp_column, dayfirst=dayfirst, date_format=date_format
+    )
     index = pd.DatetimeIndex(timestamps)
     if not index.is_monotonic_increasing or index.has_duplicates:
         raise UserError(

@@ -67,7 +67,8 @@ def fill_by_split(frame: SeriesFrame, bounds: Bounds, method: str) -> SeriesFram
             raise UserError(
                 f"series {frame.series_names[s0 + int(row_series[row])]!r} has a missing value at "
                 f"{frame.timestamps[a + row]} that fill_method={method} cannot fill from its own or "
-                "earlier splits' rows (no known value before it); drop those rows or use fill_method=zero"
+                "earlier splits' rows (no known value before it); drop those rows or use "
+                "data.source.fill_method=zero"
             )
         values[a:b] = filled[:, 0]
         extras[a:b] = filled[:, 1:]

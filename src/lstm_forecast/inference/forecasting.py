@@ -19,6 +19,7 @@ from torch import nn
 
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.short_series import served_series
+from lstm_forecast.data.table_checks import row_place
 from lstm_forecast.data.windows import CHUNK_ROWS, SeriesArrays, Windows, index_ranges
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
@@ -45,7 +46,7 @@ def check_frequency(datamodule: ForecastDataModule, expected: str, source: str) 
         if len(off_grid):
             row = int(off_grid[0])
             raise UserError(
-                f"timestamps in {source} are irregular: row {row} ({timestamps[row]}) comes "
+                f"timestamps in {source} are irregular: {row_place(source, row)} ({timestamps[row]}) comes "
                 f"{timestamps[row] - timestamps[row - 1]} after the previous row but the model was trained "
                 f"on {expected!r} data; fill the gaps or resample the file to {expected!r}"
             )

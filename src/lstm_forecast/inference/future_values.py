@@ -20,6 +20,7 @@ import pandas as pd
 
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.sources import WIDE_TIMESTAMP_COLUMN, numeric_column
+from lstm_forecast.data.table_checks import parse_timestamps
 from lstm_forecast.errors import UserError
 
 # Missing (series, timestamp) pairs named in an error message; the rest are counted.
@@ -111,12 +112,15 @@ def future_values(table: pd.DataFrame, datamodule: ForecastDataModule, source: s
             f"future file {source} has no timestamp column {timestamp_column!r} "
             f"(it has {list(table.columns)}); name it as in the data"
         )
-    timestamps = pd.to_datetime(table[timestamp_column], errors="coerce")
-    if timestamps.isna().any():
-        row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
-        raise UserError(
-            f"unparseable timestamp in future file {source} at row {row}; fix column {timestamp_column!r}"
-        )
+    # Read as the data's timestamps are (data.source.dayfirst, date_format).
+    timestamps = parse_timestamps(
+        table[timestamp_column],
+        f"future file {source}",
+        timestamp_column,
+        key=f"column {timestamp_column!r}",
+        dayfirst=bool(options.get("dayfirst", False)),
+        date_format=options.get("date_format"),
+    )
     extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
     per_series = series_column is not None and series_column in table.columns
     if per_series:

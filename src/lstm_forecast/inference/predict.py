@@ -272,7 +272,7 @@ def future_forecast(
     values = None
     future_path = OmegaConf.select(cfg, "future.path")
     if future_path is not None or future_table is not None:
-        table, source = source_table(future_path, future_table)
+        table, source = source_table(future_path, future_table, key="future.path")
         values = future_values(table, datamodule, source)
     forecasts = forecast_future(loaded.module, datamodule, horizon, net.horizon, values, loaded.device)
     if intervals is not None:
