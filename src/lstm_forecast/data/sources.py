@@ -8,6 +8,7 @@ timestamps.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pandas.tseries.frequencies import to_offset
 from lstm_forecast.data.frame import (
     FILL_METHODS,
     LOOKAHEAD_FILLS,
+    ReadNotes,
     SeriesFrame,
     fill_within_series,
     frame_from_wide,
@@ -257,6 +259,8 @@ def wide_file_frame(
             f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
         )
     frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], regular_freq(index))
+    notes = ReadNotes({"timestamp": timestamp_column}, filled_values=int(missing.sum()))
+    frame = dataclasses.replace(frame, notes=notes)
     if not missing.any() or (split_fill and fill_method in LOOKAHEAD_FILLS):
         return frame
     filled = fill_within_series(
@@ -277,6 +281,7 @@ def wide_file_frame(
         extras=pd.DataFrame(filled[:, 1:], columns=extra_columns),
         static=frame.static,
         freq=frame.freq,
+        notes=frame.notes,
     )
 
 
