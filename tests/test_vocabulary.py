@@ -13,10 +13,12 @@ import pytest
 
 import lstm_forecast.evaluation.report as report
 from conftest import TINY_MODEL, compose_config
+from lstm_forecast import Forecaster
 from lstm_forecast.data.column_names import recognised_long_columns
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.long_source import synthetic_long_table
 from lstm_forecast.data.summary import read_summary
+from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.comparison import validation_baseline_key, validation_comparison
 from lstm_forecast.evaluation.report import BASELINES, evaluate_baselines
 from lstm_forecast.training.run import train
@@ -54,6 +56,9 @@ def test_a_long_file_with_nixtla_names_trains_with_no_column_overrides(tmp_path,
     for name in BASELINES:
         expected = alone[f"baseline/{name}/mse_z"]
         assert metrics[validation_baseline_key(name)] == pytest.approx(expected, rel=1e-9)
+    # The API forecasts from that checkpoint on the same frame, in its column names.
+    forecast = Forecaster.load(metrics["best_checkpoint"]).predict(pd.read_csv(path), horizon=2)
+    assert list(forecast.columns) == ["unique_id", "ds", "prediction"] and len(forecast) == 3 * 2
     line = next(line for line in lines if line.startswith("validation MSE"))
     assert line == validation_comparison(metrics)[0]
     for name in BASELINES:
@@ -133,3 +138,27 @@ def test_the_read_summary_of_a_wide_file_names_its_value_columns(tmp_path):
     assert re.search(r"wide\.csv: 7 series of 50 rows each, frequency D; timestamps 'day', ", line)
     assert "values ['c0', 'c1', 'c2', 'c3', 'c4', ...] (7); extras []" in line
     assert "fill_method" not in line  # nothing filled
+
+
+def test_the_api_keeps_the_input_column_names_and_its_errors_name_api_arguments(tmp_path):
+    table = synthetic_long_table(num_series=3, min_length=90, max_length=120).drop(columns="category")
+    table = table.rename(columns={"series": "store", "timestamp": "day", "value": "sales"})
+    table["promo"] = np.arange(len(table)) % 3 == 0
+    forecaster = Forecaster(
+        [*TINY_MODEL, "trainer.max_epochs=1", "logger=none"],
+        columns={"series": "store", "timestamp": "day", "value": "sales"},
+        extra_columns=["promo"],
+        run_dir=tmp_path / "run",
+    ).fit(table)
+
+    forecast = forecaster.predict(table)  # the model's own horizon: promo is only read as context
+    assert list(forecast.columns) == ["store", "day", "prediction"]
+    assert forecast["store"].tolist() == sorted(table["store"].unique())
+    # Forecasting past the model's horizon feeds forecasts back, so promo's future values are needed.
+    with pytest.raises(UserError) as caught:
+        forecaster.predict(table, horizon=3)
+    assert "pass future=<DataFrame> with" in str(caught.value) and "future.path" not in str(caught.value)
+    with pytest.raises(UserError) as caught:
+        forecaster.predict(table.drop(columns="sales"))
+    assert "['sales'] not found in the DataFrame" in str(caught.value)
+    assert str(caught.value).endswith("fix columns={'value': ...}")
