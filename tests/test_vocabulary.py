@@ -21,6 +21,7 @@ from lstm_forecast.data.summary import read_summary
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.comparison import validation_baseline_key, validation_comparison
 from lstm_forecast.evaluation.report import BASELINES, evaluate_baselines
+from lstm_forecast.inference.future_values import future_values
 from lstm_forecast.training.run import train
 
 RUN_LOGGER = "lstm_forecast.training.run"
@@ -162,3 +163,22 @@ def test_the_api_keeps_the_input_column_names_and_its_errors_name_api_arguments(
         forecaster.predict(table.drop(columns="sales"))
     assert "['sales'] not found in the DataFrame" in str(caught.value)
     assert str(caught.value).endswith("fix columns={'value': ...}")
+
+
+def test_a_future_table_in_nixtla_names_is_read_per_series(tmp_path):
+    table = nixtla_table()
+    table["promo"] = np.arange(len(table)) % 2
+    table.to_csv(tmp_path / "nixtla.csv", index=False)
+    datamodule = ForecastDataModule(
+        source={"kind": "long_file", "path": str(tmp_path / "nixtla.csv"), "extra_columns": ["promo"]},
+        window_size=6,
+    )
+    last = table.groupby("unique_id", observed=True)["ds"].max()
+    future = pd.DataFrame(
+        {"unique_id": last.index.astype(str), "ds": pd.to_datetime(last.to_numpy()) + pd.Timedelta(hours=1)}
+    ).assign(promo=1.0, y=5.0)
+
+    values = future_values(future, datamodule, "future.csv")
+
+    assert values.per_series and values.actual_column == "y"
+    assert values.values.loc[(future["unique_id"][0], future["ds"][0]), "promo"] == 1.0
