@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 
 import lstm_forecast.evaluation.report as report
 from conftest import TINY_MODEL, compose_config
@@ -182,3 +183,17 @@ def test_a_future_table_in_nixtla_names_is_read_per_series(tmp_path):
 
     assert values.per_series and values.actual_column == "y"
     assert values.values.loc[(future["unique_id"][0], future["ds"][0]), "promo"] == 1.0
+
+
+def test_a_wide_file_with_a_ds_column_reads_with_the_cli_defaults(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=40, freq="h")
+    pd.DataFrame({"ds": stamps, "a": np.arange(40.0), "b": np.arange(40.0) * 2}).to_csv(
+        tmp_path / "wide.csv", index=False
+    )
+    cfg = compose_config(
+        "train", tmp_path / "run", ["data=wide_file", f"data.source.path={tmp_path / 'wide.csv'}"]
+    )
+
+    line = read_summary(instantiate(cfg.data))
+
+    assert "2 series of 40 rows each, frequency h; timestamps 'ds', values ['a', 'b']" in line

@@ -12,13 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from lstm_forecast.data.column_names import KNOWN_LONG_NAMES, ROLES
+from lstm_forecast.data.column_names import KNOWN_LONG_NAMES, KNOWN_WIDE_TIMESTAMPS, ROLES
 from lstm_forecast.errors import UserError
 
 LAYOUTS = {"long": "long_csv", "wide": "wide_file"}  # layout -> the data config group reading it
 SOURCE_KINDS = {"long": "long_file", "wide": "wide_file"}
-# Timestamp columns of a wide table recognised without being named (the wide config's own is "date").
-KNOWN_WIDE_TIMESTAMPS = ("date", "timestamp", "ds")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from lstm_forecast.data.column_names import recognised_wide_timestamp
 from lstm_forecast.data.frame import (
     FILL_METHODS,
     LOOKAHEAD_FILLS,
@@ -242,6 +243,7 @@ def wide_file_frame(
     """
     check_fill_method(fill_method)
     table, path = source_table(path, table)
+    timestamp_column = recognised_wide_timestamp(table.columns, timestamp_column)  # or timestamp, ds
     extra_columns = list(extra_columns or [])
     require_columns(table, [timestamp_column], path, "data.source.timestamp_column")
     require_columns(table, extra_columns, path, "data.source.extra_columns")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lstm_forecast.data.column_names import ROLES, recognised_long_columns
+from lstm_forecast.data.column_names import ROLES, recognised_long_columns, recognised_wide_timestamp
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.sources import WIDE_TIMESTAMP_COLUMN, numeric_column
 from lstm_forecast.errors import UserError
@@ -107,8 +107,9 @@ def future_values(table: pd.DataFrame, datamodule: ForecastDataModule, source: s
     named = recognised_long_columns(
         table.columns, **{role: str(options.get(f"{role}_column") or role) for role in ROLES}
     )
+    wide_timestamp = str(options.get("timestamp_column") or WIDE_TIMESTAMP_COLUMN)
     timestamp_column = (
-        named["timestamp"] if long_data else str(options.get("timestamp_column") or WIDE_TIMESTAMP_COLUMN)
+        named["timestamp"] if long_data else recognised_wide_timestamp(table.columns, wide_timestamp)
     )
     series_column = named["series"] if long_data else None
     if timestamp_column not in table.columns:
