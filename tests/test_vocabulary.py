@@ -58,9 +58,13 @@ def test_a_long_file_with_nixtla_names_trains_with_no_column_overrides(tmp_path,
     for name in BASELINES:
         expected = alone[f"baseline/{name}/mse_z"]
         assert metrics[validation_baseline_key(name)] == pytest.approx(expected, rel=1e-9)
-    # The API forecasts from that checkpoint on the same frame, in its column names.
-    forecast = Forecaster.load(metrics["best_checkpoint"]).predict(pd.read_csv(path), horizon=2)
+    # The API forecasts from that checkpoint on the same frame, in its column names; the checkpoint
+    # loader of every app says what it read, as training did.
+    with caplog.at_level(logging.INFO, logger="lstm_forecast.inference.checkpoints"):
+        forecast = Forecaster.load(metrics["best_checkpoint"]).predict(pd.read_csv(path), horizon=2)
     assert list(forecast.columns) == ["unique_id", "ds", "prediction"] and len(forecast) == 3 * 2
+    loaded = [r.getMessage() for r in caplog.records if r.name == "lstm_forecast.inference.checkpoints"]
+    assert loaded == [read.replace(f"read {path}:", "read the DataFrame:")]
     line = next(line for line in lines if line.startswith("validation MSE"))
     assert line == validation_comparison(metrics)[0]
     for name in BASELINES:

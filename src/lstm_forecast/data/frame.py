@@ -25,6 +25,8 @@ class ReadNotes:
 
     Attributes
     ----------
+    source : str
+        The file read, or ``the DataFrame`` for rows handed over in memory.
     columns : dict
         The column of each role read (a long table's ``series``, ``timestamp`` and ``value``, which
         may be Nixtla's names; a wide table's ``timestamp``).
@@ -34,6 +36,7 @@ class ReadNotes:
         Missing values of rows the file has that a fill filled (cells: values and extras).
     """
 
+    source: str
     columns: dict[str, str]
     inserted_steps: int = 0
     filled_values: int = 0

@@ -161,7 +161,7 @@ def long_file_frame(
         extras=pd.DataFrame(numeric[1:].T, columns=extra_columns, copy=False),
         static=static,
         freq=offset,
-        notes=ReadNotes(named, len(stamps) - read_rows, missing),
+        notes=ReadNotes(path, named, len(stamps) - read_rows, missing),
     )
 
 

@@ -261,7 +261,7 @@ def wide_file_frame(
             f"set data.source.fill_method to one of {list(FILL_METHODS)} or fix the file"
         )
     frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], regular_freq(index))
-    notes = ReadNotes({"timestamp": timestamp_column}, filled_values=int(missing.sum()))
+    notes = ReadNotes(path, {"timestamp": timestamp_column}, filled_values=int(missing.sum()))
     frame = dataclasses.replace(frame, notes=notes)
     if not missing.any() or (split_fill and fill_method in LOOKAHEAD_FILLS):
         return frame

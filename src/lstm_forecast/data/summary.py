@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from lstm_forecast.data.datamodule import ForecastDataModule
-from lstm_forecast.data.sources import IN_MEMORY_NAME
 
 LISTED = 5  # column names shown in a list; beyond that, their count
 
@@ -27,11 +26,8 @@ def read_summary(datamodule: ForecastDataModule) -> str:
     'store', timestamps 'day', values 'sales'; extras ['promo'], future-known ['promo'], static
     ['region'], calendar [...]; fill_method=ffill inserted 12 missing steps, filled 3 missing values``."""
     frame = datamodule.load_frame()
-    source = datamodule.source
-    if source["kind"] == "synthetic":
-        where = "the built-in synthetic data"
-    else:
-        where = source.get("path") or IN_MEMORY_NAME
+    notes = frame.notes
+    where = "the built-in synthetic data" if notes is None else notes.source
     lengths = frame.lengths
     if np.all(lengths == lengths[0]):
         rows = f"{frame.num_series} series of {int(lengths[0]):,} rows each"
@@ -39,7 +35,6 @@ def read_summary(datamodule: ForecastDataModule) -> str:
         spread = f"{lengths.min():,} to {lengths.max():,} a series"
         rows = f"{frame.num_series} series, {frame.num_rows:,} rows ({spread})"
     parts = [f"read {where}: {rows}, frequency {frame.freqstr or 'irregular'}"]
-    notes = frame.notes
     columns = {} if notes is None else notes.columns
     if "series" in columns:  # a long table
         parts.append(
@@ -55,8 +50,9 @@ def read_summary(datamodule: ForecastDataModule) -> str:
     ]
     parts.append(", ".join(roles))
     if notes is not None and (notes.inserted_steps or notes.filled_values):
+        method = datamodule.source.get("fill_method")
         parts.append(
-            f"fill_method={source.get('fill_method')} inserted {notes.inserted_steps:,} missing steps, "
+            f"fill_method={method} inserted {notes.inserted_steps:,} missing steps, "
             f"filled {notes.filled_values:,} missing values"
         )
     return "; ".join(parts)

@@ -8,6 +8,7 @@ the checkpoint; an app applies only the settings its user overrides.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.frame import check_same_names
+from lstm_forecast.data.summary import read_summary
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import EvaluationOptions
 from lstm_forecast.models.checkpoint import DATAMODULE_STATE_KEYS, module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import ForecastModule
+
+log = logging.getLogger(__name__)
 
 
 def datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -163,5 +167,6 @@ def load_model(
         )
     module = module_from_checkpoint(checkpoint).to(device)
     datamodule = datamodule_from_checkpoint(checkpoint, overrides, table)
+    log.info("%s", read_summary(datamodule))  # what was read, as lstm-train says it
     evaluation = evaluation_options(checkpoint, cfg.get("evaluation"))
     return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint), evaluation)
