@@ -70,19 +70,23 @@ def cli_forecast(checkpoint: Path, data_file: Path, out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "forecast.csv", parse_dates=["timestamp"])
 
 
-def assert_same_forecast(api: pd.DataFrame, cli: pd.DataFrame) -> None:
-    assert list(api.columns) == ["series", "timestamp", "prediction"]
+def assert_same_forecast(api: pd.DataFrame, cli: pd.DataFrame, series: str, timestamp: str) -> None:
+    """The API's forecast (its series and timestamp columns named as in the input) is lstm-predict's."""
+    assert list(api.columns) == [series, timestamp, "prediction"]
+    api = api.rename(columns={series: "series", timestamp: "timestamp"})
     assert api.series.tolist() == cli.series.tolist()
     assert api.timestamp.tolist() == cli.timestamp.tolist()
     np.testing.assert_array_equal(api.prediction.to_numpy(), cli.prediction.to_numpy())
 
 
-def assert_near_own_level(forecast: pd.DataFrame, history: dict[str, np.ndarray]) -> None:
+def assert_near_own_level(
+    forecast: pd.DataFrame, history: dict[str, np.ndarray], series: str = "series"
+) -> None:
     """Each series' forecasts are positive and their mean within a factor of 2 of its history's mean:
     in original units (scaled ones lie in [-1, 1] around 0) and of that series, whose level differs
     from the others' by far more than that."""
     for name, values in history.items():
-        predicted = forecast.loc[forecast.series == name, "prediction"].to_numpy()
+        predicted = forecast.loc[forecast[series] == name, "prediction"].to_numpy()
         assert len(predicted) == HORIZON, name
         assert (predicted > 0).all(), (name, predicted)
         assert 0.5 < predicted.mean() / values.mean() < 2, (name, predicted.mean(), values.mean())
@@ -100,13 +104,12 @@ def test_long_nixtla_frame_fits_into_a_run_folder_and_forecasts_in_its_units(fit
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     forecast = forecaster.predict(frame, horizon=HORIZON)
     history = {str(name): rows.y.to_numpy() for name, rows in frame.groupby("unique_id", observed=True)}
-    assert sorted(set(forecast.series)) == sorted(history)
-    assert_near_own_level(forecast, history)
+    assert sorted(set(forecast.unique_id)) == sorted(history)
+    assert_near_own_level(forecast, history, series="unique_id")
     # What lstm-predict writes for the same checkpoint and data, the long file in the same columns.
     frame.to_csv(tmp_path / "panel.csv", index=False)
-    assert_same_forecast(
-        forecast, cli_forecast(forecaster.checkpoint, tmp_path / "panel.csv", tmp_path / "p")
-    )
+    cli = cli_forecast(forecaster.checkpoint, tmp_path / "panel.csv", tmp_path / "p")
+    assert_same_forecast(forecast, cli, "unique_id", "ds")
 
 
 @pytest.mark.slow
@@ -116,9 +119,10 @@ def test_wide_frame_forecasts_match_lstm_predict(fitted_wide, tmp_path):
     forecast = forecaster.predict(frame, horizon=HORIZON)
     assert_near_own_level(forecast, {name: frame[name].to_numpy() for name in ("w0", "w1", "w2")})
     last = frame.date.iloc[-1]
-    assert forecast.timestamp.tolist() == [last + pd.Timedelta(hours=h) for h in range(1, 6)] * 3
+    assert forecast.date.tolist() == [last + pd.Timedelta(hours=h) for h in range(1, 6)] * 3
     frame.to_csv(tmp_path / "wide.csv", index=False)
-    assert_same_forecast(forecast, cli_forecast(forecaster.checkpoint, tmp_path / "wide.csv", tmp_path / "p"))
+    cli = cli_forecast(forecaster.checkpoint, tmp_path / "wide.csv", tmp_path / "p")
+    assert_same_forecast(forecast, cli, "series", "date")  # a wide table has no series column
 
 
 @pytest.mark.slow
@@ -130,7 +134,7 @@ def test_saved_and_loaded_forecaster_predicts_identically(fitted_long, tmp_path)
     pd.testing.assert_frame_equal(loaded.predict(frame, horizon=HORIZON), expected, check_exact=True)
     # The model's own horizon by default (model.horizon=1).
     pd.testing.assert_frame_equal(
-        loaded.predict(frame), expected.groupby("series").head(1).reset_index(drop=True), check_exact=True
+        loaded.predict(frame), expected.groupby("unique_id").head(1).reset_index(drop=True), check_exact=True
     )
 
 

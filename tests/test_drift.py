@@ -9,6 +9,7 @@ count, and many drifted series make one summary line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -17,13 +18,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra.utils import instantiate
 
 import lstm_forecast.evaluation.drift as drift_module
-from conftest import TINY_MODEL, run_app
+from conftest import ETTH1, TINY_MODEL, compose_config, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.windows import series_chunks
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.drift import check_warn_share, leading_rows_drift, warn_drift
+from lstm_forecast.evaluation.drift import (
+    DEFAULT_WARN_SHARE,
+    chance_of_outside,
+    check_warn_share,
+    leading_rows_drift,
+    warn_drift,
+)
 from lstm_forecast.inference.checkpoints import datamodule_state
 from lstm_forecast.inference.forecasting import prediction_counts, prediction_windows
 
@@ -132,7 +140,8 @@ def test_only_the_rows_the_windows_read_count(tmp_path, caplog):
     names = ["p", "q", "r"]
     long_table(names).to_csv(tmp_path / "train.csv", index=False)
     early = long_table(names)
-    first_rows = early.groupby("series").cumcount() < 10  # read by training windows, not by test ones
+    # Read by training windows, not by test ones; 20 rows: 10 of q's 59 could be chance (docs/drift.md).
+    first_rows = early.groupby("series").cumcount() < 20
     early.loc[first_rows & (early["series"] == "q"), "value"] += 1000.0
     early.to_csv(tmp_path / "early.csv", index=False)
     datamodule = restored(tmp_path / "train.csv", tmp_path / "early.csv")
@@ -142,8 +151,8 @@ def test_only_the_rows_the_windows_read_count(tmp_path, caplog):
         drifts = warn_drift(datamodule, prediction_windows(datamodule, 1), 0.05, "early.csv")
 
     assert [drift.series for drift in drifts] == ["q"]
-    assert drifts[0].share == pytest.approx(10 / 59) and drifts[0].num_values == 59  # q has 59 rows
-    assert "series 'q': 16.9% of its 59 input values" in caplog.text
+    assert drifts[0].share == pytest.approx(20 / 59) and drifts[0].num_values == 59  # q has 59 rows
+    assert "series 'q': 33.9% of its 59 input values" in caplog.text
     # lstm-predict's check, a chunk of series at a time: every full window reads each series' first
     # window_size + windows - 1 rows.
     series, count = prediction_counts(datamodule, 1)
@@ -180,3 +189,69 @@ def test_many_drifted_series_make_one_summary_line_with_the_worst(tmp_path, capl
 def test_a_bad_warn_share_is_a_user_error(value):
     with pytest.raises(UserError, match=r"drift\.warn_share must be a number in"):
         check_warn_share(value)
+
+
+@pytest.mark.parametrize(
+    ("outside", "read", "train_rows"), [(1, 4, 3), (2, 5, 3), (3, 3, 4), (3, 5, 3), (4, 6, 2)]
+)
+def test_the_chance_bound_holds_for_every_ordering_of_exchangeable_values(outside, read, train_rows):
+    # All orderings of n + m distinct values are equally likely when nothing changed: count those in
+    # which `outside` or more of the m new values fall outside the range of the n old ones.
+    total = hits = 0
+    for order in itertools.permutations(range(train_rows + read)):
+        old, new = order[:train_rows], order[train_rows:]
+        total += 1
+        hits += sum(v < min(old) or v > max(old) for v in new) >= outside
+    bound = chance_of_outside(outside, read, train_rows)
+    # Equal when every new value is outside (k = m: the bound's events are then disjoint); rounding only.
+    assert hits / total <= bound or hits / total == pytest.approx(bound, rel=1e-12)
+
+
+def test_noise_of_a_short_series_is_not_drift_but_a_level_shift_is(tmp_path, caplog):
+    # 30 training rows of white noise leave out much of its own tails: 5 of the 18 rows the test
+    # windows read (28 %) fall outside the training range, which chance gives (p <= 0.03); no warning.
+    # The same series moved up by 3 standard deviations after its training rows warns.
+    values = np.random.default_rng(0).standard_normal(54)
+    stamps = pd.date_range("2024-01-01", periods=54, freq="h")
+    noise = pd.DataFrame({"series": "n", "timestamp": stamps, "value": values})
+    noise.to_csv(tmp_path / "noise.csv", index=False)
+    shifted = noise.assign(value=np.where(np.arange(54) >= 30, values + 3.0, values))
+    shifted.to_csv(tmp_path / "shifted.csv", index=False)
+    options = {"window_size": WINDOW, "calendar_features": [], "split": {"val": 12, "test": 12}}
+    quiet = ForecastDataModule(source={"kind": "long_file", "path": str(tmp_path / "noise.csv")}, **options)
+    quiet.setup()
+    low, high = quiet.fitted.training_range("minmax")
+    test_rows = values[54 - 12 - WINDOW :]  # the rows the test windows read
+    outside = int(((test_rows < low[0]) | (test_rows > high[0])).sum())
+    assert (outside, len(test_rows)) == (5, 18)  # the share alone (28 % > 5 %) would warn
+    moved = ForecastDataModule(source={"kind": "long_file", "path": str(tmp_path / "shifted.csv")}, **options)
+    moved.load_state_dict(quiet.state_dict())
+    moved.setup()
+
+    with caplog.at_level(logging.WARNING, logger=DRIFT_LOGGER):
+        assert warn_drift(quiet, quiet.windows["test"], 0.05, "noise.csv") == []
+        assert caplog.text == ""
+        assert [d.series for d in warn_drift(moved, moved.windows["test"], 0.05, "shifted.csv")] == ["n"]
+
+
+@pytest.mark.skipif(not ETTH1.is_file(), reason="ETTh1.csv is not in ../shared/data")
+def test_etth1_test_split_is_silent_and_its_copy_times_1_5_warns(tmp_path, caplog):
+    cfg = compose_config("train", tmp_path, ["data=etth1", f"data.source.path={ETTH1}"])
+    original = instantiate(cfg.data)
+    original.setup()
+    scaled_file = tmp_path / "ETTh1_x1.5.csv"
+    table = pd.read_csv(ETTH1)
+    series = [column for column in table.columns if column != "date"]
+    table.assign(**{column: table[column] * 1.5 for column in series}).to_csv(scaled_file, index=False)
+    cfg.data.source.path = str(scaled_file)
+    scaled = instantiate(cfg.data)
+    scaled.load_state_dict(original.state_dict())
+    scaled.setup()
+
+    with caplog.at_level(logging.WARNING, logger=DRIFT_LOGGER):
+        assert warn_drift(original, original.windows["test"], DEFAULT_WARN_SHARE, "ETTh1.csv") == []
+        assert caplog.text == ""
+        drifts = warn_drift(scaled, scaled.windows["test"], DEFAULT_WARN_SHARE, "ETTh1_x1.5.csv")
+
+    assert [drift.series for drift in drifts] == ["MUFL", "HUFL"]
+    assert "forecasts on ETTh1_x1.5.csv cannot be trusted: series 'MUFL'" in caplog.text

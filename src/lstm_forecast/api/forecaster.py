@@ -30,6 +30,7 @@ from lstm_forecast.api.checkpoint_calls import (
 )
 from lstm_forecast.api.cross_validation import cross_validation
 from lstm_forecast.api.tables import check_frame, table_layout
+from lstm_forecast.api.vocabulary import api_words, in_input_names
 from lstm_forecast.cli.app import (
     compose_config,
     compose_run_config,
@@ -114,7 +115,7 @@ class Forecaster:
     >>> quiet = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
     >>> f = Forecaster(["data.window_size=24", "trainer.max_epochs=2", *quiet])
     >>> f = f.fit(df)  # writes outputs/runs/train/<time>/
-    >>> forecast = f.predict(df, horizon=12)  # series, timestamp, prediction
+    >>> forecast = f.predict(df, horizon=12)  # unique_id, ds, prediction: the input's names
     >>> forecast.shape
     (48, 3)
     >>> f.evaluate(df)["test/mse_z"] > 0
@@ -155,7 +156,7 @@ class Forecaster:
         constructor's, else ``outputs/runs/train/<time>``). Bad data or config is a one-line
         :class:`~lstm_forecast.errors.UserError`, and leaves no run folder behind.
         """
-        with process_state_kept(), one_line_errors():
+        with api_words(), process_state_kept(), one_line_errors():
             table = check_frame(data)
             chosen_dir = run_dir if run_dir is not None else self.run_dir
             cfg = self._train_config(table, chosen_dir)
@@ -239,13 +240,14 @@ class Forecaster:
         pandas.DataFrame
             Columns ``series``, ``timestamp``, ``prediction`` (and ``lo-80, hi-80, lo-95, hi-95``
             with ``level=[80, 95]``): one row per series and step, the rows of ``lstm-predict``'s
-            ``forecast.csv``. Never the window table of
+            ``forecast.csv``; the series and timestamp columns named as in ``data`` (``unique_id, ds``
+            for Nixtla's names; a wide table's timestamp column). Never the window table of
             ``predictions.csv`` (``lstm-predict window_predictions=true`` writes that): the forecast
             reads each series' last ``data.window_size`` rows only, and a forecast that would not
             fit in the memory available is refused before it starts.
         """
         checkpoint = self._fitted("predict")
-        with process_state_kept(), one_line_errors():
+        with api_words(), process_state_kept(), one_line_errors():
             table = check_frame(data)
             future_table = None if future is None else check_frame(future)
             levels = interval_levels(level)
@@ -257,7 +259,8 @@ class Forecaster:
             if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
                 check_memory("Forecaster.predict", prediction_memory(loaded, steps, False, len(levels)))
             forecast = future_forecast(cfg, loaded, steps, future_table, api_intervals(loaded, levels))
-        return forecast[PREDICTION_COLUMNS + interval_names(levels)]
+        columns = PREDICTION_COLUMNS + interval_names(levels)
+        return in_input_names(forecast[columns], loaded.datamodule.load_frame())
 
     def future_frame(self, data: pd.DataFrame, horizon: int | None = None) -> pd.DataFrame:
         """The ``future`` table of :meth:`predict` for ``horizon`` steps after ``data``, to fill in.
@@ -292,7 +295,7 @@ class Forecaster:
         checkpoint = self._fitted("evaluate")
         if isinstance(overrides, str):
             raise UserError(f"overrides is a list of strings, got the string {overrides!r}; wrap it in [...]")
-        with process_state_kept(), one_line_errors():
+        with api_words(), process_state_kept(), one_line_errors():
             table = check_frame(data)
             cfg = compose_config("evaluate", [str(override) for override in overrides])
             with open_dict(cfg):

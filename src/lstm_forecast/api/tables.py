@@ -12,20 +12,11 @@ from typing import Any
 
 import pandas as pd
 
+from lstm_forecast.data.column_names import KNOWN_LONG_NAMES, KNOWN_WIDE_TIMESTAMPS, ROLES
 from lstm_forecast.errors import UserError
 
 LAYOUTS = {"long": "long_csv", "wide": "wide_file"}  # layout -> the data config group reading it
 SOURCE_KINDS = {"long": "long_file", "wide": "wide_file"}
-ROLES = ("series", "timestamp", "value")
-# Long-table column names recognised without being named: this project's, then Nixtla's
-# (neuralforecast, statsforecast: unique_id, ds, y).
-KNOWN_LONG_NAMES = {
-    "series": ("series", "unique_id"),
-    "timestamp": ("timestamp", "ds"),
-    "value": ("value", "y"),
-}
-# Timestamp columns of a wide table recognised without being named (the wide config's own is "date").
-KNOWN_WIDE_TIMESTAMPS = ("date", "timestamp", "ds")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,29 @@ def fill_reaching_edges(failed: str) -> str:
 
 
 @dataclass(frozen=True)
+class ReadNotes:
+    """What reading a file chose and changed, for the summary line after reading.
+
+    Attributes
+    ----------
+    source : str
+        The file read, or ``the DataFrame`` for rows handed over in memory.
+    columns : dict
+        The column of each role read (a long table's ``series``, ``timestamp`` and ``value``, which
+        may be Nixtla's names; a wide table's ``timestamp``).
+    inserted_steps : int
+        Missing steps a fill inserted (rows added).
+    filled_values : int
+        Missing values of rows the file has that a fill filled (cells: values and extras).
+    """
+
+    source: str
+    columns: dict[str, str]
+    inserted_steps: int = 0
+    filled_values: int = 0
+
+
+@dataclass(frozen=True)
 class SeriesFrame:
     """Rows of many series, sorted by series then time, one row per step of a series.
 
@@ -47,6 +70,8 @@ class SeriesFrame:
     freq : DateOffset or None
         The step between consecutive rows of a series; None when a wide file's rows are irregular
         (each row is then one step, and forecasting past the data is refused).
+    notes : ReadNotes or None
+        What reading the file chose and changed; None for the synthetic source.
     """
 
     series_names: list[str]
@@ -56,6 +81,7 @@ class SeriesFrame:
     extras: pd.DataFrame
     static: pd.DataFrame
     freq: pd.DateOffset | None
+    notes: ReadNotes | None = None
 
     @property
     def num_rows(self) -> int:

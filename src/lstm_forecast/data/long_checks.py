@@ -291,7 +291,6 @@ def fill_or_refuse(
             f"{stamps[row]}) that fill_method={fill_method} cannot fill; drop those rows "
             f"or use data.source.fill_method={fill_reaching_edges(fill_method)}"
         )
-    log.info("filled %d missing steps/values with %s", scan.gap_count + scan.missing_count, fill_method)
     return stamps, np.ascontiguousarray(filled.T), offsets
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.data.column_names import ROLES, file_columns, recognised_long_columns
+from lstm_forecast.data.frame import ReadNotes, SeriesFrame
 from lstm_forecast.data.long_checks import (
     fill_or_refuse,
     modal_step,
@@ -92,7 +93,8 @@ def long_file_frame(
     path : str or None
         The file (``.csv`` or ``.parquet``); not read when ``table`` holds its rows (a DataFrame).
     series_column, timestamp_column, value_column : str
-        Column names of the series name, the timestamp and the value.
+        Column names of the series name, the timestamp and the value; a default the file lacks is
+        read from Nixtla's name when the file has it (``unique_id``, ``ds``, ``y``).
     extra_columns : list of str
         Numeric per-step feature columns (known for every row).
     static_columns : list of str
@@ -123,6 +125,12 @@ def long_file_frame(
     extra_columns = list(extra_columns or [])
     static_columns = list(static_columns or [])
     check_fill_method(fill_method)
+    # unique_id/ds/y where the file has those and not the defaults (data/column_names.py).
+    named = recognised_long_columns(
+        table.columns if table is not None else file_columns(path),
+        series=series_column, timestamp=timestamp_column, value=value_column,
+    )  # fmt: skip
+    series_column, timestamp_column, value_column = (named[role] for role in ROLES)
     roles = [series_column, timestamp_column, value_column, *extra_columns, *static_columns]
     table, path = source_table(path, table, columns=roles)
     _check_roles(table, path, series_column, timestamp_column, value_column, extra_columns, static_columns)
@@ -164,6 +172,8 @@ def long_file_frame(
     del order
 
     offset = resolve_freq(freq, stamps, offsets)
+    read_rows, chunks = len(stamps), range(0, len(stamps), CHUNK_ROWS)
+    missing = sum(int(np.isnan(numeric[:, a : a + CHUNK_ROWS]).sum()) for a in chunks)  # cells filled
     stamps, numeric, offsets = fill_or_refuse(
         stamps,
         numeric,
@@ -185,6 +195,7 @@ def long_file_frame(
         extras=pd.DataFrame(numeric[1:].T, columns=extra_columns, copy=False),
         static=static,
         freq=offset,
+        notes=ReadNotes(path, named, len(stamps) - read_rows, missing),
     )
 
 

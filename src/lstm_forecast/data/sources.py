@@ -8,6 +8,7 @@ timestamps.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from pathlib import Path
@@ -16,9 +17,11 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from lstm_forecast.data.column_names import recognised_wide_timestamp
 from lstm_forecast.data.frame import (
     FILL_METHODS,
     LOOKAHEAD_FILLS,
+    ReadNotes,
     SeriesFrame,
     fill_reaching_edges,
     fill_within_series,
@@ -255,6 +258,7 @@ def wide_file_frame(
     """
     check_fill_method(fill_method)
     table, path = source_table(path, table)
+    timestamp_column = recognised_wide_timestamp(table.columns, timestamp_column)  # or timestamp, ds
     extra_columns = list(extra_columns or [])
     require_columns(
         table,
@@ -297,6 +301,8 @@ def wide_file_frame(
             day_first,
         )
     frame = frame_from_wide(index, numeric[series_columns], numeric[extra_columns], freq)
+    notes = ReadNotes(path, {"timestamp": timestamp_column}, filled_values=int(missing.sum()))
+    frame = dataclasses.replace(frame, notes=notes)
     if not missing.any() or (split_fill and fill_method in LOOKAHEAD_FILLS):
         return frame
     filled = fill_within_series(
@@ -318,6 +324,7 @@ def wide_file_frame(
         extras=pd.DataFrame(filled[:, 1:], columns=extra_columns),
         static=frame.static,
         freq=frame.freq,
+        notes=frame.notes,
     )
 
 

@@ -5,11 +5,17 @@ beyond [-1, 1], where the tanh network saturates: on data from another level (an
 grown business) its forecasts fall behind persistence and nothing else shows it. Every app that
 forecasts from a checkpoint calls :func:`warn_drift` on the windows it forecasts from; only the
 rows those windows read count.
+
+Only a material shift is reported (docs/drift.md): more than ``warn_share`` of a series' input values
+outside its training range, and more of them than values like its training rows would put there by
+chance (:func:`chance_of_outside`): a few training rows leave out much of a series' own noise, so new
+values of an unchanged series fall outside their range often.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +29,9 @@ from lstm_forecast.errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_WARN_SHARE = 0.05
+# A share outside the training range is material when values exchangeable with the training rows
+# would put that many outside it less often than this (chance_of_outside).
+MAX_CHANCE = 1e-3
 MAX_LISTED = 10  # drifted series named one line each; beyond that, one summary line
 WORST_SHOWN = 5  # series named in the summary line
 REMEDY = (
@@ -77,6 +86,23 @@ def check_warn_share(value: object) -> float | None:
     return float(value)
 
 
+def chance_of_outside(outside: int, read: int, train_rows: int) -> float:
+    """An upper bound of the probability that ``outside`` or more of ``read`` values fall outside the
+    range of ``train_rows`` values when all of them are exchangeable (an unchanged series).
+
+    The ``j`` largest and ``l`` smallest of the ``n + m`` values are all new ones with probability
+    ``a(j + l) = m! (n + m - j - l)! / ((m - j - l)! (n + m)!)`` whatever their distribution; ``k``
+    or more new values outside means ``j`` above and ``k - j`` below for some ``j`` in ``0..k``, so the
+    chance is at most ``(k + 1) a(k)``. Distribution-free: no assumption on the values but that
+    nothing changed. 1 when no training rows bound the range.
+    """
+    n, m, k = train_rows, read, outside
+    if k == 0 or n == 0:
+        return 1.0
+    log_a = math.lgamma(m + 1) - math.lgamma(m - k + 1) - math.lgamma(n + m + 1) + math.lgamma(n + m - k + 1)
+    return min(1.0, (k + 1) * math.exp(log_a))
+
+
 def rows_drift(
     datamodule: ForecastDataModule, start: np.ndarray, stop: np.ndarray, warn_share: float
 ) -> list[SeriesDrift]:
@@ -97,10 +123,11 @@ def rows_drift(
         low, high = (bound[s0:s1][series] for bound in training_range)
         read = (local >= start[s0:s1][series]) & (local < start[s0:s1][series] + counts[s0:s1][series])
         outside[s0:s1] = np.bincount(series[read & ((values < low) | (values > high))], minlength=s1 - s0)
-    share = outside / np.maximum(counts, 1)
-    return _drifts(
-        datamodule, training_range, share, counts, warn_share, lambda s: slice(start[s], start[s] + counts[s])
-    )
+
+    def read_rows(s: int) -> slice:
+        return slice(start[s], start[s] + counts[s])
+
+    return _drifts(datamodule, training_range, outside, counts, warn_share, read_rows)
 
 
 def leading_rows_drift(
@@ -112,8 +139,9 @@ def leading_rows_drift(
 
 
 def input_drift(datamodule: ForecastDataModule, windows: Windows, warn_share: float) -> list[SeriesDrift]:
-    """Series more than ``warn_share`` of whose input values lie outside their training range, worst
-    first; none when the checkpoint keeps no training range.
+    """Series more than ``warn_share`` of whose input values lie outside their training range, more
+    than chance puts there (:func:`chance_of_outside`), worst first; none when the checkpoint keeps no
+    training range.
 
     A series' input values are the rows from its first window's context to its last window's last
     step: exactly the rows its windows read when they forecast every target of a period (a split),
@@ -133,15 +161,25 @@ def input_drift(datamodule: ForecastDataModule, windows: Windows, warn_share: fl
 def _drifts(
     datamodule: ForecastDataModule,
     training_range: tuple[np.ndarray, np.ndarray],
-    share: np.ndarray,
+    outside: np.ndarray,
     counts: np.ndarray,
     warn_share: float,
     read: Callable[[int], np.ndarray | slice],
 ) -> list[SeriesDrift]:
-    """The series whose ``share [S]`` of their ``counts [S]`` input values outside the training range
-    exceeds ``warn_share``, worst first; ``read(s)`` selects series ``s``'s input values among its rows."""
+    """The series more than ``warn_share`` of whose ``counts [S]`` input values lie outside the training
+    range (``outside [S]`` of them), more than chance puts there (:data:`MAX_CHANCE`), worst first;
+    ``read(s)`` selects series ``s``'s input values among its rows."""
     frame = datamodule.load_frame()
-    drifted = np.flatnonzero((share > warn_share) & (datamodule.series_train_rows > 0))
+    share = outside / np.maximum(counts, 1)
+    train_rows = datamodule.series_train_rows
+    drifted = np.asarray(
+        [
+            s
+            for s in np.flatnonzero((share > warn_share) & (train_rows > 0))
+            if chance_of_outside(int(outside[s]), int(counts[s]), int(train_rows[s])) < MAX_CHANCE
+        ],
+        dtype=np.int64,
+    )
     drifts = []
     for s in drifted[np.argsort(-share[drifted], kind="stable")]:
         seen = frame.values[frame.offsets[s] : frame.offsets[s + 1]][read(s)]

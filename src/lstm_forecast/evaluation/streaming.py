@@ -19,6 +19,7 @@ from torch import nn
 import lstm_forecast.evaluation.report as report
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.windows import Windows, index_chunks
+from lstm_forecast.evaluation.baselines import RidgeBaseline
 from lstm_forecast.evaluation.intervals import ConformalIntervals
 from lstm_forecast.evaluation.report import (
     EvaluationOptions,
@@ -73,10 +74,18 @@ def calibration_forecasts(
 
 
 def validation_scores(
-    net: nn.Module, datamodule: ForecastDataModule, device: torch.device | str | None = None
+    net: nn.Module,
+    datamodule: ForecastDataModule,
+    device: torch.device | str | None = None,
+    baselines: EvaluationOptions | None = None,
+    ridge: RidgeBaseline | None = None,
 ) -> tuple[SplitScores, WindowForecasts]:
-    """The model's scores on every validation window (``val/...``, no baselines) and, from the same
-    pass, its forecasts of the windows intervals are calibrated on (:func:`calibration_forecasts`)."""
+    """The model's scores on every validation window (``val/...``) and, from the same pass, its
+    forecasts of the windows intervals are calibrated on (:func:`calibration_forecasts`).
+
+    ``baselines``: the evaluation options whose baselines are scored beside the model on the same
+    windows (``baseline/<name>/...`` keys; none when None), with the fitted ``ridge`` when given.
+    """
     datamodule.setup("test")
     sample = None if datamodule.val_sample is None else datamodule.val_sample.cpu().numpy()
 
@@ -85,10 +94,10 @@ def validation_scores(
             return np.ones(len(chunk.positions), dtype=bool)
         return np.isin(chunk.positions, sample)
 
-    options = EvaluationOptions(baselines=(), interval_levels=())
+    options = replace(baselines or EvaluationOptions(baselines=()), interval_levels=())
     scores, calibration, _ = evaluate_windows(
         net, datamodule, datamodule.windows["val"], "val", device=device, options=options,
-        keep=calibration_windows,
+        keep=calibration_windows, ridge=ridge,
     )  # fmt: skip
     return scores, calibration
 
@@ -102,7 +111,8 @@ class ScoredStream:
     the forecasts get conformal intervals calibrated on ``calibration`` (the model's forecasts of the
     validation windows, :func:`calibration_forecasts`; computed when not given) and the scores their
     coverage and width. Arguments as :func:`evaluate_windows`; ``scorer``, when given, adds these
-    windows' scores to another stream's (the models of a backtest that refits, each with its own data).
+    windows' scores to another stream's (the models of a backtest that refits, each with its own data);
+    ``ridge``: the fitted ridge baseline (fitted here when asked for and not given).
     """
 
     def __init__(
@@ -116,6 +126,7 @@ class ScoredStream:
         options: EvaluationOptions | None = None,
         calibration: WindowForecasts | None = None,
         scorer: SplitScorer | None = None,
+        ridge: RidgeBaseline | None = None,
     ) -> None:
         self.net, self.datamodule, self.windows, self.index, self.device = (
             net,
@@ -141,7 +152,7 @@ class ScoredStream:
                 skip_uncalibrated=True,
             )
         self.scorer = scorer or SplitScorer(datamodule, prefix)
-        self.ridge = fit_ridge(datamodule, self.options)
+        self.ridge = ridge if ridge is not None else fit_ridge(datamodule, self.options)
         self.settings: dict[str, float] = {}
         self._done = False
 
@@ -181,13 +192,14 @@ def evaluate_windows(
     options: EvaluationOptions | None = None,
     calibration: WindowForecasts | None = None,
     keep: KeepWindows | None = None,
+    ridge: RidgeBaseline | None = None,
 ) -> tuple[SplitScores, WindowForecasts, dict[str, np.ndarray]]:
     """Forecast the windows ``index`` (default all) of ``windows`` with the model and the baselines; score.
 
     Scored a chunk at a time (:class:`ScoredStream`); only the windows ``keep`` selects (default:
     every one) are handed back. With ``options.interval_levels``, the forecasts get conformal
     intervals calibrated on ``calibration`` (computed when not given) and the scores their coverage
-    and width.
+    and width. ``ridge``: the fitted ridge baseline (fitted here when asked for and not given).
 
     Returns
     -------
@@ -195,7 +207,7 @@ def evaluate_windows(
         ``(scores, the model's forecasts of the kept windows, {baseline: [K, H] scaled forecasts of
         them})``.
     """
-    stream = ScoredStream(net, datamodule, windows, prefix, index, device, options, calibration)
+    stream = ScoredStream(net, datamodule, windows, prefix, index, device, options, calibration, ridge)
     kept: list[ScoredChunk] = []
     last = None
     for scored in stream:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.frame import check_same_names
+from lstm_forecast.data.summary import read_summary
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.report import EvaluationOptions
 from lstm_forecast.inference.unseen_series import (
@@ -205,5 +206,6 @@ def load_model(
     datamodule = datamodule_from_checkpoint(checkpoint, overrides, table)
     if datamodule.num_series > trained_series:
         scale_unseen_series(datamodule, trained_series)
+    log.info("%s", read_summary(datamodule))  # what was read, as lstm-train says it
     evaluation = evaluation_options(checkpoint, cfg.get("evaluation"))
     return LoadedModel(path, module, datamodule, device, datamodule_state(checkpoint), evaluation)

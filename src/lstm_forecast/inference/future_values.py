@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lstm_forecast.data.column_names import ROLES, recognised_long_columns, recognised_wide_timestamp
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.sources import WIDE_TIMESTAMP_COLUMN, numeric_column
 from lstm_forecast.data.table_checks import parse_timestamps
@@ -103,10 +104,15 @@ def future_values(table: pd.DataFrame, datamodule: ForecastDataModule, source: s
     """The future ``table`` (as read from ``source``, columns as in the data) for ``datamodule``'s data."""
     options = datamodule.source
     long_data = options.get("kind") == "long_file"
-    timestamp_column = str(
-        options.get("timestamp_column") or ("timestamp" if long_data else WIDE_TIMESTAMP_COLUMN)
+    # A long table's roles as the data's, or Nixtla's names where it has those (data/column_names.py).
+    named = recognised_long_columns(
+        table.columns, **{role: str(options.get(f"{role}_column") or role) for role in ROLES}
     )
-    series_column = str(options.get("series_column") or "series") if long_data else None
+    wide_timestamp = str(options.get("timestamp_column") or WIDE_TIMESTAMP_COLUMN)
+    timestamp_column = (
+        named["timestamp"] if long_data else recognised_wide_timestamp(table.columns, wide_timestamp)
+    )
+    series_column = named["series"] if long_data else None
     if timestamp_column not in table.columns:
         raise UserError(
             f"future file {source} has no timestamp column {timestamp_column!r} "
@@ -124,7 +130,7 @@ def future_values(table: pd.DataFrame, datamodule: ForecastDataModule, source: s
     extra_names = [str(c) for c in datamodule.load_frame().extras.columns]
     per_series = series_column is not None and series_column in table.columns
     if per_series:
-        actual_column = str(options.get("value_column") or "value")
+        actual_column = named["value"]
         columns = [c for c in [actual_column, *extra_names] if c in table.columns]
         index = pd.MultiIndex.from_arrays([table[series_column].astype(str), pd.DatetimeIndex(timestamps)])
     else:

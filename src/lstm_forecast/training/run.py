@@ -19,8 +19,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import in_process_loading
+from lstm_forecast.data.summary import read_summary
 from lstm_forecast.errors import UserError, causes, one_line_reason
-from lstm_forecast.evaluation.report import EvaluationOptions
+from lstm_forecast.evaluation.comparison import validation_baseline_key, validation_comparison
+from lstm_forecast.evaluation.report import EvaluationOptions, fit_ridge
 from lstm_forecast.evaluation.streaming import KeepWindows, ScoredChunk, evaluate_windows, validation_scores
 from lstm_forecast.files import write_json
 from lstm_forecast.models.checkpoint import read_checkpoint
@@ -129,6 +131,8 @@ def build(
     if table is not None:
         datamodule.use_table(table)
     datamodule.load_frame()  # fail on bad data before anything else starts
+    if is_rank_zero():
+        log.info("%s", read_summary(datamodule))
     # Static category columns (long files) size the network's extra embeddings.
     model: ForecastModule = instantiate(
         cfg.model,
@@ -277,9 +281,20 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
     options = EvaluationOptions.from_config(cfg.get("evaluation"))
     # The selection objective: val/loss is in scaled units, which differ between data.scaler choices;
     # the best checkpoint's z-normalised validation error compares any two runs on the same data.
-    # Every validation window is scored (a chunk at a time), also when the fit validated on a sample.
-    val_scores, calibration = validation_scores(model, datamodule, device)
-    metrics.update({k: v for k, v in val_scores.metrics.items() if "@" not in k})
+    # Every validation window is scored (a chunk at a time), also when the fit validated on a sample,
+    # beside the baselines on the same windows; the ridge baseline is fitted once, for both splits.
+    ridge = fit_ridge(datamodule, options)
+    val_scores, calibration = validation_scores(model, datamodule, device, options, ridge)
+    metrics.update(
+        {k: v for k, v in val_scores.metrics.items() if "@" not in k and not k.startswith("baseline/")}
+    )
+    for name in options.baselines:
+        metrics[validation_baseline_key(name)] = val_scores.metrics[f"baseline/{name}/mse_z"]
+    comparison = validation_comparison(metrics)
+    if comparison is not None:
+        line, loses = comparison
+        # A model that a baseline beats says so as loudly as the drift check: small data often makes one.
+        log.log(logging.WARNING if loses else logging.INFO, "%s", line)
     test_forecasts = test_scores = None
     # Off while selecting a configuration (the accuracy protocol): the test split is not even read.
     if cfg.get("test_after_fit", True):
@@ -294,6 +309,7 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
             options=options,
             calibration=calibration,
             keep=run_end_windows(trainer, datamodule),
+            ridge=ridge,
         )
         if options.tables:
             test_scores.write_tables(output_dir)
