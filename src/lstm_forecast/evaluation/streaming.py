@@ -207,7 +207,9 @@ def evaluate_windows(
         ``(scores, the model's forecasts of the kept windows, {baseline: [K, H] scaled forecasts of
         them})``.
     """
-    stream = ScoredStream(net, datamodule, windows, prefix, index, device, options, calibration, ridge)
+    stream = ScoredStream(
+        net, datamodule, windows, prefix, index, device, options, calibration, ridge=ridge
+    )
     kept: list[ScoredChunk] = []
     last = None
     for scored in stream:
