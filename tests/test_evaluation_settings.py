@@ -72,7 +72,10 @@ def test_stored_settings_apply_with_only_the_given_overrides() -> None:
     stored = {"seasonal_period": 168, "intervals_per_series": False, "tables": False}
     checkpoint = {"run_info": {"config": {"evaluation": stored}}}
     options = evaluation_options(checkpoint, {"tables": True, "seasonal_period": None})
-    assert options == EvaluationOptions(seasonal_period=168, intervals_per_series=False, tables=True)
+    # Stored before evaluation.calibration existed: scored with split calibration then, and now.
+    assert options == EvaluationOptions(
+        seasonal_period=168, intervals_per_series=False, tables=True, calibration="split"
+    )
     assert evaluation_options(checkpoint, {"seasonal_period": "auto"}).seasonal_period is None
     # Written before the settings were stored: the config's defaults.
     assert evaluation_options({"state_dict": {}}) == EvaluationOptions()
