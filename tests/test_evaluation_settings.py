@@ -25,6 +25,7 @@ NON_DEFAULT = [
     "evaluation.seasonal_period=5",
     "evaluation.interval_levels=[0.5]",
     "evaluation.intervals_per_series=false",
+    "evaluation.calibration=split",
     "evaluation.baselines=[persistence,seasonal_naive]",
 ]
 
@@ -89,8 +90,9 @@ def test_lstm_evaluate_reproduces_the_runs_own_metrics(tmp_path: Path, settings:
     """Coverage (per-series margins by default), baselines, every score: lstm-evaluate on the same
     checkpoint writes what the training run wrote."""
     trained = train_run(tmp_path / "run", *settings)
-    coverage = [key for key in trained if key.startswith("test/coverage@")]
+    coverage = [key for key in trained if key.startswith("test/coverage@") and "_worst" not in key]
     assert coverage == (["test/coverage@50"] if settings else ["test/coverage@80", "test/coverage@95"])
+    assert all(f"{key}_worst10" in trained for key in coverage)
     evaluated = evaluate_run(tmp_path / "eval", f"run={tmp_path / 'run'}")
     assert_same_scores(evaluated, trained)
     assert set(coverage) <= set(evaluated)
@@ -179,7 +181,8 @@ def test_lstm_predict_intervals_follow_the_runs_per_series_setting(tmp_path: Pat
     monkeypatch.setattr(predict_module, "calibrated_intervals", recording)
     for trained in ("false", "true"):
         run = tmp_path / f"run_{trained}"
-        train_run(run, f"evaluation.intervals_per_series={trained}")
+        pooled = ["evaluation.calibration=split"] if trained == "false" else []  # rolling is per series
+        train_run(run, f"evaluation.intervals_per_series={trained}", *pooled)
         for name, extra in (("kept", ()), ("overridden", (f"intervals_per_series={trained == 'false'}",))):
             args = (f"run={run}", "intervals=[0.8]", "horizon=3", f"hydra.run.dir={run}_{name}")
             result = run_app("predict", *args, *extra)

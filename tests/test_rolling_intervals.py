@@ -159,3 +159,52 @@ def test_the_hint_for_pooled_margins_works() -> None:
         {"intervals_per_series": False, "calibration": "split", "adaptive_step": 0}
     )
     assert options.calibration == "split" and not options.intervals_per_series
+
+
+# ------------------------------------------------------------------------------ lstm-predict, past the end
+@pytest.mark.slow
+def test_the_forecast_past_the_end_is_calibrated_on_each_series_latest_windows(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from conftest import TINY_OVERRIDES, run_app
+    from lstm_forecast.evaluation.intervals import conformal_margin
+    from lstm_forecast.evaluation.streaming import concat_forecasts
+    from lstm_forecast.evaluation.window_forecasts import predict_windows
+    from lstm_forecast.inference import predict as predict_module
+
+    calls: list[tuple[WindowForecasts, WindowForecasts]] = []
+    apply = RollingIntervals.apply
+
+    def recording(self, forecasts):
+        calls.append((forecasts, apply(self, forecasts)))
+        return calls[-1][1]
+
+    loaded = []
+    latest = predict_module.latest_intervals
+    monkeypatch.setattr(RollingIntervals, "apply", recording)
+    monkeypatch.setattr(
+        predict_module, "latest_intervals", lambda *args: (loaded.append(args[0]), latest(*args))[1]
+    )
+    run, window = tmp_path / "run", 5
+    overrides = ["model.horizon=3", f"evaluation.calibration_windows={window}"]
+    assert run_app("train", *TINY_OVERRIDES, *overrides, f"hydra.run.dir={run}").returncode == 0
+    args = [f"run={run}", "intervals=[0.8]", "horizon=3", f"hydra.run.dir={tmp_path / 'predict'}"]
+    result = run_app("predict", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    future, with_intervals = calls[-1]
+    assert future.target is None  # the last intervals applied are the forecast's, past the data
+    model, datamodule = loaded[0].module, loaded[0].datamodule
+    seen = concat_forecasts(
+        [
+            predict_windows(model, datamodule.windows[split], 64, torch.device("cpu"))
+            for split in ("val", "test")
+        ]
+    )
+    for row, series in enumerate(future.series_index):
+        own = np.flatnonzero(seen.series_index == series)
+        newest = own[np.argsort(seen.target_row[own])[-window:]]
+        expected = conformal_margin(
+            np.abs(seen.target[newest] - seen.prediction[newest]).astype(np.float64), 0.8
+        )
+        margin = with_intervals.intervals[0.8][1][row] - future.prediction[row]
+        np.testing.assert_allclose(margin, expected, rtol=1e-5)
