@@ -26,6 +26,7 @@ NON_DEFAULT = [
     "evaluation.interval_levels=[0.5]",
     "evaluation.intervals_per_series=false",
     "evaluation.calibration=split",
+    "evaluation.adaptive_step=0",
     "evaluation.baselines=[persistence,seasonal_naive]",
 ]
 
@@ -75,7 +76,7 @@ def test_stored_settings_apply_with_only_the_given_overrides() -> None:
     options = evaluation_options(checkpoint, {"tables": True, "seasonal_period": None})
     # Stored before evaluation.calibration existed: scored with split calibration then, and now.
     assert options == EvaluationOptions(
-        seasonal_period=168, intervals_per_series=False, tables=True, calibration="split"
+        seasonal_period=168, intervals_per_series=False, tables=True, calibration="split", adaptive_step=0.0
     )
     assert evaluation_options(checkpoint, {"seasonal_period": "auto"}).seasonal_period is None
     # Written before the settings were stored: the config's defaults.
@@ -181,7 +182,8 @@ def test_lstm_predict_intervals_follow_the_runs_per_series_setting(tmp_path: Pat
     monkeypatch.setattr(predict_module, "calibrated_intervals", recording)
     for trained in ("false", "true"):
         run = tmp_path / f"run_{trained}"
-        pooled = ["evaluation.calibration=split"] if trained == "false" else []  # rolling is per series
+        # Rolling and adaptive calibration are per series.
+        pooled = ["evaluation.calibration=split", "evaluation.adaptive_step=0"] if trained == "false" else []
         train_run(run, f"evaluation.intervals_per_series={trained}", *pooled)
         for name, extra in (("kept", ()), ("overridden", (f"intervals_per_series={trained == 'false'}",))):
             args = (f"run={run}", "intervals=[0.8]", "horizon=3", f"hydra.run.dir={run}_{name}")

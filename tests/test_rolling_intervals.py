@@ -145,7 +145,7 @@ def test_worst_tenth_of_series_coverage() -> None:
         ({"calibration": "recent"}, "evaluation.calibration must be one of ['split', 'rolling']"),
         ({"calibration_windows": 0}, "evaluation.calibration_windows must be a positive integer"),
         ({"adaptive_step": -0.1}, "evaluation.adaptive_step must be a number in [0, 1)"),
-        ({"intervals_per_series": False}, "also set evaluation.calibration=split"),
+        ({"intervals_per_series": False, "calibration": "split"}, "evaluation.adaptive_step=0"),
     ],
 )
 def test_bad_calibration_settings_are_one_line_errors(setting: dict, fragment: str) -> None:
@@ -208,3 +208,30 @@ def test_the_forecast_past_the_end_is_calibrated_on_each_series_latest_windows(t
         )
         margin = with_intervals.intervals[0.8][1][row] - future.prediction[row]
         np.testing.assert_allclose(margin, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("quantile_model", [False, True], ids=["split conformal", "CQR"])
+def test_without_a_window_or_a_step_the_intervals_are_split_conformals(quantile_model: bool) -> None:
+    # Every seed score and the nominal level: per-series split conformal, for CQR bands as well.
+    rng = np.random.default_rng(1)
+
+    def noisy(series, origins):
+        return rng.normal(size=(len(origins), H))
+
+    # Scored windows start after the seed's last targets (as test windows after validation ones).
+    seed, scored = panel(2, 0, 40, noisy), panel(2, 40 + H - 1, 30, noisy)
+    if quantile_model:
+        levels = (0.1, 0.5, 0.9)
+
+        def with_quantiles(forecasts):
+            spread = np.abs(rng.normal(size=forecasts.target.shape))[..., None] * np.array([-1.0, 0.0, 1.0])
+            return dataclasses.replace(forecasts, quantiles=spread, quantile_levels=levels)
+
+        seed, scored = with_quantiles(seed), with_quantiles(scored)
+    split = ConformalIntervals.calibrate(seed, (0.8, 0.95), per_series=True, num_series=2)
+    assert bool(split.bands) == quantile_model
+    expected = split.apply(scored).intervals
+    got = RollingIntervals(split, seed, None, 0.0, 2).apply(scored).intervals
+    for level in expected:
+        np.testing.assert_allclose(got[level][0], expected[level][0], rtol=1e-6)
+        np.testing.assert_allclose(got[level][1], expected[level][1], rtol=1e-6)

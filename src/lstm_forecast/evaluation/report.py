@@ -84,7 +84,7 @@ class EvaluationOptions:
     intervals_per_series: bool = True
     calibration: str = "rolling"
     calibration_windows: int = 100
-    adaptive_step: float = 0.0
+    adaptive_step: float = 0.005
 
     @classmethod
     def from_config(
