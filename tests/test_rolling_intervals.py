@@ -235,3 +235,11 @@ def test_without_a_window_or_a_step_the_intervals_are_split_conformals(quantile_
     for level in expected:
         np.testing.assert_allclose(got[level][0], expected[level][0], rtol=1e-6)
         np.testing.assert_allclose(got[level][1], expected[level][1], rtol=1e-6)
+
+
+def test_rolling_coverage_is_the_share_inside_over_the_last_span_windows() -> None:
+    from lstm_forecast.evaluation.intervals import rolling_coverage
+
+    inside = np.array([True, False, True, True, False, False])
+    expected = [1 / 1, 1 / 2, 2 / 3, 2 / 3, 2 / 3, 1 / 3]  # the last 3 (fewer at the start)
+    np.testing.assert_allclose(rolling_coverage(inside, span=3), expected)

@@ -268,3 +268,15 @@ class SeriesCoverage:
             label = f"{prefix}/coverage@{level_label(level)}_worst{round(WORST_SHARE * 100)}"
             metrics[label] = float(coverage[:worst].mean())
         return metrics
+
+
+COVERAGE_SPAN = 48  # windows in the figures' rolling coverage line
+
+
+def rolling_coverage(inside: np.ndarray, span: int = COVERAGE_SPAN) -> np.ndarray:
+    """``[N]`` share of the last ``span`` windows (fewer at the start) whose target was inside the
+    interval, from ``inside [N]`` bool in time order: coverage over time, for the figures."""
+    counts = np.cumsum(np.concatenate([[0], inside.astype(np.float64)]))
+    ends = np.arange(1, len(inside) + 1)
+    starts = np.maximum(ends - span, 0)
+    return (counts[ends] - counts[starts]) / (ends - starts)

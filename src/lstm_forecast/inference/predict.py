@@ -16,9 +16,11 @@ Forecasts past the end read each series' last ``data.window_size`` rows only, a 
 time; a job that would not fit in the memory available is refused before it starts, naming the option
 that makes it fit.
 
-With ``intervals=[0.8,0.95]`` both tables get conformal intervals ``lo-80, hi-80, lo-95, hi-95``
-calibrated on the validation split of the data (the checkpoint's ``data.split``) and the plot their
-bands; a quantile model's tables hold its quantiles ``q0.1 ...`` in any case.
+With ``intervals=[0.8,0.95]`` both tables get conformal intervals ``lo-80, hi-80, lo-95, hi-95`` and
+the plot their bands: the window table's calibrated on the validation split of the data (the
+checkpoint's ``data.split``), the forecast's, with rolling or adaptive calibration (the run's
+``evaluation`` settings, or ``evaluation.*`` given), on each series' latest windows with actuals
+(:func:`latest_intervals`). A quantile model's tables hold its quantiles ``q0.1 ...`` in any case.
 """
 
 from __future__ import annotations
