@@ -243,3 +243,15 @@ def test_rolling_coverage_is_the_share_inside_over_the_last_span_windows() -> No
     inside = np.array([True, False, True, True, False, False])
     expected = [1 / 1, 1 / 2, 2 / 3, 2 / 3, 2 / 3, 1 / 3]  # the last 3 (fewer at the start)
     np.testing.assert_allclose(rolling_coverage(inside, span=3), expected)
+
+
+def test_lstm_train_refuses_pooled_rolling_margins_before_fitting(tmp_path) -> None:
+    from conftest import TINY_OVERRIDES, assert_one_line_error, run_app
+
+    run = tmp_path / "run"
+    result = run_app(
+        "train", *TINY_OVERRIDES, "evaluation.intervals_per_series=false", f"hydra.run.dir={run}"
+    )
+    assert_one_line_error(result, "evaluation.calibration=split", "evaluation.adaptive_step=0")
+    assert not (run / "checkpoints").exists()  # refused before any fitting
+    # (The hint's settings train: tests/test_evaluation_settings.py's non-default run uses them.)
