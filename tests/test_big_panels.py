@@ -205,7 +205,7 @@ def reference_scores(net, datamodule: ForecastDataModule, options: EvaluationOpt
         val, options.interval_levels, options.intervals_per_series, datamodule.num_series
     )
     # Rolling calibration across every window at once (one chunk).
-    intervals = calibrated_over_time(split, val, options, datamodule).apply(forecasts)
+    intervals = calibrated_over_time(split, val, options).apply(forecasts)
     series = forecasts.series_index[:, None]
     target = datamodule.inverse_values(forecasts.target, series)
     for level, (lo, hi) in intervals.intervals.items():

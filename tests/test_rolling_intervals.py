@@ -44,9 +44,9 @@ def chunks(forecasts: WindowForecasts, sizes: list[int]) -> list[WindowForecasts
     return [forecasts.subset(np.arange(a, min(b, last))) for a, b in itertools.pairwise(bounds)]
 
 
-def rolling(seed: WindowForecasts, levels=(0.8, 0.95), window=19, step=0.0, num_series=2) -> RollingIntervals:
+def rolling(seed: WindowForecasts, levels=(0.8, 0.95), window=19, step=0.0) -> RollingIntervals:
     split = ConformalIntervals.calibrate(seed, levels)
-    return RollingIntervals(split, seed, window, step, num_series)
+    return RollingIntervals(split, seed, window, step)
 
 
 def last_target_rows(series, origins):
@@ -96,8 +96,8 @@ def test_chunks_give_the_same_intervals_as_one_chunk(step: float) -> None:
         return rng.normal(size=(len(origins), H)) * (1 + (origins % 1000 > 60))[:, None]
 
     seed, scored = panel(3, 0, 40, noisy), panel(3, 40, 70, noisy)
-    whole = rolling(seed, step=step, num_series=3).apply(scored)
-    stream = rolling(seed, step=step, num_series=3)
+    whole = rolling(seed, step=step).apply(scored)
+    stream = rolling(seed, step=step)
     pieces = [stream.apply(part) for part in chunks(scored, [1, 33, 2, 100, 74])]
     for level in whole.intervals:
         for side in (0, 1):
@@ -117,7 +117,7 @@ def test_rolling_margins_follow_the_recent_residuals_where_split_ones_do_not() -
 def test_windows_out_of_time_order_are_refused() -> None:
     seed = panel(1, 0, 30, last_target_rows)
     later = panel(1, 40, 5, last_target_rows)
-    intervals = rolling(seed, num_series=1)
+    intervals = rolling(seed)
     intervals.apply(later)
     with pytest.raises(ValueError, match="time order"):
         intervals.apply(later)
@@ -231,7 +231,7 @@ def test_without_a_window_or_a_step_the_intervals_are_split_conformals(quantile_
     split = ConformalIntervals.calibrate(seed, (0.8, 0.95), per_series=True, num_series=2)
     assert bool(split.bands) == quantile_model
     expected = split.apply(scored).intervals
-    got = RollingIntervals(split, seed, None, 0.0, 2).apply(scored).intervals
+    got = RollingIntervals(split, seed, None, 0.0).apply(scored).intervals
     for level in expected:
         np.testing.assert_allclose(got[level][0], expected[level][0], rtol=1e-6)
         np.testing.assert_allclose(got[level][1], expected[level][1], rtol=1e-6)

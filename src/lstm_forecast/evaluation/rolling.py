@@ -64,8 +64,6 @@ class RollingIntervals:
         windows never join them (split conformal, with ``step`` adapting the level).
     step : float
         Adaptive conformal inference's step (0: the nominal level throughout).
-    num_series : int
-        Series of the data (series indices run below it).
     """
 
     def __init__(
@@ -74,7 +72,6 @@ class RollingIntervals:
         calibration: WindowForecasts,
         window: int | None,
         step: float,
-        num_series: int,
     ) -> None:
         self.split, self.window, self.step = split, window, float(step)
         self.levels = split.levels
@@ -84,13 +81,14 @@ class RollingIntervals:
         self.band_of_level = np.array([self.distinct_bands.index(band) for band in bands], dtype=np.int64)
         self.nominal = np.array(self.levels)  # [L]
         self.states: dict[int, _SeriesState] = {}
-        self._seed(calibration, num_series)
+        self._seed(calibration)
 
     def _scores(self, forecasts: WindowForecasts) -> np.ndarray:
         """``[N, B, H]`` scores of every distinct band."""
         return np.stack([ConformalIntervals.scores(forecasts, band) for band in self.distinct_bands], axis=1)
 
-    def _seed(self, calibration: WindowForecasts, num_series: int) -> None:
+    def _seed(self, calibration: WindowForecasts) -> None:
+        """Each series' newest seed scores (series without any start empty, when first met)."""
         order = np.lexsort((calibration.target_row, calibration.series_index))
         series = calibration.series_index[order]
         ends = calibration.target_row[order].astype(np.int64) + self.horizon - 1
@@ -101,7 +99,6 @@ class RollingIntervals:
             if self.window is not None:
                 first = max(first, stop - self.window - self.horizon)
             self.states[int(one)] = self._state(ends[first:stop], scores[first:stop])
-        del num_series  # series without seed scores start empty (created when first met)
 
     def _state(self, ends: np.ndarray, scores: np.ndarray) -> _SeriesState:
         levels = len(self.levels)

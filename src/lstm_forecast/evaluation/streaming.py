@@ -98,14 +98,13 @@ def calibrated_over_time(
     split: ConformalIntervals,
     calibration: WindowForecasts,
     options: EvaluationOptions,
-    datamodule: ForecastDataModule,
 ) -> ConformalIntervals | RollingIntervals:
     """The intervals ``options`` ask for: ``split`` itself, or rolling / adaptive intervals seeded with
     the ``calibration`` forecasts (to be applied to the windows in time order)."""
     if options.calibration == "split" and not options.adaptive_step:
         return split
     window = options.calibration_windows if options.calibration == "rolling" else None
-    return RollingIntervals(split, calibration, window, options.adaptive_step, datamodule.num_series)
+    return RollingIntervals(split, calibration, window, options.adaptive_step)
 
 
 class ScoredStream:
@@ -153,7 +152,7 @@ class ScoredStream:
                 datamodule.num_series,
                 skip_uncalibrated=True,
             )
-            self.intervals = calibrated_over_time(self.intervals, calibration, self.options, datamodule)
+            self.intervals = calibrated_over_time(self.intervals, calibration, self.options)
         self.scorer = SplitScorer(datamodule, prefix)
         self.ridge = fit_ridge(datamodule, self.options)
         self.settings: dict[str, float] = {}

@@ -257,7 +257,7 @@ def latest_intervals(
         return split
     batch, device = datamodule.eval_batch_size, loaded.device
     calibration = predict_windows(loaded.module, datamodule.windows["val"], batch, device)
-    latest = calibrated_over_time(split, calibration, options, datamodule)
+    latest = calibrated_over_time(split, calibration, options)
     test = datamodule.windows["test"]
     for chunk in index_chunks(len(test), SCORE_CHUNK_WINDOWS):
         latest.apply(predict_windows(loaded.module, test, batch, device, chunk))
