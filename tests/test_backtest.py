@@ -163,6 +163,18 @@ def test_backtest_cli_matches_the_test_metrics_and_writes_forecasts(compose_trai
     mae = (forecasts["prediction"] - forecasts["actual"]).abs().mean()
     assert mae == pytest.approx(backtest["backtest/mae_orig"], rel=1e-4)
     assert (out / "metrics_per_step.csv").is_file()
+    # Coverage over time: each origin's share of targets inside, from the forecasts written.
+    per_origin = pd.read_csv(out / "coverage_per_origin.csv", parse_dates=["origin"])
+    inside = (forecasts["lo-80"] <= forecasts["actual"]) & (forecasts["actual"] <= forecasts["hi-80"])
+    expected = inside.groupby(forecasts["origin"]).mean()
+    np.testing.assert_allclose(per_origin.set_index("origin")["coverage@80"], expected, rtol=1e-9)
+    width = (forecasts["hi-95"] - forecasts["lo-95"]).groupby(forecasts["origin"]).mean()
+    np.testing.assert_allclose(per_origin.set_index("origin")["width@95"], width, rtol=1e-4)
+    assert backtest["backtest/coverage@80"] == pytest.approx(per_origin["coverage@80"].mean())
+    # And per series, in metrics_per_series.csv.
+    per_series = pd.read_csv(out / "metrics_per_series.csv").query("model == 'model'").set_index("series")
+    by_series = inside.groupby(forecasts["series"]).mean()
+    np.testing.assert_allclose(per_series.loc[by_series.index, "coverage@80"], by_series, rtol=1e-9)
 
     strided = tmp_path / "strided"
     result = run_app(

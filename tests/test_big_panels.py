@@ -29,7 +29,7 @@ from lstm_forecast.evaluation.baselines import RidgeBaseline, seasonal_naive
 from lstm_forecast.evaluation.intervals import ConformalIntervals
 from lstm_forecast.evaluation.metrics import METRIC_NAMES, ForecastErrors
 from lstm_forecast.evaluation.report import EvaluationOptions, seasonal_period_of
-from lstm_forecast.evaluation.streaming import evaluate_windows
+from lstm_forecast.evaluation.streaming import calibrated_over_time, evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from test_apps_matrix import long_layout, wide_layout
 
@@ -201,9 +201,11 @@ def reference_scores(net, datamodule: ForecastDataModule, options: EvaluationOpt
                 [root(term[forecasts.series_index == s].mean()) for s in range(datamodule.num_series)]
             )
     val = predict_windows(net, datamodule.windows["val"])
-    intervals = ConformalIntervals.calibrate(
+    split = ConformalIntervals.calibrate(
         val, options.interval_levels, options.intervals_per_series, datamodule.num_series
-    ).apply(forecasts)
+    )
+    # Rolling calibration across every window at once (one chunk).
+    intervals = calibrated_over_time(split, val, options).apply(forecasts)
     series = forecasts.series_index[:, None]
     target = datamodule.inverse_values(forecasts.target, series)
     for level, (lo, hi) in intervals.intervals.items():
@@ -235,11 +237,18 @@ def layout_datamodule(name: str, folder: Path) -> tuple[ForecastDataModule, torc
     return datamodule, module.eval()
 
 
+CALIBRATIONS = {
+    "pooled split": {"intervals_per_series": False, "calibration": "split", "adaptive_step": 0.0},
+    "per-series split": {"calibration": "split", "adaptive_step": 0.0},
+    "rolling adaptive": {"calibration": "rolling", "calibration_windows": 10, "adaptive_step": 0.05},
+}
+
+
 @pytest.mark.parametrize("layout", ["wide", "long", "synthetic"])
-@pytest.mark.parametrize("per_series", [False, True])
-def test_streamed_scores_equal_the_scores_of_every_window_at_once(tmp_path, monkeypatch, layout, per_series):
+@pytest.mark.parametrize("calibration", list(CALIBRATIONS))
+def test_streamed_scores_equal_the_scores_of_every_window_at_once(tmp_path, monkeypatch, layout, calibration):
     datamodule, net = layout_datamodule(layout, tmp_path)
-    options = EvaluationOptions(intervals_per_series=per_series)
+    options = EvaluationOptions(**CALIBRATIONS[calibration])
     count = len(datamodule.windows["test"])
     chunk = next(size for size in (7, 11, 13) if count % size)
     assert count > 3 * chunk

@@ -25,6 +25,8 @@ NON_DEFAULT = [
     "evaluation.seasonal_period=5",
     "evaluation.interval_levels=[0.5]",
     "evaluation.intervals_per_series=false",
+    "evaluation.calibration=split",
+    "evaluation.adaptive_step=0",
     "evaluation.baselines=[persistence,seasonal_naive]",
 ]
 
@@ -72,7 +74,10 @@ def test_stored_settings_apply_with_only_the_given_overrides() -> None:
     stored = {"seasonal_period": 168, "intervals_per_series": False, "tables": False}
     checkpoint = {"run_info": {"config": {"evaluation": stored}}}
     options = evaluation_options(checkpoint, {"tables": True, "seasonal_period": None})
-    assert options == EvaluationOptions(seasonal_period=168, intervals_per_series=False, tables=True)
+    # Stored before evaluation.calibration existed: scored with split calibration then, and now.
+    assert options == EvaluationOptions(
+        seasonal_period=168, intervals_per_series=False, tables=True, calibration="split", adaptive_step=0.0
+    )
     assert evaluation_options(checkpoint, {"seasonal_period": "auto"}).seasonal_period is None
     # Written before the settings were stored: the config's defaults.
     assert evaluation_options({"state_dict": {}}) == EvaluationOptions()
@@ -86,8 +91,9 @@ def test_lstm_evaluate_reproduces_the_runs_own_metrics(tmp_path: Path, settings:
     """Coverage (per-series margins by default), baselines, every score: lstm-evaluate on the same
     checkpoint writes what the training run wrote."""
     trained = train_run(tmp_path / "run", *settings)
-    coverage = [key for key in trained if key.startswith("test/coverage@")]
+    coverage = [key for key in trained if key.startswith("test/coverage@") and "_worst" not in key]
     assert coverage == (["test/coverage@50"] if settings else ["test/coverage@80", "test/coverage@95"])
+    assert all(f"{key}_worst10" in trained for key in coverage)
     evaluated = evaluate_run(tmp_path / "eval", f"run={tmp_path / 'run'}")
     assert_same_scores(evaluated, trained)
     assert set(coverage) <= set(evaluated)
@@ -176,7 +182,9 @@ def test_lstm_predict_intervals_follow_the_runs_per_series_setting(tmp_path: Pat
     monkeypatch.setattr(predict_module, "calibrated_intervals", recording)
     for trained in ("false", "true"):
         run = tmp_path / f"run_{trained}"
-        train_run(run, f"evaluation.intervals_per_series={trained}")
+        # Rolling and adaptive calibration are per series.
+        pooled = ["evaluation.calibration=split", "evaluation.adaptive_step=0"] if trained == "false" else []
+        train_run(run, f"evaluation.intervals_per_series={trained}", *pooled)
         for name, extra in (("kept", ()), ("overridden", (f"intervals_per_series={trained == 'false'}",))):
             args = (f"run={run}", "intervals=[0.8]", "horizon=3", f"hydra.run.dir={run}_{name}")
             result = run_app("predict", *args, *extra)

@@ -19,7 +19,7 @@ from lstm_forecast.evaluation.intervals import ConformalIntervals, check_interva
 from lstm_forecast.inference.checkpoints import LoadedModel
 from lstm_forecast.inference.export import export
 from lstm_forecast.inference.future_frame import future_frame
-from lstm_forecast.inference.predict import calibrated_intervals, load_for_prediction
+from lstm_forecast.inference.predict import calibrated_intervals, latest_intervals, load_for_prediction
 
 
 def interval_levels(level: object) -> tuple[float, ...]:
@@ -45,11 +45,13 @@ def interval_levels(level: object) -> tuple[float, ...]:
 
 
 def api_intervals(loaded: LoadedModel, levels: tuple[float, ...]) -> ConformalIntervals | None:
-    """Conformal intervals as ``lstm-predict intervals=...`` calibrates them (per series unless the
-    training run said ``evaluation.intervals_per_series=false``); None without levels."""
+    """Conformal intervals of the forecast past the data's end as ``lstm-predict intervals=...``
+    calibrates them (the run's ``evaluation`` settings: per series and on each series' latest windows,
+    unless the run said otherwise); None without levels."""
     if not levels:
         return None
-    return calibrated_intervals(loaded, levels, loaded.evaluation.intervals_per_series)
+    per_series = loaded.evaluation.intervals_per_series
+    return latest_intervals(loaded, calibrated_intervals(loaded, levels, per_series), per_series)
 
 
 def interval_names(levels: tuple[float, ...]) -> list[str]:

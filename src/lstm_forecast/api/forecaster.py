@@ -290,7 +290,7 @@ class Forecaster:
         ``test/mse_z``, ``test/mae_orig``... and ``checkpoint``.
 
         ``overrides``: ``lstm-evaluate`` overrides of those settings, e.g.
-        ``["evaluation.intervals_per_series=false", "evaluation.seasonal_period=168"]``.
+        ``["evaluation.calibration=split", "evaluation.seasonal_period=168"]``.
         """
         checkpoint = self._fitted("evaluate")
         if isinstance(overrides, str):

@@ -216,3 +216,67 @@ def interval_metrics(forecasts: WindowForecasts, to_original, prefix: str) -> di
         )
         metrics[f"{prefix}/pinball"] = float(loss)
     return metrics
+
+
+WORST_SHARE = 0.1  # the share of series whose coverage ``coverage@80_worst10`` averages
+
+
+class SeriesCoverage:
+    """Coverage and width of each series' intervals, added up chunk by chunk.
+
+    :meth:`metrics` gives ``{prefix}/coverage@80_worst10``: the mean coverage of the worst 10 % of the
+    series with targets (at least one series), where a pooled coverage hides a series that is missed
+    often; :meth:`table` each series' ``coverage@80`` and ``width@80`` (original units).
+    """
+
+    def __init__(self, num_series: int) -> None:
+        self.num_series = num_series
+        self.inside: dict[float, np.ndarray] = {}
+        self.width: dict[float, np.ndarray] = {}
+        self.targets = np.zeros(num_series)
+
+    def add(self, forecasts: WindowForecasts, to_original) -> None:
+        """Add a chunk of forecasts with intervals (``to_original`` as :func:`interval_metrics`)."""
+        series = forecasts.series_index[:, None]  # [N, 1]
+        target = to_original(forecasts.target, series)  # [N, H]
+        steps = target.shape[1]
+        for level, (lo, hi) in forecasts.intervals.items():
+            lower, upper = to_original(lo, series), to_original(hi, series)  # [N, H] each
+            inside = ((lower <= target) & (target <= upper)).sum(axis=1)  # [N]
+            width = (upper - lower).sum(axis=1)  # [N]
+            for totals, values in ((self.inside, inside), (self.width, width)):
+                totals.setdefault(level, np.zeros(self.num_series))
+                totals[level] += np.bincount(forecasts.series_index, values, self.num_series)
+        self.targets += np.bincount(forecasts.series_index, minlength=self.num_series) * steps
+
+    def table(self) -> dict[str, np.ndarray]:
+        """``{"coverage@80": [S], "width@80": [S], ...}``: NaN for series without targets."""
+        count = np.where(self.targets > 0, self.targets, np.nan)
+        columns = {}
+        for level in self.inside:
+            columns[f"coverage@{level_label(level)}"] = self.inside[level] / count
+            columns[f"width@{level_label(level)}"] = self.width[level] / count
+        return columns
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        """``{prefix}/coverage@80_worst10`` per level."""
+        metrics = {}
+        scored = self.targets > 0
+        worst = max(1, math.ceil(WORST_SHARE * int(scored.sum())))
+        for level, inside in self.inside.items():
+            coverage = np.sort(inside[scored] / self.targets[scored])
+            label = f"{prefix}/coverage@{level_label(level)}_worst{round(WORST_SHARE * 100)}"
+            metrics[label] = float(coverage[:worst].mean())
+        return metrics
+
+
+COVERAGE_SPAN = 48  # windows in the figures' rolling coverage line
+
+
+def rolling_coverage(inside: np.ndarray, span: int = COVERAGE_SPAN) -> np.ndarray:
+    """``[N]`` share of the last ``span`` windows (fewer at the start) whose target was inside the
+    interval, from ``inside [N]`` bool in time order: coverage over time, for the figures."""
+    counts = np.cumsum(np.concatenate([[0], inside.astype(np.float64)]))
+    ends = np.arange(1, len(inside) + 1)
+    starts = np.maximum(ends - span, 0)
+    return (counts[ends] - counts[starts]) / (ends - starts)

@@ -35,8 +35,9 @@ from lstm_forecast.evaluation.baselines import (
     persistence,
     seasonal_naive,
 )
-from lstm_forecast.evaluation.intervals import check_interval_levels, interval_metrics
+from lstm_forecast.evaluation.intervals import SeriesCoverage, check_interval_levels, interval_metrics
 from lstm_forecast.evaluation.metrics import METRIC_NAMES, PER_STEP_KEYS, ErrorTotals, ForecastErrors
+from lstm_forecast.evaluation.rolling import check_calibration
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts
 from lstm_forecast.files import write_atomic
 
@@ -65,6 +66,13 @@ class EvaluationOptions:
         Coverage levels of the conformal intervals calibrated on validation (empty: none).
     intervals_per_series : bool
         Calibrate each series' margins on its own validation windows instead of pooling them.
+    calibration : str
+        ``split`` (the validation residuals for every window) or ``rolling`` (each series' most recent
+        residuals observed before the window's origin; :mod:`~lstm_forecast.evaluation.rolling`).
+    calibration_windows : int
+        Residual windows per series a rolling calibration keeps.
+    adaptive_step : float
+        Adaptive conformal inference's step for each series' level (0: off).
     """
 
     # Equal to conf/evaluation/default.yaml (tests/test_evaluation_settings.py compares them).
@@ -74,6 +82,9 @@ class EvaluationOptions:
     tables: bool = True
     interval_levels: tuple[float, ...] = (0.8, 0.95)
     intervals_per_series: bool = True
+    calibration: str = "rolling"
+    calibration_windows: int = 100
+    adaptive_step: float = 0.005
 
     @classmethod
     def from_config(
@@ -97,6 +108,7 @@ class EvaluationOptions:
         options = replace(base or cls(), **given)
         levels = check_interval_levels(options.interval_levels, "evaluation.interval_levels")
         options = replace(options, interval_levels=levels)
+        check_calibration(options)
         bad = sorted(set(options.baselines) - set(BASELINES))
         if bad:
             raise UserError(
@@ -234,6 +246,7 @@ class SplitScorer:
         self.mase_scale = training_naive_scale(datamodule)
         self.totals: dict[str, ErrorTotals] = {}
         self.interval_sums: dict[str, float] = {}
+        self.series_coverage = SeriesCoverage(datamodule.num_series)
         self.num_targets = 0
 
     def add(
@@ -267,6 +280,7 @@ class SplitScorer:
             chunk = interval_metrics(forecasts, datamodule.inverse_values, self.prefix)
             for key, value in chunk.items():
                 self.interval_sums[key] = self.interval_sums.get(key, 0.0) + value * len(forecasts.target)
+            self.series_coverage.add(forecasts, datamodule.inverse_values)
         self.num_targets += int(forecasts.target.size)
 
     def scores(self) -> SplitScores:
@@ -286,11 +300,14 @@ class SplitScorer:
             steps.insert(0, "model", name)
             step_tables.append(steps)
             series = pd.DataFrame(totals.per_series(), columns=list(METRIC_NAMES))
+            if name == MODEL:  # each series' interval coverage and width beside its errors
+                series = series.assign(**self.series_coverage.table())
             series.insert(0, "series", self.datamodule.series_names)
             series.insert(0, "model", name)
             # Only the series scored: one left out of the split (short, unscaled) has no row.
             series_tables.append(series[totals.series_windows > 0])
         metrics.update({key: total / windows for key, total in self.interval_sums.items()})
+        metrics.update(self.series_coverage.metrics(self.prefix))
         metrics[f"{self.prefix}/num_targets"] = self.num_targets
         return SplitScores(
             metrics=metrics,

@@ -29,6 +29,7 @@ from lstm_forecast.evaluation.report import (
     fit_ridge,
     seasonal_period_of,
 )
+from lstm_forecast.evaluation.rolling import RollingIntervals
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 
 
@@ -102,6 +103,19 @@ def validation_scores(
     return scores, calibration
 
 
+def calibrated_over_time(
+    split: ConformalIntervals,
+    calibration: WindowForecasts,
+    options: EvaluationOptions,
+) -> ConformalIntervals | RollingIntervals:
+    """The intervals ``options`` ask for: ``split`` itself, or rolling / adaptive intervals seeded with
+    the ``calibration`` forecasts (to be applied to the windows in time order)."""
+    if options.calibration == "split" and not options.adaptive_step:
+        return split
+    window = options.calibration_windows if options.calibration == "rolling" else None
+    return RollingIntervals(split, calibration, window, options.adaptive_step)
+
+
 class ScoredStream:
     """The windows ``index`` (default all) of ``windows`` forecast by the model and the baselines and
     scored, :data:`SCORE_CHUNK_WINDOWS` at a time: iterate over it for each :class:`ScoredChunk` (e.g.
@@ -151,6 +165,7 @@ class ScoredStream:
                 datamodule.num_series,
                 skip_uncalibrated=True,
             )
+            self.intervals = calibrated_over_time(self.intervals, calibration, self.options)
         self.scorer = scorer or SplitScorer(datamodule, prefix)
         self.ridge = ridge if ridge is not None else fit_ridge(datamodule, self.options)
         self.settings: dict[str, float] = {}
@@ -207,9 +222,7 @@ def evaluate_windows(
         ``(scores, the model's forecasts of the kept windows, {baseline: [K, H] scaled forecasts of
         them})``.
     """
-    stream = ScoredStream(
-        net, datamodule, windows, prefix, index, device, options, calibration, ridge=ridge
-    )
+    stream = ScoredStream(net, datamodule, windows, prefix, index, device, options, calibration, ridge=ridge)
     kept: list[ScoredChunk] = []
     last = None
     for scored in stream:

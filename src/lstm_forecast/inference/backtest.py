@@ -6,6 +6,9 @@ forecast ``H`` steps ahead from its true history and scored with the baselines o
 targets. The origins are a strided set of windows, forecast in whole batches; which model forecasts
 which origin: :mod:`lstm_forecast.inference.origins`.
 
+With intervals, ``coverage_per_origin.csv`` holds their coverage and width at each origin (over every
+series) and ``metrics_per_series.csv`` each series'; ``metrics.json`` the worst 10 % of series' coverage.
+
 An origin is the first forecast step ``t``: the model sees steps ``t - W .. t - 1`` and forecasts
 ``t .. t + H - 1``. Only origins whose ``H`` targets all lie inside the period are used.
 """
@@ -24,9 +27,10 @@ from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.split import SPLITS
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
+from lstm_forecast.evaluation.intervals import interval_columns, level_label
 from lstm_forecast.evaluation.report import print_summary
 from lstm_forecast.evaluation.tables import dates_only, forecast_table
-from lstm_forecast.files import write_json, write_table_chunks
+from lstm_forecast.files import write_json, write_table, write_table_chunks
 from lstm_forecast.inference.checkpoints import load_model
 from lstm_forecast.inference.origins import REFITS_FOLDER, OriginBacktest, Refit, origin_steps, windows_at
 
@@ -106,6 +110,27 @@ def check_refit_every(value: Any) -> int:
     return value
 
 
+def interval_sums_per_origin(table: pd.DataFrame, levels) -> pd.DataFrame:
+    """Per origin of a chunk's forecast table: targets inside each interval, widths, and targets."""
+    sums = {"origin": table["origin"], "targets": np.ones(len(table))}
+    for level in levels:
+        lo, hi = (table[column] for column in interval_columns(level))
+        sums[f"coverage@{level_label(level)}"] = ((lo <= table["actual"]) & (table["actual"] <= hi)).astype(
+            float
+        )
+        sums[f"width@{level_label(level)}"] = hi - lo
+    return pd.DataFrame(sums).groupby("origin", sort=False).sum()
+
+
+def coverage_per_origin(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """``origin, coverage@80, width@80, ...`` (original units): coverage over time, over every series."""
+    if not parts:
+        return pd.DataFrame(columns=["origin"])
+    sums = pd.concat(parts).groupby(level=0).sum().sort_index()
+    means = sums.drop(columns="targets").div(sums["targets"], axis=0)
+    return means.reset_index()
+
+
 def backtest(
     cfg: DictConfig, table: pd.DataFrame | None = None, refit: Refit | None = None
 ) -> dict[str, Any]:
@@ -124,6 +149,7 @@ def backtest(
     output_dir = Path(cfg.paths.output_dir)
     run = OriginBacktest(loaded, lo, hi, cfg.stride, refit_every, refit, table, output_dir / REFITS_FOLDER)
     origins: set[pd.Timestamp] = set()
+    per_origin: list[pd.DataFrame] = []  # sums per origin of each chunk: O(origins) rows in all
 
     def tables() -> Iterator[pd.DataFrame]:
         for chunk, chunk_data in run:
@@ -131,6 +157,7 @@ def backtest(
             first_steps = table.loc[table["step"] == 1, "timestamp"]
             origins.update(first_steps)
             table.insert(0, "origin", np.repeat(first_steps.to_numpy(), chunk.forecasts.prediction.shape[1]))
+            per_origin.append(interval_sums_per_origin(table, chunk.forecasts.intervals))
             yield table
 
     if cfg.get("forecasts_file"):
@@ -156,6 +183,9 @@ def backtest(
     }
     if loaded.evaluation.tables:
         scores.write_tables(output_dir)
+        coverage = coverage_per_origin(per_origin)
+        if len(coverage.columns) > 1:
+            write_table(output_dir / "coverage_per_origin.csv", coverage)
     write_json(output_dir / "metrics.json", metrics)
     print_summary(metrics, output_dir / "metrics.json")
     return metrics

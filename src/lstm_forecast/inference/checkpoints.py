@@ -53,9 +53,14 @@ def trained_evaluation(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 def evaluation_options(checkpoint: dict[str, Any], given: Any = None) -> EvaluationOptions:
     """The training run's evaluation settings with the non-null keys of ``given`` (an app's
     ``evaluation`` node: null keeps the run's) over them. A checkpoint that stored none falls back
-    to the defaults of ``conf/evaluation/default.yaml`` (which :class:`EvaluationOptions` equals)."""
+    to the defaults of ``conf/evaluation/default.yaml`` (which :class:`EvaluationOptions` equals).
+    Settings stored before ``calibration`` existed were scored with split calibration at the nominal
+    level: so they still are."""
     stored = trained_evaluation(checkpoint) or {}
     known = {k: v for k, v in stored.items() if k in EvaluationOptions.__dataclass_fields__}
+    if stored:
+        known.setdefault("calibration", "split")
+        known.setdefault("adaptive_step", 0.0)
     trained = EvaluationOptions.from_config(known)
     if isinstance(given, DictConfig):
         given = OmegaConf.to_container(given, resolve=True)

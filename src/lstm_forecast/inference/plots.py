@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, rolling_coverage
 from lstm_forecast.files import write_atomic
 
 
@@ -37,6 +38,20 @@ def draw_bands(ax: Axes, rows: pd.DataFrame, levels: list[str], color: str, labe
         )
 
 
+def draw_rolling_coverage(ax: Axes, rows: pd.DataFrame, level: str) -> None:
+    """On a right-hand axis: the share of the last :data:`COVERAGE_SPAN` windows whose actual lay in
+    the ``level`` interval (rows with an actual), beside the level itself."""
+    rows = rows[rows["actual"].notna()]
+    if rows.empty:
+        return
+    inside = ((rows[f"lo-{level}"] <= rows["actual"]) & (rows["actual"] <= rows[f"hi-{level}"])).to_numpy()
+    right = ax.twinx()
+    right.plot(rows["timestamp"], rolling_coverage(inside), color="tab:purple", linewidth=0.8)
+    right.axhline(float(level) / 100, color="tab:purple", linewidth=0.6, linestyle=":")
+    right.set_ylim(0, 1.02)
+    right.set_ylabel(f"{level}% coverage, last {COVERAGE_SPAN}", color="tab:purple", fontsize=8)
+
+
 def plot_forecasts(
     path: str | Path,
     frame: SeriesFrame,
@@ -56,7 +71,7 @@ def plot_forecasts(
     predictions : DataFrame
         Window predictions of the drawn series (the forecast table; their last ``history`` windows are
         enough); the first step is drawn, with its intervals (``lo-80``, ``hi-80`` ...) as bands when
-        the table has them.
+        the table has them, and the widest one's rolling coverage (:func:`draw_rolling_coverage`).
     forecast : DataFrame, optional
         Forecast past the data (``timestamp, series, prediction[, actual, lo-80, hi-80 ...]``).
     max_series : int
@@ -80,6 +95,8 @@ def plot_forecasts(
         shown = predictions[(predictions["series"] == name) & (predictions["timestamp"] >= start)]
         draw_bands(ax, shown, levels, "tab:blue", "interval")
         ax.plot(shown["timestamp"], shown["prediction"], color="tab:blue", linewidth=1.0, label="prediction")
+        if levels:
+            draw_rolling_coverage(ax, shown, levels[0])
         if forecast is not None:
             ahead = forecast[forecast["series"] == name]
             # Start the forecast line at the last observation so it reads as a continuation.

@@ -16,9 +16,11 @@ Forecasts past the end read each series' last ``data.window_size`` rows only, a 
 time; a job that would not fit in the memory available is refused before it starts, naming the option
 that makes it fit.
 
-With ``intervals=[0.8,0.95]`` both tables get conformal intervals ``lo-80, hi-80, lo-95, hi-95``
-calibrated on the validation split of the data (the checkpoint's ``data.split``) and the plot their
-bands; a quantile model's tables hold its quantiles ``q0.1 ...`` in any case.
+With ``intervals=[0.8,0.95]`` both tables get conformal intervals ``lo-80, hi-80, lo-95, hi-95`` and
+the plot their bands: the window table's calibrated on the validation split of the data (the
+checkpoint's ``data.split``), the forecast's, with rolling or adaptive calibration (the run's
+``evaluation`` settings, or ``evaluation.*`` given), on each series' latest windows with actuals
+(:func:`latest_intervals`). A quantile model's tables hold its quantiles ``q0.1 ...`` in any case.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_forecast.data.sources import IN_MEMORY_NAME, source_of_file, source_table
-from lstm_forecast.data.windows import CHUNK_ROWS
+from lstm_forecast.data.windows import CHUNK_ROWS, index_chunks
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.drift import DEFAULT_WARN_SHARE, check_warn_share, warn_drift
 from lstm_forecast.evaluation.intervals import ConformalIntervals, check_interval_levels
+from lstm_forecast.evaluation.report import SCORE_CHUNK_WINDOWS
+from lstm_forecast.evaluation.rolling import RollingIntervals
+from lstm_forecast.evaluation.streaming import calibrated_over_time
 from lstm_forecast.evaluation.tables import FORECAST_COLUMNS, dates_only, forecast_table
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.files import write_table, write_table_chunks
@@ -85,11 +90,12 @@ def predict(cfg: DictConfig) -> dict[str, Path]:
     per_series = cfg.get("intervals_per_series")  # null: the training run's evaluation setting
     per_series = loaded.evaluation.intervals_per_series if per_series is None else bool(per_series)
     intervals = calibrated_intervals(loaded, levels, per_series) if levels else None
+    latest = latest_intervals(loaded, intervals, per_series) if levels and horizon is not None else None
     series, count = counts
     rows_read = np.zeros(datamodule.num_series, dtype=np.int64)
     rows_read[series] = datamodule.window_size + count - 1  # every full window's context
     warn_drift(datamodule, rows_read, warn_share, data_name)
-    forecast = None if horizon is None else future_forecast(cfg, loaded, horizon, intervals=intervals)
+    forecast = None if horizon is None else future_forecast(cfg, loaded, horizon, intervals=latest)
     # The held forecast is made first and the window table streamed to a temporary file, so bad input
     # leaves no output behind.
     output_dir = Path(cfg.paths.output_dir)
@@ -241,12 +247,31 @@ def calibrated_intervals(
     return ConformalIntervals.calibrate(calibration, levels, per_series, datamodule.num_series)
 
 
+def latest_intervals(
+    loaded: LoadedModel, split: ConformalIntervals, per_series: bool
+) -> ConformalIntervals | RollingIntervals:
+    """The intervals of the forecast past the data's end: ``split`` itself, or (with the run's
+    ``evaluation.calibration: rolling`` or an ``adaptive_step``, per-series margins) calibrated on each
+    series' latest windows with actuals: the validation windows seed them and the test split's windows
+    are scored through in time order, as ``lstm-evaluate`` scores them."""
+    options, datamodule = loaded.evaluation, loaded.datamodule
+    if not per_series or (options.calibration == "split" and not options.adaptive_step):
+        return split
+    batch, device = datamodule.eval_batch_size, loaded.device
+    calibration = predict_windows(loaded.module, datamodule.windows["val"], batch, device)
+    latest = calibrated_over_time(split, calibration, options)
+    test = datamodule.windows["test"]
+    for chunk in index_chunks(len(test), SCORE_CHUNK_WINDOWS):
+        latest.apply(predict_windows(loaded.module, test, batch, device, chunk))
+    return latest
+
+
 def future_forecast(
     cfg: DictConfig,
     loaded: LoadedModel,
     horizon: int,
     future_table: pd.DataFrame | None = None,
-    intervals: ConformalIntervals | None = None,
+    intervals: ConformalIntervals | RollingIntervals | None = None,
 ) -> pd.DataFrame:
     """The forecast table of the ``horizon`` steps after each series' end.
 
@@ -264,7 +289,7 @@ def future_forecast(
         extra columns, series columns as actuals) or long (the series and timestamp columns, extra
         columns, the value column as actuals). Needed when the model takes extra columns that are not
         calendar features; the future-known columns (``data.future_columns``) at every forecast step.
-    intervals : ConformalIntervals or None
+    intervals : ConformalIntervals, RollingIntervals or None
         Applied to the forecasts (bounds NaN past the model's own horizon, where no residuals were
         calibrated).
     """

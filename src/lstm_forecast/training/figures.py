@@ -16,7 +16,7 @@ import torch
 
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.intervals import level_label, quantile_column
+from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, level_label, quantile_column, rolling_coverage
 from lstm_forecast.evaluation.report import MODEL, SplitScores
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
@@ -132,6 +132,14 @@ def forecast_figure(
     if band is not None:
         lo, hi = (datamodule.inverse_values(bound[:, None], series)[:, 0] for bound in band[:2])
         axes.fill_between(first, lo, hi, color="tab:orange", alpha=0.25, linewidth=0, label=band[2])
+        if forecasts.intervals:  # calibrated: coverage over time on a right-hand axis
+            right = axes.twinx()
+            right.plot(
+                first, rolling_coverage((lo <= actual[:, 0]) & (actual[:, 0] <= hi)), color="tab:purple"
+            )
+            right.axhline(max(forecasts.intervals), color="tab:purple", linewidth=0.6, linestyle=":")
+            right.set_ylim(0, 1.02)
+            right.set_ylabel(f"coverage, last {COVERAGE_SPAN}", color="tab:purple", fontsize=8)
     axes.plot(first, prediction[:, 0], color="tab:orange", linewidth=1.0, label="forecast, 1 step ahead")
     if horizon > 1:
         last = timestamps[forecasts.target_row + horizon - 1].to_numpy()

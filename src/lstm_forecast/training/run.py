@@ -253,6 +253,7 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
         metrics), and the datamodule, model and trainer.
     """
     validate_train_config(cfg)
+    options = EvaluationOptions.from_config(cfg.get("evaluation"))  # checked before any fitting
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     with quiet_lightning():
@@ -278,7 +279,6 @@ def train(cfg: DictConfig, table: pd.DataFrame | None = None) -> tuple[dict[str,
     # Lightning hands the model back on the CPU after fit; score on the training device.
     device = trainer.strategy.root_device
     model.to(device)
-    options = EvaluationOptions.from_config(cfg.get("evaluation"))
     # The selection objective: val/loss is in scaled units, which differ between data.scaler choices;
     # the best checkpoint's z-normalised validation error compares any two runs on the same data.
     # Every validation window is scored (a chunk at a time), also when the fit validated on a sample,
