@@ -52,7 +52,7 @@ def test_level_gives_the_intervals_of_lstm_predict(fitted, tmp_path):
     forecaster, frame, cwd = fitted
     forecast = forecaster.predict(frame, horizon=MODEL_HORIZON, level=[95, 80])
     bounds = ["lo-80", "hi-80", "lo-95", "hi-95"]
-    assert list(forecast.columns) == ["series", "timestamp", "prediction", *bounds]
+    assert list(forecast.columns) == ["unique_id", "ds", "prediction", *bounds]  # the input's names
     result = run_app(
         "predict", f"ckpt_path={forecaster.checkpoint}", f"data.source.path={cwd / 'panel.csv'}",
         f"horizon={MODEL_HORIZON}", "intervals=[0.8,0.95]", "plot.max_series=1", f"hydra.run.dir={tmp_path}",

@@ -34,27 +34,27 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Forecaster:
 def test_windows_end_at_each_series_end_and_match_predict_from_the_cutoff(fitted: Forecaster) -> None:
     data = long_frame()
     cv = fitted.cross_validation(data, horizon=HORIZON, n_windows=N_WINDOWS, step=STEP)
-    assert list(cv.columns[:5]) == ["series", "cutoff", "timestamp", "prediction", "actual"]
+    assert list(cv.columns[:5]) == ["unique_id", "cutoff", "ds", "prediction", "actual"]  # as in data
     assert len(cv) == data["unique_id"].nunique() * N_WINDOWS * HORIZON
     hour = pd.Timedelta(hours=1)
-    for series, rows in cv.groupby("series"):
+    for series, rows in cv.groupby("unique_id"):
         history = data[data["unique_id"] == series]
         cutoffs = sorted(rows["cutoff"].unique())
         last = history["ds"].max() - HORIZON * hour
         assert cutoffs == [last - k * STEP * hour for k in reversed(range(N_WINDOWS))], series
         for cutoff, window in rows.groupby("cutoff"):
-            steps = (window["timestamp"] - cutoff) / hour
+            steps = (window["ds"] - cutoff) / hour
             assert steps.tolist() == list(range(1, HORIZON + 1))
-            actual = history.set_index("ds").loc[window["timestamp"], "y"].to_numpy()
+            actual = history.set_index("ds").loc[window["ds"], "y"].to_numpy()
             np.testing.assert_allclose(window["actual"], actual, rtol=1e-6)
     # The forecast from a cut-off is the one predict makes from the rows up to it.
-    cutoff = cv.groupby("series")["cutoff"].max()
+    cutoff = cv.groupby("unique_id")["cutoff"].max()
     upto = data[data["ds"] <= pd.to_datetime(data["unique_id"].astype(str).map(cutoff))]
     forecast = fitted.predict(upto, horizon=HORIZON)
-    last_windows = cv[cv["cutoff"] == cv["series"].map(cutoff)]
+    last_windows = cv[cv["cutoff"] == cv["unique_id"].map(cutoff)]
     np.testing.assert_allclose(
-        last_windows.sort_values(["series", "timestamp"])["prediction"],
-        forecast.sort_values(["series", "timestamp"])["prediction"],
+        last_windows.sort_values(["unique_id", "ds"])["prediction"],
+        forecast.sort_values(["unique_id", "ds"])["prediction"],
         rtol=1e-5,
     )
 
@@ -66,7 +66,7 @@ def test_refit_every_window_trains_models_that_leave_nothing_behind(
     data = long_frame()
     plain = fitted.cross_validation(data, n_windows=2, step=HORIZON)
     refitted = fitted.cross_validation(data, n_windows=2, step=HORIZON, refit_every=1)
-    key = ["series", "cutoff", "timestamp"]
+    key = ["unique_id", "cutoff", "ds"]
     plain, refitted = (t.sort_values(key, ignore_index=True) for t in (plain, refitted))
     pd.testing.assert_frame_equal(plain[key], refitted[key])
     np.testing.assert_allclose(plain["actual"], refitted["actual"], rtol=1e-6)

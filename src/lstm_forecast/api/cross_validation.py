@@ -23,6 +23,7 @@ import pandas as pd
 from omegaconf import open_dict
 
 from lstm_forecast.api.tables import check_frame
+from lstm_forecast.api.vocabulary import in_input_names
 from lstm_forecast.cli.app import compose_config
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.errors import UserError
@@ -87,4 +88,4 @@ def cross_validation(
     with tempfile.TemporaryDirectory(prefix="cross_validation_") as folder:
         run = OriginBacktest(loaded, lo, hi, step, refit_every, refit_checkpoint, table, Path(folder))
         parts = [_window_table(chunk, chunk_data) for chunk, chunk_data in run]
-    return pd.concat(parts, ignore_index=True)
+    return in_input_names(pd.concat(parts, ignore_index=True), datamodule.load_frame())

@@ -317,10 +317,11 @@ class Forecaster:
         only value: the model's own), ``step`` and ``refit_every`` (0: never refit; k: a model trained
         anew, with the run's settings, before every k windows of a series) default to
         ``conf/backtest.yaml``'s ``stride`` and ``refit_every``. Returns one row per series, cut-off and
-        forecast step: ``series, cutoff, timestamp, prediction, actual`` (and the run's interval columns).
+        forecast step: ``series, cutoff, timestamp, prediction, actual`` (and the run's interval columns),
+        the series and timestamp columns named as in ``data`` (as :meth:`predict` names them).
         """
         checkpoint = self._fitted("cross-validate")
-        with process_state_kept(), one_line_errors():
+        with api_words(), process_state_kept(), one_line_errors():
             return cross_validation(checkpoint, data, horizon, n_windows, step, refit_every)
 
     # ----------------------------------------------------------------------------- checkpoints
