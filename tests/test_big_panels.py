@@ -9,7 +9,6 @@ scores are compared with a plain reference that holds every window's forecasts a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from hydra.utils import instantiate
 
 import lstm_forecast.evaluation.report as report
 import lstm_forecast.memory as memory
-from conftest import REPO_ROOT, TINY_MODEL, TINY_OVERRIDES, compose_config, run_app
+from conftest import REPO_ROOT, TINY_MODEL, compose_config, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import WindowBatchSampler, sample_windows, window_loader
 from lstm_forecast.data.sources import read_bytes
@@ -32,8 +31,6 @@ from lstm_forecast.evaluation.report import EvaluationOptions, seasonal_period_o
 from lstm_forecast.evaluation.streaming import calibrated_over_time, evaluate_windows
 from lstm_forecast.evaluation.window_forecasts import predict_windows
 from test_apps_matrix import long_layout, wide_layout
-
-TESTS = Path(__file__).resolve().parent
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -123,36 +120,7 @@ def test_a_loader_refuses_nothing_it_used_to() -> None:
 
 
 # --------------------------------------------------------------------------------------------- DDP
-@pytest.mark.ddp
-@pytest.mark.slow
-def test_sampled_epochs_and_the_validation_sample_over_two_real_ddp_ranks(tmp_path, monkeypatch) -> None:
-    folder = tmp_path / "seen"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    result = run_app(
-        "train",
-        *TINY_OVERRIDES,
-        "trainer=ddp_cpu",
-        "trainer.devices=2",
-        "trainer.max_epochs=3",
-        "callbacks.early_stopping=null",
-        "data.windows_per_epoch=300",
-        "data.val_windows=90",
-        "+callbacks.window_recorder._target_=window_recorder.WindowRecorder",
-        f"+callbacks.window_recorder.folder={folder}",
-        cwd=tmp_path,
-        subprocess=True,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    seen = {rank: json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)}
-    for epoch in ("0", "1", "2"):
-        train = [set(seen[rank]["train"][epoch]) for rank in (0, 1)]
-        assert len(train[0]) == len(train[1]) == 150  # equal shards of distinct windows
-        assert not train[0] & train[1]  # disjoint
-        val = [seen[rank]["val"][epoch] for rank in (0, 1)]
-        assert not set(val[0]) & set(val[1]) and len(val[0]) + len(val[1]) == 90
-        assert sorted(val[0] + val[1]) == sorted(seen[0]["val"]["0"] + seen[1]["val"]["0"])  # fixed
-    epochs = [set(seen[0]["train"][e]) | set(seen[1]["train"][e]) for e in ("0", "1", "2")]
-    assert epochs[0] != epochs[1] != epochs[2]  # a new draw every epoch
+# Sampled epochs and the validation sample over two real DDP ranks: tests/test_ddp.py's 2-rank run.
 
 
 # --------------------------------------------------------------------------------------------- streaming

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -18,27 +19,57 @@ from lstm_forecast.evaluation.window_forecasts import predict_windows
 from lstm_forecast.inference.checkpoints import datamodule_from_checkpoint, evaluation_options
 from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SUMMARY_MD
-from test_tensorboard import TRAIN_WINDOWS, event_files, summary_tags
+from test_tensorboard import event_files, summary_tags
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
+TESTS = Path(__file__).resolve().parent
+EPOCHS, WINDOWS_PER_EPOCH, VAL_WINDOWS = 3, 300, 90
 
-def test_ddp_on_two_cpu_processes_writes_one_run_scored_and_logged_once(tmp_path):
+
+def assert_sampled_epochs_over_two_ranks(folder: Path) -> None:
+    """Each epoch the two ranks trained on equal, disjoint shares of a new draw of distinct windows,
+    and validated on disjoint halves of one fixed sample (``window_recorder.WindowRecorder``'s files)."""
+    seen = {rank: json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)}
+    epochs = [str(epoch) for epoch in range(EPOCHS)]
+    for epoch in epochs:
+        train = [set(seen[rank]["train"][epoch]) for rank in (0, 1)]
+        assert len(train[0]) == len(train[1]) == WINDOWS_PER_EPOCH // 2  # equal shards of distinct windows
+        assert not train[0] & train[1]  # disjoint
+        val = [seen[rank]["val"][epoch] for rank in (0, 1)]
+        assert not set(val[0]) & set(val[1]) and len(val[0]) + len(val[1]) == VAL_WINDOWS
+        assert sorted(val[0] + val[1]) == sorted(seen[0]["val"]["0"] + seen[1]["val"]["0"])  # fixed
+    draws = [set(seen[0]["train"][e]) | set(seen[1]["train"][e]) for e in epochs]
+    assert draws[0] != draws[1] != draws[2]  # a new draw every epoch
+
+
+def test_ddp_on_two_cpu_processes_writes_one_run_scored_and_logged_once(tmp_path, monkeypatch):
     # The default run folder (a timestamp): the re-executed rank must land in the same one.
     # A real process: Lightning's DDP re-executes the command line for rank 1.
     # A setting other than the default: the single-process reference must take the run's own.
+    # Big-panel sampling (data.windows_per_epoch, data.val_windows) over the two ranks, with a test-only
+    # callback recording which windows each rank trained and validated on, each epoch.
+    seen_folder = tmp_path / "seen"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     result = run_app(
         "train",
         *TINY_OVERRIDES,
         "trainer=ddp_cpu",
         "trainer.devices=2",
         "evaluation.seasonal_period=5",
+        f"trainer.max_epochs={EPOCHS}",
+        "callbacks.early_stopping=null",
+        f"data.windows_per_epoch={WINDOWS_PER_EPOCH}",
+        f"data.val_windows={VAL_WINDOWS}",
+        "+callbacks.window_recorder._target_=window_recorder.WindowRecorder",
+        f"+callbacks.window_recorder.folder={seen_folder}",
         cwd=tmp_path,
         subprocess=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     output = result.stdout + result.stderr
     assert "MEMBER: 2/2" in output  # really two processes
+    assert_sampled_epochs_over_two_ranks(seen_folder)
 
     runs = list((tmp_path / "outputs" / "runs" / "train").iterdir())
     assert len(runs) == 1, runs
@@ -58,15 +89,15 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_and_logged_once(tmp_path
     assert summary_tags(run / "tensorboard").count(hparams_metadata.SESSION_START_INFO_TAG) == 1
     scalars = EventAccumulator(str(run / "tensorboard")).Reload()
     steps = [event.step for event in scalars.Scalars("val/loss")]
-    assert metrics["epochs"] == 2
-    assert len(steps) >= 2 and len(set(steps)) == len(steps)  # each epoch's validation written once
+    assert metrics["epochs"] == EPOCHS
+    assert len(steps) >= EPOCHS and len(set(steps)) == len(steps)  # each epoch's validation written once
     assert len(scalars.Scalars("train/grad_norm")) == metrics["epochs"]
     assert len(scalars.Images("forecast/test/series_1")) == 1
-    # Throughput counts both ranks' windows (each trains on half of them).
+    # Throughput counts both ranks' windows (each trains on half of the epoch's sample).
     epoch, val, rate = (
         scalars.Scalars(t)[-1].value for t in ("time/epoch_s", "time/val_s", "time/train_windows_per_s")
     )
-    assert 0.5 * TRAIN_WINDOWS < rate * (epoch - val) < 2 * TRAIN_WINDOWS
+    assert 0.5 * WINDOWS_PER_EPOCH < rate * (epoch - val) < 2 * WINDOWS_PER_EPOCH
     for tag in ("train/grad_norm", "time/epoch_s"):
         assert f"self.log('{tag}'" not in result.stderr  # reduced across ranks, no sync warning
 
@@ -76,8 +107,9 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_and_logged_once(tmp_path
     datamodule.setup("test")
 
     # Validation was reduced over both ranks' unrepeated shards: the logged best equals the best
-    # checkpoint's loss over the whole validation split, computed in this one process.
-    val = predict_windows(module.net, datamodule.windows["val"])
+    # checkpoint's loss over the validation sample, computed in this one process.
+    assert len(datamodule.validation_windows()) == VAL_WINDOWS
+    val = predict_windows(module.net, datamodule.validation_windows())
     assert metrics["val/loss_best"] == pytest.approx(
         float(np.mean((val.prediction - val.target) ** 2)), rel=1e-4
     )

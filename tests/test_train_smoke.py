@@ -60,8 +60,9 @@ def test_fast_dev_run_cli(tmp_path):
 @pytest.mark.slow
 def test_real_run_then_evaluate_from_the_checkpoint_alone(tmp_path):
     run_dir = tmp_path / "run"
-    # Real processes: one real launch of train and of evaluate (the other tests run the apps in-process).
-    result = run_app("train", *tiny_cli_args(run_dir, "trainer.max_epochs=3"), subprocess=True)
+    # A real launch of evaluate (the other tests run the apps in-process; lstm-train is launched for
+    # real by the DDP, resume and wheel tests): from the checkpoint alone, in a fresh process.
+    result = run_app("train", *tiny_cli_args(run_dir, "trainer.max_epochs=3"))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     best = run_dir / "checkpoints" / metrics["best_checkpoint"].split("/")[-1]

@@ -1,4 +1,5 @@
-"""Margins for the run's one-axes figures, computed from the sizes of their texts without drawing.
+"""Figures drawn on matplotlib's Agg canvas, and margins for the run's one-axes figures computed from
+the sizes of their texts without drawing.
 
 matplotlib's constrained layout finds the same margins by laying the figure out (ticks, labels and
 all) before it draws it, which made it half the cost of a figure: the forecast figures are drawn on
@@ -8,13 +9,39 @@ as the draw will format them, and measured with the font's metrics.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+
+def figure_to_rgb(figure: Figure) -> np.ndarray:
+    """Render ``figure`` on an Agg canvas: ``[height, width, 3]`` uint8."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def import_matplotlib() -> None:
+    """Import what the figures need now, at set-up: the first import costs about a second, which would
+    otherwise land in the first figure epoch."""
+    for name in ("matplotlib.figure", "matplotlib.dates", "matplotlib.backends.backend_agg"):
+        importlib.import_module(name)
+
+
+def new_figure(width: float, height: float, dpi: int) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=dpi)  # margins: fit_margins
+
 
 POINTS_PER_INCH = 72.0
 LINE_SPACING = 1.2  # a text line's height, as a multiple of its font size

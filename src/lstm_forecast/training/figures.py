@@ -7,7 +7,6 @@ user's own plots. Written from rank 0 only, to the TensorBoard logger when there
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +19,13 @@ from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, level_label, quant
 from lstm_forecast.evaluation.report import MODEL, SplitScores
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
-from lstm_forecast.training.figure_layout import fit_margins, y_tick_labels
+from lstm_forecast.training.figure_layout import (
+    figure_to_rgb,
+    fit_margins,
+    import_matplotlib,
+    new_figure,
+    y_tick_labels,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,28 +38,6 @@ SPLIT_TITLES = {"val": "validation", "test": "test"}
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def figure_to_rgb(figure: Figure) -> np.ndarray:
-    """Render ``figure`` on an Agg canvas: ``[height, width, 3]`` uint8."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def import_matplotlib() -> None:
-    """Import what the figures need now, at set-up: the first import costs about a second, which would
-    otherwise land in the first figure epoch."""
-    for name in ("matplotlib.figure", "matplotlib.dates", "matplotlib.backends.backend_agg"):
-        importlib.import_module(name)
-
-
-def new_figure(width: float, height: float, dpi: int) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=dpi)  # margins: figure_layout.fit_margins
-
-
 def series_indices(names: list[str], wanted: list[str] | None, count: int) -> list[int]:
     """Indices (from 0) of the series to draw: ``wanted`` by name, else the first ``count``."""
     if wanted is None:
