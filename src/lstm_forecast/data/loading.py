@@ -151,7 +151,8 @@ class WindowBatchSampler(Sampler[torch.Tensor]):
             return order
         if self.even_shards:
             padded = -(-self.num_windows // self.world_size) * self.world_size
-            order = torch.cat([order, order[: padded - self.num_windows]])
+            if self.num_windows:  # wrap around as often as it takes: fewer windows than ranks too
+                order = order.repeat(-(-padded // self.num_windows))[:padded]
             return order[self.rank :: self.world_size]
         bounds = np.linspace(0, self.num_windows, self.world_size + 1).round().astype(int)
         return order[bounds[self.rank] : bounds[self.rank + 1]]
