@@ -189,8 +189,8 @@ def test_a_run_reads_hydras_config_repository_once_for_its_three_compositions(mo
         return original(self, config_name, overrides)
 
     def composed(run_dir: Path) -> str:
-        # The composition is under test, not the fit: the shortest run there is.
-        args = [*TINY_OVERRIDES, "trainer.max_epochs=1", "callbacks=none", "logger=none", *user_experiment]
+        # The default callbacks and logger: they are composed too.
+        args = [*TINY_OVERRIDES, "trainer.max_epochs=1", *user_experiment]
         result = run_app("train", *args, f"hydra.run.dir={run_dir}")
         assert result.returncode == 0, result.stderr
         return (run_dir / ".hydra" / "config.yaml").read_text().replace(str(run_dir), "RUN")

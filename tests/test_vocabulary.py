@@ -42,7 +42,7 @@ def test_a_long_file_with_nixtla_names_trains_with_no_column_overrides(tmp_path,
     cfg = compose_config(
         "train",
         tmp_path / "run",
-        ["data=long_csv", f"data.source.path={path}", "logger=none", *TINY_MODEL, "trainer.max_epochs=1"],
+        ["data=long_csv", f"data.source.path={path}", *TINY_MODEL, "trainer.max_epochs=1"],
     )
 
     with caplog.at_level(logging.INFO, logger=RUN_LOGGER):
@@ -151,7 +151,7 @@ def test_the_api_keeps_the_input_column_names_and_its_errors_name_api_arguments(
     table = table.rename(columns={"series": "store", "timestamp": "day", "value": "sales"})
     table["promo"] = np.arange(len(table)) % 3 == 0
     forecaster = Forecaster(
-        [*TINY_MODEL, "trainer.max_epochs=1", "logger=none"],
+        [*TINY_MODEL, "trainer.max_epochs=1"],
         columns={"series": "store", "timestamp": "day", "value": "sales"},
         extra_columns=["promo"],
         run_dir=tmp_path / "run",
