@@ -282,3 +282,15 @@ def test_the_future_frame_of_a_wide_table_has_one_row_per_step_and_no_calendar_c
     assert within.when.tolist() == [stamps[-1] + pd.Timedelta(hours=k) for k in (1, 2)]
     fed_back = future_frame(datamodule, 5, 2)  # steps 1-4 become context: u and v both read
     assert list(fed_back.columns) == ["when", "u", "v"] and len(fed_back) == 5
+
+
+def test_unseen_names_of_a_categorical_series_column_are_its_used_categories() -> None:
+    from lstm_forecast.inference.unseen_series import unseen_names
+
+    checkpoint = {"ForecastDataModule": {"series_names": ["a", "b"]}}
+    stores = pd.Categorical(["a", "c", "c", None, "b"], categories=["a", "b", "c", "unused"])
+    table = pd.DataFrame({"store": stores})
+    source = {"kind": "long_file", "series_column": "store"}
+    # Read from the codes (a string per row would cost gigabytes at M5 size); unused categories are no series.
+    assert unseen_names(checkpoint, source, table) == ["c"]
+    assert unseen_names(checkpoint, source, table.astype({"store": object})) == ["c"]

@@ -68,8 +68,13 @@ def unseen_names(checkpoint: dict[str, Any], source: dict[str, Any], table: pd.D
         return []  # the data source's own read names the missing column
     state = next(checkpoint[key] for key in DATAMODULE_STATE_KEYS if key in checkpoint)
     trained = {str(name) for name in state["series_names"]}
-    names = pd.unique(rows[column].dropna().astype(str))
-    return sorted(str(name) for name in names if name not in trained)
+    values = rows[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):  # the used codes' names, not a string per row
+        used = np.unique(values.cat.codes.to_numpy())
+        names = values.cat.categories[used[used >= 0]]
+    else:
+        names = pd.unique(values.dropna())  # distinct values first: a string per series, not per row
+    return sorted({str(name) for name in names} - trained)
 
 
 def with_unseen_series(checkpoint: dict[str, Any], names: list[str]) -> dict[str, Any]:
