@@ -171,22 +171,31 @@ def test_help_copies_hydras_config_repository_once_and_says_the_same(monkeypatch
     assert len(copies) > 50 and plain.stdout == shared.stdout  # Hydra's own help, word for word
 
 
-def test_a_run_reads_hydras_config_repository_once_for_its_three_compositions(monkeypatch, tmp_path) -> None:
-    """A run's config is composed three times (the apps' check of the overrides, Hydra's look at the
-    run mode, the run): all share one copy of the repository, and the run's config is the same as
-    with a copy each, a user's config folder on the search path included."""
+def test_a_run_composes_its_config_twice_reading_hydras_config_repository_once(monkeypatch, tmp_path) -> None:
+    """A run's config is composed twice (the apps' check of the overrides, the run; Hydra's look at
+    the run mode takes the check's instead of a third composition): both share one copy of the
+    repository, and the run's config is the same as with a copy each, a user's config folder on the
+    search path included."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.hydra import Hydra
 
     import lstm_forecast.cli.app as app
     from conftest import TINY_OVERRIDES, run_app
     from test_packaging import user_config_folder
 
-    original = ConfigLoaderImpl._parse_overrides_and_create_caching_repo
-    copies = []
+    original, original_compose = (
+        ConfigLoaderImpl._parse_overrides_and_create_caching_repo,
+        Hydra.compose_config,
+    )
+    copies, compositions = [], []
 
     def counted(self, config_name, overrides):
         copies.append(config_name)
         return original(self, config_name, overrides)
+
+    def counted_compose(self, *args, **kwargs):
+        compositions.append(kwargs.get("config_name"))
+        return original_compose(self, *args, **kwargs)
 
     def composed(run_dir: Path) -> str:
         # The default callbacks and logger: they are composed too.
@@ -197,10 +206,13 @@ def test_a_run_reads_hydras_config_repository_once_for_its_three_compositions(mo
 
     user_experiment = [f"hydra.searchpath=[file://{user_config_folder(tmp_path)}]", "experiment=my_exp"]
     monkeypatch.setattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", counted)
+    monkeypatch.setattr(Hydra, "compose_config", counted_compose)
     shared = composed(tmp_path / "shared")
     assert "task_name: my_exp" in shared
-    assert len(copies) == 1, copies
+    assert len(copies) == 1 and compositions == ["train", "train"], (copies, compositions)
+    assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"  # put back
     monkeypatch.setattr(app, "shared_config_repository", contextlib.nullcontext)
-    copies.clear()
+    monkeypatch.setattr(app, "run_mode_known", lambda mode: contextlib.nullcontext())
+    copies.clear(), compositions.clear()
     plain = composed(tmp_path / "plain")
-    assert len(copies) == 3 and plain == shared
+    assert len(copies) == 3 and len(compositions) == 3 and plain == shared
