@@ -23,10 +23,12 @@ from lstm_forecast.data.scaling import MinMaxScaler
 from lstm_forecast.data.sources import synthetic_frame
 from lstm_forecast.errors import UserError
 from lstm_forecast.inference.checkpoints import datamodule_state
+from lstm_forecast.inference.plots import forecast_plot
 from lstm_forecast.inference.predict import predict
 from lstm_forecast.models.checkpoint import module_from_checkpoint, read_checkpoint
 from lstm_forecast.models.module import CHECKPOINT_FORMAT_KEY
 from lstm_forecast.training.run import train
+from test_tensorboard import drawn_outside
 
 pytestmark = pytest.mark.slow  # every test needs a trained model (seconds each)
 
@@ -138,6 +140,29 @@ def test_predictions_and_forecast_are_close_to_the_truth(sine_checkpoint, compos
 
     png = (tmp_path / "predictions.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_the_forecast_plot_fits_its_texts_inside_it_and_between_its_panels(
+    sine_checkpoint, compose_predict_cfg, tmp_path, monkeypatch
+):
+    figures = []
+
+    def drawn(path, *args, **kwargs):
+        figures.append(forecast_plot(*args, **kwargs))
+        return Path(path)
+
+    monkeypatch.setattr(predict_module, "plot_forecasts", drawn)
+    new = write_csv(sine_table(360, 120), tmp_path / "new.csv")
+    overrides = [f"ckpt_path={sine_checkpoint}", f"data.source.path={new}", "horizon=24"]
+    predict(compose_predict_cfg(*overrides, "intervals=[0.8,0.95]"))
+    (figure,) = figures
+    assert len(figure.axes) == 4  # a panel per series, each with its coverage on a right-hand axis
+    assert drawn_outside(figure) is None
+    renderer = figure.canvas.get_renderer()
+    panels = [axes for axes in figure.axes if axes.get_title(loc="left")]  # not the right-hand axes
+    upper, lower = (axes.get_tightbbox(renderer) for axes in panels)  # with their texts
+    assert upper.y0 > lower.y1  # the upper panel's tick labels clear the lower one's title
+    assert all(axes.get_position().width > 0.8 for axes in figure.axes)
 
 
 def test_cli_predictions_match_the_forward_pass(sine_checkpoint, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -352,17 +353,20 @@ def drawn_outside(figure) -> str | None:
     return None if all(inside.contains(x, y) for x, y in drawn.corners()) else f"{drawn} beyond {inside}"
 
 
-@pytest.mark.parametrize("scale", [1.0, -123456.7, 1e-4])
-def test_forecast_figure_texts_fit_inside_it_with_the_axes_filling_the_rest(scale) -> None:
+@pytest.mark.parametrize(("scale", "calibrated"), [(1.0, False), (-123456.7, False), (1e-4, True)])
+def test_forecast_figure_texts_fit_inside_it_with_the_axes_filling_the_rest(scale, calibrated) -> None:
     datamodule = tiny_datamodule(horizon=3)
     original_units = datamodule.inverse_values
     datamodule.inverse_values = lambda values, series: original_units(values, series) * scale
     forecasts = predict_windows(untrained_net(datamodule), datamodule.windows["val"])
     mine = select_windows(forecasts, np.flatnonzero(forecasts.series_index == 0))
+    if calibrated:  # an interval band, and its coverage over time on a right-hand axis
+        mine = dataclasses.replace(mine, intervals={0.95: (mine.prediction - 0.1, mine.prediction + 0.1)})
     figure = forecast_figure(mine, datamodule, "series_1: validation, epoch 12", (9.0, 3.0), 80)
+    assert len(figure.axes) == (2 if calibrated else 1)
     assert drawn_outside(figure) is None
     placed = figure.axes[0].get_position()
-    assert placed.width > 0.8 and placed.height > 0.6  # margins no wider than the texts need
+    assert placed.width > 0.75 and placed.height > 0.6  # margins no wider than the texts need
 
 
 def test_error_chart_texts_fit_inside_it_whatever_the_series_names() -> None:

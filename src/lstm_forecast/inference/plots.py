@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lstm_forecast.data.frame import SeriesFrame
+from lstm_forecast.evaluation.figure_layout import fit_margins, y_tick_labels
 from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, rolling_coverage
 from lstm_forecast.files import write_atomic
 
@@ -38,18 +39,24 @@ def draw_bands(ax: Axes, rows: pd.DataFrame, levels: list[str], color: str, labe
         )
 
 
-def draw_rolling_coverage(ax: Axes, rows: pd.DataFrame, level: str) -> None:
-    """On a right-hand axis: the share of the last :data:`COVERAGE_SPAN` windows whose actual lay in
-    the ``level`` interval (rows with an actual), beside the level itself."""
+COVERAGE_LABEL_SIZE = 8
+
+
+def draw_rolling_coverage(ax: Axes, rows: pd.DataFrame, level: str) -> Axes | None:
+    """On a right-hand axis (returned; None when no row has an actual): the share of the last
+    :data:`COVERAGE_SPAN` windows whose actual lay in the ``level`` interval, beside the level itself."""
     rows = rows[rows["actual"].notna()]
     if rows.empty:
-        return
+        return None
     inside = ((rows[f"lo-{level}"] <= rows["actual"]) & (rows["actual"] <= rows[f"hi-{level}"])).to_numpy()
     right = ax.twinx()
     right.plot(rows["timestamp"], rolling_coverage(inside), color="tab:purple", linewidth=0.8)
     right.axhline(float(level) / 100, color="tab:purple", linewidth=0.6, linestyle=":")
     right.set_ylim(0, 1.02)
-    right.set_ylabel(f"{level}% coverage, last {COVERAGE_SPAN}", color="tab:purple", fontsize=8)
+    right.set_ylabel(
+        f"{level}% coverage, last {COVERAGE_SPAN}", color="tab:purple", fontsize=COVERAGE_LABEL_SIZE
+    )
+    return right
 
 
 def plot_forecasts(
@@ -60,12 +67,22 @@ def plot_forecasts(
     max_series: int = 4,
     history: int = 200,
 ) -> Path:
-    """Draw the first ``max_series`` series, one panel each, and write the PNG atomically.
+    """Write :func:`forecast_plot`'s figure as the PNG ``path``, atomically."""
+    figure = forecast_plot(frame, predictions, forecast, max_series, history)
+    return write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+
+
+def forecast_plot(
+    frame: SeriesFrame,
+    predictions: pd.DataFrame,
+    forecast: pd.DataFrame | None = None,
+    max_series: int = 4,
+    history: int = 200,
+) -> Figure:
+    """The first ``max_series`` series, one panel each.
 
     Parameters
     ----------
-    path : path
-        The PNG to write.
     frame : SeriesFrame
         The observed data (history, original units).
     predictions : DataFrame
@@ -84,8 +101,9 @@ def plot_forecasts(
     names = list(observed_values.columns)
     predictions = predictions[predictions["step"] == 1]
     levels = interval_levels_of(predictions)
-    figure = Figure(figsize=(10, 2.6 * len(names)), layout="constrained")
+    figure = Figure(figsize=(10, 2.6 * len(names)))  # margins: fit_margins, at the end
     axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
+    y_labels, right_labels = [], []
     for ax, name in zip(axes, names, strict=True):
         # Series have their own spans (NaN elsewhere in the wide view).
         known = observed_values[name].dropna()
@@ -95,8 +113,9 @@ def plot_forecasts(
         shown = predictions[(predictions["series"] == name) & (predictions["timestamp"] >= start)]
         draw_bands(ax, shown, levels, "tab:blue", "interval")
         ax.plot(shown["timestamp"], shown["prediction"], color="tab:blue", linewidth=1.0, label="prediction")
-        if levels:
-            draw_rolling_coverage(ax, shown, levels[0])
+        right = draw_rolling_coverage(ax, shown, levels[0]) if levels else None
+        if right is not None:
+            right_labels += y_tick_labels(right)
         if forecast is not None:
             ahead = forecast[forecast["series"] == name]
             # Start the forecast line at the last observation so it reads as a continuation.
@@ -115,4 +134,13 @@ def plot_forecasts(
         ax.axvline(end, color="grey", linewidth=0.6, linestyle=":")
         ax.set_title(name, fontsize=10, loc="left")
         ax.legend(loc="upper left", fontsize=8, ncol=4)
-    return write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+        y_labels += y_tick_labels(ax)
+    # Laid out from the texts' sizes: constrained layout drew the figure once more (half its cost).
+    fit_margins(
+        figure,
+        y_labels,
+        right_labels=right_labels,
+        right_label_size=COVERAGE_LABEL_SIZE if right_labels else None,
+        panels=len(names),
+    )
+    return figure

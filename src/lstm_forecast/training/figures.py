@@ -15,17 +15,17 @@ import torch
 
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
-from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, level_label, quantile_column, rolling_coverage
-from lstm_forecast.evaluation.report import MODEL, SplitScores
-from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
-from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
-from lstm_forecast.training.figure_layout import (
+from lstm_forecast.evaluation.figure_layout import (
     figure_to_rgb,
     fit_margins,
     import_matplotlib,
     new_figure,
     y_tick_labels,
 )
+from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, level_label, quantile_column, rolling_coverage
+from lstm_forecast.evaluation.report import MODEL, SplitScores
+from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
+from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -111,6 +111,7 @@ def forecast_figure(
     figure = new_figure(*size, dpi)
     axes = figure.add_subplot()
     axes.plot(first, actual[:, 0], color="black", linewidth=1.0, label="actual")
+    right_labels: list[str] = []
     band = one_step_band(forecasts)
     if band is not None:
         lo, hi = (datamodule.inverse_values(bound[:, None], series)[:, 0] for bound in band[:2])
@@ -123,6 +124,7 @@ def forecast_figure(
             right.axhline(max(forecasts.intervals), color="tab:purple", linewidth=0.6, linestyle=":")
             right.set_ylim(0, 1.02)
             right.set_ylabel(f"coverage, last {COVERAGE_SPAN}", color="tab:purple", fontsize=8)
+            right_labels = y_tick_labels(right)
     axes.plot(first, prediction[:, 0], color="tab:orange", linewidth=1.0, label="forecast, 1 step ahead")
     if horizon > 1:
         last = timestamps[forecasts.target_row + horizon - 1].to_numpy()
@@ -142,7 +144,14 @@ def forecast_figure(
     axes.grid(alpha=0.3)
     axes.legend(loc="upper right", fontsize=8)
     # Concise date ticks put their offset (the year, month...) on a second line under the labels.
-    fit_margins(figure, y_tick_labels(axes), x_label_lines=2, has_y_label=True)
+    fit_margins(
+        figure,
+        y_tick_labels(axes),
+        x_label_lines=2,
+        has_y_label=True,
+        right_labels=right_labels,
+        right_label_size=8,
+    )
     return figure
 
 

@@ -81,19 +81,32 @@ def fit_margins(
     has_y_label: bool = False,
     tick_size: float = 10.0,
     title_size: float = 10.0,
+    right_labels: Sequence[str] = (),
+    right_label_size: float | None = None,
+    panels: int = 1,
 ) -> None:
-    """Place the one subplot of ``figure`` with margins that fit its texts: the widest of ``y_labels``
-    (the y tick labels, at ``y_label_size``) and the y axis label on the left, ``x_label_lines`` lines
-    of x tick labels, offsets and axis label below, the title above."""
+    """Place the ``panels`` subplots of ``figure`` (stacked in one column) with margins that fit their
+    texts: the widest of ``y_labels`` (the y tick labels, at ``y_label_size``) and the y axis label on
+    the left; ``x_label_lines`` lines of x tick labels, offsets and axis label below each panel, its
+    title above; on the right, a right-hand axis' tick labels ``right_labels`` and its axis label (at
+    ``right_label_size``; None: no label), else room for half of the last x tick label."""
     line = LINE_SPACING * tick_size
     y_label = line + LABEL_PAD if has_y_label else 0.0
     left = EDGE + text_width(figure, y_labels, y_label_size) + TICK_SPACE + y_label
-    bottom = EDGE + TICK_SPACE + x_label_lines * (line + LABEL_PAD)
-    top = EDGE + LINE_SPACING * title_size + TITLE_PAD
+    right = RIGHT
+    if right_labels:
+        right_label = LINE_SPACING * right_label_size + LABEL_PAD if right_label_size else 0.0
+        right = max(RIGHT, EDGE + text_width(figure, right_labels, tick_size) + TICK_SPACE + right_label)
+    below = TICK_SPACE + x_label_lines * (line + LABEL_PAD)
+    above = LINE_SPACING * title_size + TITLE_PAD
     width, height = (POINTS_PER_INCH * inches for inches in figure.get_size_inches())
+    bottom, top = min((EDGE + below) / height, 0.5), max(1 - (EDGE + above) / height, 0.55)
+    # hspace is the gap between panels as a fraction of a panel's height.
+    panel_height = (height * (top - bottom) - (panels - 1) * (below + above)) / panels
     figure.subplots_adjust(
         left=min(left / width, 0.5),
-        right=1 - RIGHT / width,
-        bottom=min(bottom / height, 0.5),
-        top=max(1 - top / height, 0.55),
+        right=max(1 - right / width, 0.5),
+        bottom=bottom,
+        top=top,
+        hspace=(below + above) / panel_height if panels > 1 and panel_height > 0 else None,
     )
