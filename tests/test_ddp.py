@@ -131,37 +131,6 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_and_logged_once(tmp_path
             assert metrics[name] == pytest.approx(value, rel=1e-5), name
 
 
-def test_ddp_spawn_run_scores_the_best_checkpoint_in_the_launching_process(tmp_path):
-    # ddp_spawn fits in processes it spawns: the launching one gets the weights and the best
-    # checkpoint's path back, but never set the datamodule up, nor ran the loops (epochs).
-    run = tmp_path / "run"
-    result = run_app(
-        "train", *TINY_OVERRIDES, "trainer=ddp_cpu", "trainer.strategy=ddp_spawn", f"hydra.run.dir={run}",
-        cwd=tmp_path, subprocess=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "Traceback" not in result.stderr
-    assert "MEMBER: 2/2" in result.stdout + result.stderr
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert json.loads((run / JOB_FILE).read_text())["status"] == "completed"
-    assert metrics["epochs"] == 2  # the spawned fit's, not the launching trainer's 0
-    best = Path(metrics["best_checkpoint"])
-    assert best.parent == run / "checkpoints" and best.is_file()
-
-    # The test split scored with the best checkpoint, as one process scoring it afresh does.
-    checkpoint = read_checkpoint(best)
-    datamodule = datamodule_from_checkpoint(checkpoint)
-    datamodule.setup("test")
-    options = evaluation_options(checkpoint)
-    module = module_from_checkpoint(checkpoint)
-    single, _, _ = evaluate_windows(
-        module.net, datamodule, datamodule.windows["test"], "test", options=options
-    )
-    assert metrics["test/num_targets"] == len(datamodule.windows["test"]) * datamodule.horizon
-    for name, value in single.metrics.items():
-        assert metrics[name] == pytest.approx(value, rel=1e-5), name
-
-
 def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(tmp_path):
     base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     base.append("trainer.max_epochs=1")
@@ -189,3 +158,22 @@ def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(
     assert "wall_time_s" in (sweep_dir / SUMMARY_MD).read_text()
     for job in ("0", "1"):
         assert (sweep_dir / job / "metrics.json").is_file()
+
+    # The ddp_spawn job fitted in processes it spawned: the launching one got the weights and the best
+    # checkpoint's path back but never set the datamodule up, nor ran the loops (epochs 1, not 0), and
+    # scored the test split with the best checkpoint as one process scoring it afresh does.
+    job = sweep_dir / str(summary.loc["trainer=ddp_cpu", "job"])
+    metrics = json.loads((job / "metrics.json").read_text())
+    best = Path(metrics["best_checkpoint"])
+    assert best.parent == job / "checkpoints" and best.is_file()
+    checkpoint = read_checkpoint(best)
+    datamodule = datamodule_from_checkpoint(checkpoint)
+    datamodule.setup("test")
+    module = module_from_checkpoint(checkpoint)
+    windows = datamodule.windows["test"]
+    single, _, _ = evaluate_windows(
+        module.net, datamodule, windows, "test", options=evaluation_options(checkpoint)
+    )
+    assert metrics["test/num_targets"] == len(windows) * datamodule.horizon
+    for name, value in single.metrics.items():
+        assert metrics[name] == pytest.approx(value, rel=1e-5), name

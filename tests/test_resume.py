@@ -68,7 +68,7 @@ def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     killed_at_epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     assert killed_at_epoch < 2
 
-    resumed = run_app("train", f"resume={killed_dir}", subprocess=True)  # a fresh process, as after a crash
+    resumed = run_app("train", f"resume={killed_dir}")  # the app started afresh, as after a crash
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restored all states from the checkpoint" in resumed.stderr + resumed.stdout
 
