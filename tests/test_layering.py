@@ -216,3 +216,15 @@ def test_a_run_composes_its_config_twice_reading_hydras_config_repository_once(m
     copies.clear(), compositions.clear()
     plain = composed(tmp_path / "plain")
     assert len(copies) == 3 and len(compositions) == 3 and plain == shared
+
+
+def test_compositions_sharing_the_repository_see_only_their_own_overrides() -> None:
+    """Hydra merges the nodes it loads into the composed config without copying them: a shared copy
+    of the repository must hand out copies, or ``run=A`` stays in a later composition without it."""
+    from lstm_forecast.cli.app import compose_config
+    from lstm_forecast.cli.composition import shared_config_repository
+
+    with shared_config_repository():
+        first = compose_config("export", ["run=A"])
+        later = compose_config("export", ["ckpt_path=B"])
+    assert first.run == "A" and later.run is None and later.ckpt_path == "B"

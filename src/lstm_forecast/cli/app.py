@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import functools
@@ -24,6 +23,7 @@ from hydra.version import VersionBase
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from lstm_forecast.cli.composition import run_mode_known, shared_config_repository
 from lstm_forecast.cli.key_hints import unexpected_argument_error, unknown_keys_error, unknown_option_error
 from lstm_forecast.errors import UserError, causes, find_user_error, innermost_cause, one_line_reason
 from lstm_forecast.files import write_atomic
@@ -221,24 +221,6 @@ def _check_overrides(config_name: str, overrides: list[str]) -> tuple[list[str],
     return overrides, cfg.hydra.mode
 
 
-@contextlib.contextmanager
-def run_mode_known(mode: RunMode | bool | None) -> Iterator[None]:
-    """Let Hydra take the run mode (``hydra.mode``) from the apps' check of the overrides instead of
-    composing the whole config once more to read it (``Hydra.get_mode``: a fifth of a tiny run's
-    start). ``False`` (nothing composed) leaves Hydra as it is; so does a Hydra without that method."""
-    from hydra._internal.hydra import Hydra
-
-    original = getattr(Hydra, "get_mode", None)
-    if mode is False or original is None:
-        yield
-        return
-    Hydra.get_mode = lambda self, config_name, overrides: mode
-    try:
-        yield
-    finally:
-        Hydra.get_mode = original
-
-
 def discard_failed_run(error: UserError, output_dir: Path, keep: bool = False) -> None:
     """Leave nothing that looks like a finished run: remove ``output_dir``, or mark it with a
     ``FAILED`` file saying why when it holds checkpoints or ``keep`` (a sweep job, a resumed run)."""
@@ -285,50 +267,6 @@ def _fail_job(error: Exception, output_dir: Path, record: JobRecord | None, over
     details = "" if user_error is not None else "\n" + "".join(traceback.format_exception(error))
     write_atomic(output_dir / "FAILED", lambda tmp: tmp.write_text(f"{reason}\n{details}"))
     record.finish("failed", reason)
-
-
-@contextlib.contextmanager
-def shared_config_repository(kept: int = 8) -> Iterator[None]:
-    """While an app checks its overrides and Hydra launches it, let every composition share one copy
-    of the config repository (the YAML files read and parsed once).
-
-    Hydra deep-copies its whole repository (every search path and plugin config) and reads the config
-    files again for every composition: three times for each run (the apps' check of the overrides,
-    Hydra's look at the run mode, the run), once per config group that ``--help`` lists (about 100:
-    0.8 s of a 1.3 s ``--help``). The copy depends only on the search path and the primary config, so
-    it is shared between compositions that have the same; it is what Hydra already shares between
-    the loads of one composition. The latest ``kept`` copies are held. The original method is back
-    on the way out; a Hydra without that method runs unchanged.
-
-    Only compositions with the same overrides, or more of them, may share a copy: Hydra merges the
-    nodes it loaded into the composed config without copying them, so an override changes the copy
-    too (a later composition without that override would still see its value).
-    """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    original = getattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", None)
-    if original is None:
-        yield
-        return
-    made: collections.OrderedDict[tuple, object] = collections.OrderedDict()
-
-    def shared(self: ConfigLoaderImpl, config_name: str | None, overrides: list[str]) -> tuple:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        searchpath = [o.input_line for o in parsed if o.get_key_element() == "hydra.searchpath"]
-        sources = tuple((source.provider, source.path) for source in self.repository.get_sources())
-        key = (sources, config_name, tuple(searchpath))
-        if key not in made:
-            made[key] = original(self, config_name, searchpath)[1]
-            while len(made) > kept:
-                made.popitem(last=False)
-        made.move_to_end(key)
-        return parsed, made[key]
-
-    ConfigLoaderImpl._parse_overrides_and_create_caching_repo = shared
-    try:
-        yield
-    finally:
-        ConfigLoaderImpl._parse_overrides_and_create_caching_repo = original
 
 
 def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None]], Callable[[], None]]:
