@@ -27,20 +27,34 @@ def shared_config_repository(kept: int = 8) -> Iterator[None]:
     copy depends only on the search path and the primary config, so it is shared between
     compositions that have the same; the latest ``kept`` copies are held.
 
-    Each load hands out a copy of the parsed file, as Hydra's own reading does: Hydra merges the
-    nodes it loaded into the composed config without copying them, so an override would otherwise
-    change the shared file too, and a later composition without that override would still see its
-    value. Inside another such block (a program, or a test session, that starts several apps in one
+    Each composition gets its own copy of every file it loads, as if Hydra had read it afresh: Hydra
+    merges the nodes it loaded into the composed config without copying them, so an override would
+    otherwise change the shared file too, and a later composition without that override would still
+    see its value. Inside another such block (a program, or a test session, that starts several apps in one
     process) the outer one's copies are used.
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.config_repository import CachingConfigRepository
 
     original = getattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", None)
-    original_load = getattr(CachingConfigRepository, "load_config", None)
-    if original is None or original_load is None or getattr(original, "shares_copies", False):
+    if original is None or getattr(original, "shares_copies", False):
         yield
         return
+
+    class CopyOfTheShared(CachingConfigRepository):
+        """One composition's cache over the shared one: a file's first load in the composition is a
+        copy of the shared parse, its later loads that same copy (as in Hydra's own cache)."""
+
+        def __init__(self, shared: CachingConfigRepository) -> None:
+            # Not Hydra's __init__: it deep-copies the repository it is given, the very cost saved.
+            self.delegate, self.cache = shared, {}
+
+        def load_config(self, config_path: str) -> object:
+            key = f"config_path={config_path}"
+            if key not in self.cache:
+                self.cache[key] = copy.deepcopy(self.delegate.load_config(config_path))
+            return self.cache[key]
+
     made: collections.OrderedDict[tuple, object] = collections.OrderedDict()
 
     def shared(self: ConfigLoaderImpl, config_name: str | None, overrides: list[str]) -> tuple:
@@ -53,19 +67,14 @@ def shared_config_repository(kept: int = 8) -> Iterator[None]:
             while len(made) > kept:
                 made.popitem(last=False)
         made.move_to_end(key)
-        return parsed, made[key]
-
-    def load_a_copy(self: CachingConfigRepository, config_path: str) -> object:
-        return copy.deepcopy(original_load(self, config_path))
+        return parsed, CopyOfTheShared(made[key])
 
     shared.shares_copies = True
     ConfigLoaderImpl._parse_overrides_and_create_caching_repo = shared
-    CachingConfigRepository.load_config = load_a_copy
     try:
         yield
     finally:
         ConfigLoaderImpl._parse_overrides_and_create_caching_repo = original
-        CachingConfigRepository.load_config = original_load
 
 
 @contextlib.contextmanager
