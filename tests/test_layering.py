@@ -165,7 +165,7 @@ def test_help_copies_hydras_config_repository_once_and_says_the_same(monkeypatch
     assert shared.returncode == 0 and "data: etth1, long_csv, synthetic, wide_file" in shared.stdout
     assert 0 < len(copies) <= 3, len(copies)
     assert ConfigLoaderImpl._parse_overrides_and_create_caching_repo is counted  # put back
-    monkeypatch.setattr(app, "shared_config_repository", contextlib.nullcontext)
+    monkeypatch.setattr(app, "shared_config_repository", lambda **_: contextlib.nullcontext())
     copies.clear()
     plain = run_app("train", "--help")
     assert len(copies) > 50 and plain.stdout == shared.stdout  # Hydra's own help, word for word
@@ -211,7 +211,7 @@ def test_a_run_composes_its_config_twice_reading_hydras_config_repository_once(m
     assert "task_name: my_exp" in shared
     assert len(copies) == 1 and compositions == ["train", "train"], (copies, compositions)
     assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"  # put back
-    monkeypatch.setattr(app, "shared_config_repository", contextlib.nullcontext)
+    monkeypatch.setattr(app, "shared_config_repository", lambda **_: contextlib.nullcontext())
     monkeypatch.setattr(app, "run_mode_known", lambda mode: contextlib.nullcontext())
     copies.clear(), compositions.clear()
     plain = composed(tmp_path / "plain")

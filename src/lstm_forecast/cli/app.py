@@ -192,6 +192,11 @@ def _first_job_overrides(overrides: list[str]) -> list[str]:
     return first
 
 
+def hydras_own_command(args: list[str]) -> bool:
+    """Whether ``args`` ask Hydra itself (``--help``, ``--cfg``...) rather than for a run or a sweep."""
+    return any(arg.startswith("-") and arg not in MULTIRUN_FLAGS for arg in args)
+
+
 def _check_overrides(config_name: str, overrides: list[str]) -> tuple[list[str], RunMode | bool | None]:
     """Compose the config once before Hydra does, so a bad override is one line, not a report.
 
@@ -202,7 +207,7 @@ def _check_overrides(config_name: str, overrides: list[str]) -> tuple[list[str],
     (``hydra.mode``, None when unset), or False when nothing was composed (``--help``, ``--cfg``...).
     """
     flags = [arg for arg in overrides if arg.startswith("-")]
-    if any(flag not in MULTIRUN_FLAGS for flag in flags):  # --help, --cfg ...: Hydra's own
+    if hydras_own_command(overrides):
         return overrides, False
     if flags:
         with one_line_errors():
@@ -319,7 +324,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None
         hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(guarded)
 
         def main() -> None:
-            with shared_config_repository():
+            with shared_config_repository(one_composition=hydras_own_command(sys.argv[1:])):
                 try:
                     sys.argv[1:], mode = _check_overrides(config_name, sys.argv[1:])
                 except UserError as error:

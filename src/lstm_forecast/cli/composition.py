@@ -17,7 +17,7 @@ from hydra.types import RunMode
 
 
 @contextlib.contextmanager
-def shared_config_repository(kept: int = 8) -> Iterator[None]:
+def shared_config_repository(kept: int = 8, one_composition: bool = False) -> Iterator[None]:
     """While inside, let every composition share one copy of the config repository (the YAML files
     read and parsed once).
 
@@ -30,8 +30,10 @@ def shared_config_repository(kept: int = 8) -> Iterator[None]:
     Each composition gets its own copy of every file it loads, as if Hydra had read it afresh: Hydra
     merges the nodes it loaded into the composed config without copying them, so an override would
     otherwise change the shared file too, and a later composition without that override would still
-    see its value. Inside another such block (a program, or a test session, that starts several apps in one
-    process) the outer one's copies are used.
+    see its value. With ``one_composition`` (Hydra's ``--help`` and ``--cfg``: one config composed,
+    the rest only listed) that composition takes the parsed files themselves, as no later one can
+    see them. Inside another such block (a program, or a test session, that starts several apps in
+    one process) the outer one's copies are used.
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.config_repository import CachingConfigRepository
@@ -52,7 +54,8 @@ def shared_config_repository(kept: int = 8) -> Iterator[None]:
         def load_config(self, config_path: str) -> object:
             key = f"config_path={config_path}"
             if key not in self.cache:
-                self.cache[key] = copy.deepcopy(self.delegate.load_config(config_path))
+                loaded = self.delegate.load_config(config_path)
+                self.cache[key] = loaded if one_composition else copy.deepcopy(loaded)
             return self.cache[key]
 
     made: collections.OrderedDict[tuple, object] = collections.OrderedDict()
