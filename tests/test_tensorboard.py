@@ -28,6 +28,7 @@ from lstm_forecast.models.checkpoint import read_checkpoint
 from lstm_forecast.models.net import EmbeddingBiLSTM
 from lstm_forecast.training.callbacks import GradNormMonitor
 from lstm_forecast.training.figures import (
+    ForecastFigures,
     figure_to_rgb,
     forecast_figure,
     per_series_mse_z,
@@ -267,6 +268,14 @@ def test_bad_figure_setting_is_one_line_error(tmp_path: Path) -> None:
     result = run_app("train", *tiny_cli_args(tmp_path / "run", "callbacks.forecast_figures.every_n_epochs=0"))
     assert_one_line_error(result, "forecast_figures.every_n_epochs", "positive integer")
     assert not (tmp_path / "run").exists()
+
+
+def test_validation_figures_are_drawn_after_every_nth_epoch_as_lightning_counts() -> None:
+    """Epochs N-1, 2N-1, ... counted from 0, as ``check_val_every_n_epoch``: a run shorter than N
+    epochs has the test-period figures only."""
+    drawn = [epoch for epoch in range(10) if ForecastFigures(every_n_epochs=5).draws_after(epoch)]
+    assert drawn == [4, 9]
+    assert all(ForecastFigures(every_n_epochs=1).draws_after(epoch) for epoch in range(EPOCHS))
 
 
 @pytest.mark.slow

@@ -166,7 +166,9 @@ class ForecastFigures(RunEndCallback):
     Parameters
     ----------
     every_n_epochs : int
-        Validation figures at epochs 0, N, 2N, ... (epochs counted from 0).
+        Validation figures after every N-th epoch: epochs N-1, 2N-1, ... counted from 0, as
+        Lightning's ``check_val_every_n_epoch`` and ``ModelCheckpoint(every_n_epochs)`` count (a run
+        shorter than N epochs has the test-period figures only).
     series : list of str, optional
         Names of the series to draw; default the first ``num_series``.
     num_series : int
@@ -238,8 +240,12 @@ class ForecastFigures(RunEndCallback):
                 f"forecast/{split}/{names[series]}", figure_to_rgb(figure), step, dataformats="HWC"
             )
 
+    def draws_after(self, epoch: int) -> bool:
+        """Whether the validation figures are drawn after ``epoch`` (counted from 0)."""
+        return (epoch + 1) % self.every_n_epochs == 0
+
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
+        if trainer.sanity_checking or not self.draws_after(trainer.current_epoch):
             return
         writer = tensorboard_writer(trainer)
         datamodule = trainer.datamodule
