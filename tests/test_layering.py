@@ -171,51 +171,59 @@ def test_help_copies_hydras_config_repository_once_and_says_the_same(monkeypatch
     assert len(copies) > 50 and plain.stdout == shared.stdout  # Hydra's own help, word for word
 
 
-def test_a_run_composes_its_config_twice_reading_hydras_config_repository_once(monkeypatch, tmp_path) -> None:
-    """A run's config is composed twice (the apps' check of the overrides, the run; Hydra's look at
-    the run mode takes the check's instead of a third composition): both share one copy of the
-    repository, and the run's config is the same as with a copy each, a user's config folder on the
-    search path included."""
+def test_a_run_composes_its_config_once_as_hydra_would_compose_it(monkeypatch, tmp_path) -> None:
+    """A run's config is composed once: the apps' check of the overrides composes it (one copy of the
+    repository), Hydra's look at the run mode takes the check's, and Hydra's run is handed the check's
+    config. The run's config and Hydra config (job name, the pinned run folder, its overrides, a
+    user's config folder on the search path) are those of three compositions of Hydra's own."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.hydra import Hydra
 
     import lstm_forecast.cli.app as app
     from conftest import TINY_OVERRIDES, run_app
     from test_packaging import user_config_folder
 
-    original, original_compose = (
+    original_copy, original_load = (
         ConfigLoaderImpl._parse_overrides_and_create_caching_repo,
-        Hydra.compose_config,
+        ConfigLoaderImpl._load_configuration_impl,
     )
     copies, compositions = [], []
 
-    def counted(self, config_name, overrides):
+    def counted_copy(self, config_name, overrides):
         copies.append(config_name)
-        return original(self, config_name, overrides)
+        return original_copy(self, config_name, overrides)
 
-    def counted_compose(self, *args, **kwargs):
-        compositions.append(kwargs.get("config_name"))
-        return original_compose(self, *args, **kwargs)
+    def counted_load(self, config_name, *args, **kwargs):
+        compositions.append(config_name)
+        return original_load(self, config_name, *args, **kwargs)
 
-    def composed(run_dir: Path) -> str:
+    def composed(cwd: Path) -> tuple[str, str]:
+        """The run's config and Hydra config, its folder (left for the check to pick) and cwd named."""
         # The default callbacks and logger: they are composed too.
+        cwd.mkdir()
         args = [*TINY_OVERRIDES, "trainer.max_epochs=1", *user_experiment]
-        result = run_app("train", *args, f"hydra.run.dir={run_dir}")
+        result = run_app("train", *args, cwd=cwd)
         assert result.returncode == 0, result.stderr
-        return (run_dir / ".hydra" / "config.yaml").read_text().replace(str(run_dir), "RUN")
+        (run_dir,) = (cwd / "outputs" / "runs" / "my_exp").iterdir()
+        named = {str(run_dir): "RUN", str(run_dir.relative_to(cwd)): "RUN", str(cwd): "CWD"}
+        texts = [(run_dir / ".hydra" / name).read_text() for name in ("config.yaml", "hydra.yaml")]
+        for path, name in named.items():
+            texts = [text.replace(path, name) for text in texts]
+        return tuple(texts)
 
     user_experiment = [f"hydra.searchpath=[file://{user_config_folder(tmp_path)}]", "experiment=my_exp"]
-    monkeypatch.setattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", counted)
-    monkeypatch.setattr(Hydra, "compose_config", counted_compose)
+    monkeypatch.setattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", counted_copy)
+    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted_load)
     shared = composed(tmp_path / "shared")
-    assert "task_name: my_exp" in shared
-    assert len(copies) == 1 and compositions == ["train", "train"], (copies, compositions)
-    assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"  # put back
-    monkeypatch.setattr(app, "shared_config_repository", lambda **_: contextlib.nullcontext())
-    monkeypatch.setattr(app, "run_mode_known", lambda mode: contextlib.nullcontext())
+    assert "task_name: my_exp" in shared[0] and "name: train" in shared[1]
+    assert copies == ["train"] and compositions == ["train"], (copies, compositions)
+    assert ConfigLoaderImpl.load_configuration.__qualname__ == "ConfigLoaderImpl.load_configuration"  # back
+    for name in ("shared_config_repository", "run_mode_known", "handed_to_the_run"):
+        monkeypatch.setattr(app, name, lambda *_, **__: contextlib.nullcontext())
     copies.clear(), compositions.clear()
     plain = composed(tmp_path / "plain")
-    assert len(copies) == 3 and len(compositions) == 3 and plain == shared
+    assert len(copies) == 3 and len(compositions) == 3
+    assert plain[0] == shared[0]
+    assert plain[1] == shared[1]
 
 
 def test_compositions_sharing_the_repository_see_only_their_own_overrides() -> None:

@@ -23,7 +23,12 @@ from hydra.version import VersionBase
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lstm_forecast.cli.composition import run_mode_known, shared_config_repository
+from lstm_forecast.cli.composition import (
+    apply_hydra_override,
+    handed_to_the_run,
+    run_mode_known,
+    shared_config_repository,
+)
 from lstm_forecast.cli.key_hints import unexpected_argument_error, unknown_keys_error, unknown_option_error
 from lstm_forecast.errors import UserError, causes, find_user_error, innermost_cause, one_line_reason
 from lstm_forecast.files import write_atomic
@@ -122,14 +127,17 @@ def hydra_state_kept() -> Iterator[None]:
         global_hydra.hydra, version_base.version_base, hydra_config.cfg = outer_hydra, outer_base, outer_cfg
 
 
-def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+def compose_config(
+    config_name: str, overrides: list[str], return_hydra_config: bool = False, job_name: str = "app"
+) -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides`` by Hydra's compose API: the one place
     that knows where the configs live. A config error is a one-line UserError. Works inside another
-    Hydra app (or compose context) too, and leaves its state as it was (:func:`hydra_state_kept`)."""
+    Hydra app (or compose context) too, and leaves its state as it was (:func:`hydra_state_kept`).
+    ``job_name`` is ``hydra.job.name`` (the compose API's default, or the name an app's run has)."""
     with (
         hydra_state_kept(),
         one_line_errors(),
-        hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"),
+        hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=job_name),
     ):
 
         def compose(chosen: list[str]) -> DictConfig:
@@ -197,33 +205,47 @@ def hydras_own_command(args: list[str]) -> bool:
     return any(arg.startswith("-") and arg not in MULTIRUN_FLAGS for arg in args)
 
 
-def _check_overrides(config_name: str, overrides: list[str]) -> tuple[list[str], RunMode | bool | None]:
+def _check_overrides(
+    config_name: str, overrides: list[str], job_name: str = "app"
+) -> tuple[list[str], RunMode | bool | None, DictConfig | None]:
     """Compose the config once before Hydra does, so a bad override is one line, not a report.
 
     A multirun is checked with its first job's overrides (a misspelt key fails every job alike).
     A single run also expands ``resume=<run folder>``, refuses to overwrite a folder holding
     another run, checks the run folder can be written, and pins ``hydra.run.dir`` to the folder
-    checked. Returns the overrides to launch Hydra with, and the run mode the composed config sets
-    (``hydra.mode``, None when unset), or False when nothing was composed (``--help``, ``--cfg``...).
+    checked. Returns the overrides to launch Hydra with, the run mode the composed config sets
+    (``hydra.mode``, None when unset) or False when nothing was composed (``--help``, ``--cfg``...),
+    and a single run's config as Hydra's run composes it (``job_name``: the run's ``hydra.job.name``)
+    for :func:`handed_to_the_run`, else None.
     """
     flags = [arg for arg in overrides if arg.startswith("-")]
     if hydras_own_command(overrides):
-        return overrides, False
+        return overrides, False, None
     if flags:
         with one_line_errors():
             first_job = _first_job_overrides([arg for arg in overrides if arg not in flags])
         cfg = compose_config(config_name, first_job, return_hydra_config=True)
-        return overrides, cfg.hydra.mode
+        return overrides, cfg.hydra.mode, None
     overrides = resume_overrides(overrides)
     with one_line_errors():
-        cfg = compose_config(config_name, overrides, return_hydra_config=True)
+        cfg = compose_config(config_name, overrides, return_hydra_config=True, job_name=job_name)
         run_dir = Path(cfg.hydra.run.dir)
         min_free_mb = OmegaConf.select(cfg, "paths.min_free_mb", default=DEFAULT_MIN_FREE_MB)
     if is_rank_zero():  # DDP's other ranks re-execute the command line into rank 0's folder
         check_output_dir(run_dir, resuming=bool(cfg.get("resume")), min_free_mb=float(min_free_mb))
     if not any(override_key(arg) == "hydra.run.dir" for arg in overrides):
-        overrides = [*overrides, f"hydra.run.dir={run_dir}"]  # the folder checked, not a second later's
-    return overrides, cfg.hydra.mode
+        pinned = f"hydra.run.dir={run_dir}"  # the folder checked, not a second later's
+        with one_line_errors():
+            apply_hydra_override(cfg, pinned)
+        overrides = [*overrides, pinned]
+    return overrides, cfg.hydra.mode, cfg
+
+
+def run_job_name(task: Callable[..., object]) -> str:
+    """``hydra.job.name`` of a run of ``task`` under ``hydra.main``, found as Hydra finds it."""
+    from hydra._internal.utils import detect_calling_file_or_module_from_task_function, detect_task_name
+
+    return detect_task_name(*detect_calling_file_or_module_from_task_function(task))
 
 
 def discard_failed_run(error: UserError, output_dir: Path, keep: bool = False) -> None:
@@ -326,11 +348,12 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], float | None
         def main() -> None:
             with shared_config_repository(one_composition=hydras_own_command(sys.argv[1:])):
                 try:
-                    sys.argv[1:], mode = _check_overrides(config_name, sys.argv[1:])
+                    checked = _check_overrides(config_name, sys.argv[1:], run_job_name(guarded))
+                    sys.argv[1:], mode, cfg = checked
                 except UserError as error:
                     print(f"error: {error}", file=sys.stderr)
                     sys.exit(EXIT_USER_ERROR)
-                with run_mode_known(mode):
+                with run_mode_known(mode), handed_to_the_run(config_name, sys.argv[1:], cfg):
                     hydra_main()
 
         return main

@@ -1,8 +1,9 @@
 """Hydra compositions made cheaper while an app starts: one copy of the config repository for all
-of them, and the run mode taken from the apps' own check instead of a composition of its own.
+of them, the run mode taken from the apps' own check instead of a composition of its own, and the
+check's composition handed to the run instead of a second one.
 
-Both replace a method of Hydra's internals for the time of a ``with`` block and put it back on the way
-out; a Hydra without that method runs unchanged.
+Each replaces a method of Hydra's internals for the time of a ``with`` block and puts it back on the
+way out; a Hydra without that method runs unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 @contextlib.contextmanager
@@ -96,3 +98,50 @@ def run_mode_known(mode: RunMode | bool | None) -> Iterator[None]:
         yield
     finally:
         Hydra.get_mode = original
+
+
+def apply_hydra_override(cfg: DictConfig, line: str) -> None:
+    """Apply the override ``line`` of a ``hydra.*`` value to the composed ``cfg`` as Hydra's
+    composition applies it: the parsed value set, the line recorded in ``hydra.overrides.hydra``."""
+    (override,) = OverridesParser.create().parse_overrides([line])
+    assert override.is_hydra_override() and not override.is_sweep_override(), line
+    with open_dict(cfg):
+        OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+    cfg.hydra.overrides.hydra.append(line)
+
+
+@contextlib.contextmanager
+def handed_to_the_run(config_name: str, overrides: list[str], cfg: DictConfig | None) -> Iterator[None]:
+    """Let Hydra's run take ``cfg``, the apps' check's composition of ``config_name`` with
+    ``overrides``, instead of composing it again (a sixth of a tiny run's time), once, when it
+    composes that with those overrides and Hydra's own settings after them (``hydra.mode=RUN``,
+    applied to ``cfg`` as :func:`apply_hydra_override`). The check composed ``cfg`` under the job
+    name Hydra's run gives; ``tests/test_layering.py`` holds the result equal to Hydra's own
+    composition. None (nothing composed, a multirun) leaves Hydra as it is."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    original = getattr(ConfigLoaderImpl, "load_configuration", None)
+    if cfg is None or original is None:
+        yield
+        return
+    handed, composed = [cfg], (config_name, list(overrides), RunMode.RUN)
+
+    def hydras_own(added: list[str]) -> bool:
+        parsed = OverridesParser.create().parse_overrides(added)
+        return all(o.is_hydra_override() and not o.is_sweep_override() for o in parsed)
+
+    def load_configuration(
+        self: ConfigLoaderImpl, config_name: str | None, overrides: list[str], run_mode: RunMode, **kwargs
+    ) -> DictConfig:
+        ours, added = list(overrides[: len(composed[1])]), list(overrides[len(composed[1]) :])
+        if handed and (config_name, ours, run_mode) == composed and hydras_own(added):
+            for line in added:
+                apply_hydra_override(handed[0], line)
+            return handed.pop()
+        return original(self, config_name, overrides, run_mode, **kwargs)
+
+    ConfigLoaderImpl.load_configuration = load_configuration
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl.load_configuration = original
