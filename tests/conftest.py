@@ -85,7 +85,8 @@ def run_app(
     ``python -m lstm_forecast.<module>`` calls, with ``sys.argv`` patched, its output captured, its
     exit status as ``returncode``, and the process state it touches restored (see :func:`in_process`).
     ``subprocess=True`` launches a real ``python -m`` process instead: for DDP (which re-executes the
-    command line), kill -9, launchers that spawn processes, and one real launch per app.
+    command line), kill -9 and launchers that spawn processes (the wheel test launches the installed
+    apps itself).
     ``timeout`` applies to real launches only.
     """
     if subprocess:

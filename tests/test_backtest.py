@@ -108,7 +108,7 @@ def test_backtest_cli_matches_the_test_metrics_and_writes_forecasts(compose_trai
     checkpoint = metrics["best_checkpoint"]
     out = tmp_path / "backtest"
     # run=<training run folder>: its best checkpoint, from its metrics.json.
-    result = run_app("backtest", f"run={tmp_path}", f"hydra.run.dir={out}", subprocess=True)
+    result = run_app("backtest", f"run={tmp_path}", f"hydra.run.dir={out}")
     assert result.returncode == 0, result.stderr
     backtest = json.loads((out / "metrics.json").read_text())
     assert backtest["checkpoint"] == str(Path(checkpoint).resolve())

@@ -143,6 +143,13 @@ def test_the_apps_start_without_torch_or_lightning() -> None:
     )  # fmt: skip
     assert rejected.returncode == 2 and "windw_size" in rejected.stderr
     assert " torch\n" not in rejected.stderr and "pytorch_lightning" not in rejected.stderr
+    # Every app's ``python -m`` module launches it (the other app tests call its main in-process).
+    for app in (*apps, "summarize"):
+        helped = subprocess.run(
+            [sys.executable, "-m", f"lstm_forecast.{app}", "--help"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert helped.returncode == 0 and app in helped.stdout, (app, helped.stderr[-2000:])
 
 
 def test_help_copies_hydras_config_repository_once_and_says_the_same(monkeypatch) -> None:

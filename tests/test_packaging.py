@@ -196,11 +196,18 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
     assert all((bin_dir / script).is_file() for script in scripts)
 
     # Train with a user's experiment from a folder of their own, then predict with the run's model.
+    # The model summary on, as by default: the console shows what a user sees, warnings included, and
+    # the default logger and callbacks add nothing to it that does not concern the user.
     search_path = f"hydra.searchpath=[file://{user_config_folder(work)}]"
-    train = [bin_dir / "lstm-train", *TINY_OVERRIDES, search_path, "experiment=my_exp", "hydra.run.dir=run"]
+    overrides = [o for o in TINY_OVERRIDES if "enable_model_summary" not in o]
+    train = [bin_dir / "lstm-train", *overrides, search_path, "experiment=my_exp", "hydra.run.dir=run"]
     trained = run_installed(train, work)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert_user_experiment_ran(work / "run")
+    console = trained.stdout + trained.stderr
+    for noise in ("Tip:", "LeafSpec", "logging interval", "Total params", "Warning"):
+        assert noise not in console, noise
+    assert "test/mse_z" in console  # the run's own result line is still there
     assert json.loads((work / "run" / "run_info.json").read_text())["git_commit"] is None  # not a clone
 
     predicted = run_installed([bin_dir / "lstm-predict", "run=run", "hydra.run.dir=predicted"], work)

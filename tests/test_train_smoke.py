@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY_OVERRIDES, assert_one_line_error, run_app, tiny_cli_args
+from conftest import assert_one_line_error, run_app, tiny_cli_args
 from lstm_forecast.training.run import train
 
 
@@ -58,10 +58,10 @@ def test_fast_dev_run_cli(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_run_then_evaluate_from_the_checkpoint_alone(tmp_path):
+def test_run_then_evaluate_from_the_checkpoint_alone(tmp_path):
     run_dir = tmp_path / "run"
-    # A real launch of evaluate (the other tests run the apps in-process; lstm-train is launched for
-    # real by the DDP, resume and wheel tests): from the checkpoint alone, in a fresh process.
+    # In-process, as the other app tests: the wheel test launches the installed apps for real (a
+    # fresh process that has only the checkpoint), the DDP, sweep and resume tests lstm-train.
     result = run_app("train", *tiny_cli_args(run_dir, "trainer.max_epochs=3"))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -79,9 +79,7 @@ def test_real_run_then_evaluate_from_the_checkpoint_alone(tmp_path):
     assert {"train/loss", "val/loss"} <= set(tags)
     assert len(events.Scalars("val/loss")) == 3
 
-    evaluated = run_app(
-        "evaluate", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}", subprocess=True
-    )
+    evaluated = run_app("evaluate", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     for key in ("test/mse_z", "test/mae_orig", "baseline/persistence/mse_z"):
@@ -132,14 +130,3 @@ def test_unexpected_error_in_process_is_a_traceback_and_exit_status_1(tmp_path, 
     assert "Traceback" in result.stderr and "RuntimeError: boom from the task" in result.stderr
     assert not any(line.startswith("error:") for line in result.stderr.splitlines()), result.stderr
     assert (os.getcwd(), sys.argv[:], torch.get_num_threads(), logging.getLogger().handlers[:]) == state
-
-
-def test_a_default_run_says_nothing_that_does_not_concern_the_user(tmp_path) -> None:
-    # A real launch: Python warnings and Lightning's own log lines reach the console as a user sees them.
-    overrides = [o for o in TINY_OVERRIDES if "enable_model_summary" not in o]
-    result = run_app("train", *overrides, "trainer.max_epochs=1", cwd=tmp_path, subprocess=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
-    for noise in ("Tip:", "LeafSpec", "logging interval", "Total params", "Warning"):
-        assert noise not in output, noise
-    assert "test/mse_z" in output  # the run's own result line is still there
