@@ -45,6 +45,13 @@ TINY_MODEL = [
 TINY_OVERRIDES = ["data.source.num_series=3", "data.source.num_rows=240", *TINY_MODEL]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that start real processes (``launches``, ``ddp``: a minute of CPU among them) first,
+    in their order: the two workers then share out the many short tests at the end and finish
+    together, instead of one of them ending the suite alone with a DDP run."""
+    items.sort(key=lambda item: not any(item.iter_markers("launches")) and not any(item.iter_markers("ddp")))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_config_repository_per_worker() -> Iterator[None]:
     """Every app and composition in this test process reads Hydra's config repository once per search

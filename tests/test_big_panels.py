@@ -247,6 +247,7 @@ def test_streamed_scores_equal_the_scores_of_every_window_at_once(tmp_path, monk
 
 # --------------------------------------------------------------------------------------------- benchmark
 @pytest.mark.slow
+@pytest.mark.launches
 def test_the_scale_benchmark_runs_every_phase_and_records_its_figures(tmp_path) -> None:
     out = tmp_path / "bench_scale.json"
     result = subprocess.run(

@@ -174,6 +174,7 @@ def where_installed(python: Path, cwd: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.launches
 def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> None:
     started = time.perf_counter()
     wheel = build_wheel(tmp_path / "dist")
@@ -219,6 +220,7 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.launches
 def test_an_editable_install_reads_the_configs_of_the_clone_it_imports(tmp_path: Path) -> None:
     """With conf/ mapped, setuptools' editable install maps ``lstm_forecast.conf`` to the installed
     clone's conf/; a second clone run with ``PYTHONPATH=<it>/src`` must still read its own."""

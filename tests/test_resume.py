@@ -45,6 +45,7 @@ def git_head() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.launches
 def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
     full = run_app("train", *tiny_cli_args(full_dir, *RESUMABLE))

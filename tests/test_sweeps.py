@@ -171,6 +171,7 @@ def test_optuna_study_resumes_and_records_failed_trials(tmp_path):
         assert (summary["status"] == "failed").sum() == sum(t.value is None for t in batch)
 
 
+@pytest.mark.launches
 def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = tmp_path / "sweep"
