@@ -131,9 +131,21 @@ def test_ddp_on_two_cpu_processes_writes_one_run_scored_and_logged_once(tmp_path
             assert metrics[name] == pytest.approx(value, rel=1e-5), name
 
 
-def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(tmp_path):
+def assert_full_epochs_shared_by_two_spawned_ranks(one: dict, two: dict[int, dict]) -> None:
+    """Each epoch of the two ranks (``two``: ``window_recorder.WindowRecorder``'s records) trained on
+    equal halves of every training window the one-process run (``one``) trained on, in a new order
+    each epoch, and validated on every validation window exactly once."""
+    for epoch in one["train"]:
+        train = [two[rank]["train"][epoch] for rank in (0, 1)]
+        assert len(train[0]) == len(train[1]) == -(-len(one["train"][epoch]) // 2)
+        assert set(train[0]) | set(train[1]) == set(one["train"][epoch])
+        assert sorted(two[0]["val"][epoch] + two[1]["val"][epoch]) == sorted(one["val"][epoch])
+    assert len(one["train"]) == 2 and two[0]["train"]["0"] != two[0]["train"]["1"], "reshuffled"
+
+
+def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(tmp_path, monkeypatch):
     base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    base.append("trainer.max_epochs=1")
+    base.append("trainer.max_epochs=2")
     # Refused before any process starts: in this process (a real launch only for the sweep that runs).
     refused = run_app(
         "train", "-m", *base, "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path / 'refused'}", cwd=tmp_path
@@ -142,10 +154,16 @@ def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(
     hint = re.findall(r"add (\S+=\S+) to the command", reason)
     assert refused.returncode == 0 and hint, reason
 
-    sweep_dir = tmp_path / "sweep"
+    # A test-only callback records which windows each job's ranks trained and validated on.
+    sweep_dir, seen = tmp_path / "sweep", tmp_path / "seen"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    recorder = [
+        "+callbacks.window_recorder._target_=window_recorder.WindowRecorder",
+        f"+callbacks.window_recorder.folder={seen}/${{hydra:job.num}}",
+    ]
     result = run_app(
-        "train", "-m", *base, "trainer=cpu,ddp_cpu", *hint, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
-        subprocess=True,
+        "train", "-m", *base, "trainer=cpu,ddp_cpu", *hint, *recorder, f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path, subprocess=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Traceback" not in result.stderr and "error:" not in result.stderr, result.stderr[-4000:]
@@ -153,11 +171,15 @@ def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(
     summary = pd.read_csv(sweep_dir / SUMMARY_CSV).set_index("overrides")
     assert sorted(summary.index) == ["trainer=cpu", "trainer=ddp_cpu"]
     assert summary["status"].eq("completed").all(), summary
-    assert summary["epochs"].eq(1).all(), summary
+    assert summary["epochs"].eq(2).all(), summary
     assert (summary["wall_time_s"] > 0).all(), summary
     assert "wall_time_s" in (sweep_dir / SUMMARY_MD).read_text()
     for job in ("0", "1"):
         assert (sweep_dir / job / "metrics.json").is_file()
+    jobs = {(sweep_dir / job / ".hydra" / "overrides.yaml").read_text().count("ddp_cpu"): job for job in "01"}
+    one = json.loads((seen / jobs[0] / "rank0.json").read_text())
+    two = {rank: json.loads((seen / jobs[1] / f"rank{rank}.json").read_text()) for rank in (0, 1)}
+    assert_full_epochs_shared_by_two_spawned_ranks(one, two)
 
     # The ddp_spawn job fitted in processes it spawned: the launching one got the weights and the best
     # checkpoint's path back but never set the datamodule up, nor ran the loops (epochs 1, not 0), and
