@@ -175,11 +175,10 @@ def test_optuna_study_resumes_and_records_failed_trials(tmp_path):
 def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = tmp_path / "sweep"
-    result = run_app(  # a real process: the launcher pickles the task for its own processes
+    result = run_app(
         "train",
         *sweep_args(sweep_dir, "hydra/launcher=submitit_local", "seed=1,2"),
         cwd=tmp_path,
-        subprocess=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(sweep_dir)
@@ -188,6 +187,8 @@ def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path):
     assert (sweep_dir / ".submitit").is_dir()  # submitit's own job files, not a job of the sweep
     for job in ("0", "1"):
         assert read_json(sweep_dir / job / "metrics.json")["test/mse_z"] > 0
+        # Run by submitit's own process (the sweep itself runs in this one).
+        assert read_json(sweep_dir / job / "run_info.json")["command"][0] == "_submit.py"
 
 
 def test_misspelt_key_in_a_multirun_is_one_line_error_before_any_job(tmp_path):
