@@ -146,7 +146,8 @@ def assert_full_epochs_shared_by_two_spawned_ranks(one: dict, two: dict[int, dic
 def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(tmp_path, monkeypatch):
     base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     base.append("trainer.max_epochs=2")
-    # Refused before any process starts: in this process (a real launch only for the sweep that runs).
+    # Refused before any process starts. Both sweeps run in this process, as the Hydra app of a console
+    # launch; the DDP job's ranks are processes of their own (ddp_spawn), as they are then.
     refused = run_app(
         "train", "-m", *base, "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path / 'refused'}", cwd=tmp_path
     )
@@ -163,7 +164,7 @@ def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(
     ]
     result = run_app(
         "train", "-m", *base, "trainer=cpu,ddp_cpu", *hint, *recorder, f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path, subprocess=True,
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Traceback" not in result.stderr and "error:" not in result.stderr, result.stderr[-4000:]
