@@ -172,23 +172,20 @@ def test_optuna_study_resumes_and_records_failed_trials(tmp_path):
 
 
 @pytest.mark.launches
-def test_submitit_local_launcher_runs_jobs_in_their_own_processes(tmp_path):
+def test_submitit_local_launcher_runs_the_job_in_a_process_of_its_own(tmp_path):
+    """One job (each is a fresh process that imports torch and Lightning: seconds); the basic
+    launcher's tests cover sweeps of several jobs, which the summary gathers alike."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = tmp_path / "sweep"
-    result = run_app(
-        "train",
-        *sweep_args(sweep_dir, "hydra/launcher=submitit_local", "seed=1,2"),
-        cwd=tmp_path,
-    )
+    result = run_app("train", *sweep_args(sweep_dir, "hydra/launcher=submitit_local", "seed=1"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(sweep_dir)
-    assert sorted(summary["overrides"]) == ["seed=1", "seed=2"]
-    assert set(summary["status"]) == {"completed"}
+    assert len(summary) == 1 and summary["overrides"][0].endswith("seed=1"), summary
+    assert summary["status"][0] == "completed", summary
     assert (sweep_dir / ".submitit").is_dir()  # submitit's own job files, not a job of the sweep
-    for job in ("0", "1"):
-        assert read_json(sweep_dir / job / "metrics.json")["test/mse_z"] > 0
-        # Run by submitit's own process (the sweep itself runs in this one).
-        assert read_json(sweep_dir / job / "run_info.json")["command"][0] == "_submit.py"
+    assert read_json(sweep_dir / "0" / "metrics.json")["test/mse_z"] > 0
+    # Run by submitit's own process (the sweep itself runs in this one).
+    assert read_json(sweep_dir / "0" / "run_info.json")["command"][0] == "_submit.py"
 
 
 def test_misspelt_key_in_a_multirun_is_one_line_error_before_any_job(tmp_path):
