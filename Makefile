@@ -8,8 +8,13 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 # pip would compile every module of every dependency (torch, sympy, scipy...) to bytecode: 80 s of a
 # 140 s install. With --no-compile Python compiles the modules a command imports the first time it
 # imports them and caches that, so the commands below keep the bytecode cache on even where the
-# environment turns it off (PYTHONDONTWRITEBYTECODE): __pycache__ folders are git-ignored.
+# environment turns it off (PYTHONDONTWRITEBYTECODE): __pycache__ folders are git-ignored. The install
+# imports what every run and test imports once, so the processes a test run starts together do not
+# each compile it again.
 export PYTHONDONTWRITEBYTECODE :=
+WARM_IMPORTS := lstm_forecast.training.run lstm_forecast.inference.predict lstm_forecast.inference.evaluate \
+	lstm_forecast.api.forecaster torch.utils.tensorboard \
+	tensorboard.backend.event_processing.event_accumulator pytest xdist hypothesis
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-fast lint format bench bench-gpu accuracy accuracy-cell accuracy-cell-given clean
@@ -21,6 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
 	$(PIP_INSTALL) --no-compile -e ".[dev,sweep]"
+	$(PY) -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; \
+		from lstm_forecast.evaluation.figure_layout import import_matplotlib; import_matplotlib()" $(WARM_IMPORTS)
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with dev and sweep extras
