@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
 	$(PIP_INSTALL) --no-compile -e ".[dev,sweep]"
-	$(PY) -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; \
+	@echo "importing what runs and tests import, once, to fill the bytecode cache"
+	@$(PY) -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; \
 		from lstm_forecast.evaluation.figure_layout import import_matplotlib; import_matplotlib()" $(WARM_IMPORTS)
 	touch $(STAMP)
 
