@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, rolling_coverage
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -41,6 +43,21 @@ def new_figure(width: float, height: float, dpi: int) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=dpi)  # margins: fit_margins
+
+
+COVERAGE_LABEL_SIZE = 8  # the coverage axis' label, in points
+
+
+def coverage_axis(axes: Axes, times: Sequence, inside: np.ndarray, level: float, label: str) -> Axes:
+    """On a right-hand axis of ``axes`` (returned): the share of the last :data:`COVERAGE_SPAN` windows
+    whose actual lay in their interval (``inside [N]``, at ``times [N]``), beside the ``level`` (0-1)
+    they should reach; the axis labelled ``label``."""
+    right = axes.twinx()
+    right.plot(times, rolling_coverage(inside), color="tab:purple", linewidth=0.8)
+    right.axhline(level, color="tab:purple", linewidth=0.6, linestyle=":")
+    right.set_ylim(0, 1.02)
+    right.set_ylabel(f"{label}, last {COVERAGE_SPAN}", color="tab:purple", fontsize=COVERAGE_LABEL_SIZE)
+    return right
 
 
 POINTS_PER_INCH = 72.0

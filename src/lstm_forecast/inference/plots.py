@@ -11,8 +11,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lstm_forecast.data.frame import SeriesFrame
-from lstm_forecast.evaluation.figure_layout import fit_margins, y_tick_labels
-from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, rolling_coverage
+from lstm_forecast.evaluation.figure_layout import (
+    COVERAGE_LABEL_SIZE,
+    coverage_axis,
+    fit_margins,
+    new_figure,
+    y_tick_labels,
+)
 from lstm_forecast.files import write_atomic
 
 
@@ -39,24 +44,14 @@ def draw_bands(ax: Axes, rows: pd.DataFrame, levels: list[str], color: str, labe
         )
 
 
-COVERAGE_LABEL_SIZE = 8
-
-
 def draw_rolling_coverage(ax: Axes, rows: pd.DataFrame, level: str) -> Axes | None:
-    """On a right-hand axis (returned; None when no row has an actual): the share of the last
-    :data:`COVERAGE_SPAN` windows whose actual lay in the ``level`` interval, beside the level itself."""
+    """:func:`coverage_axis` of the ``level`` interval over the rows with an actual (None when none
+    has one)."""
     rows = rows[rows["actual"].notna()]
     if rows.empty:
         return None
     inside = ((rows[f"lo-{level}"] <= rows["actual"]) & (rows["actual"] <= rows[f"hi-{level}"])).to_numpy()
-    right = ax.twinx()
-    right.plot(rows["timestamp"], rolling_coverage(inside), color="tab:purple", linewidth=0.8)
-    right.axhline(float(level) / 100, color="tab:purple", linewidth=0.6, linestyle=":")
-    right.set_ylim(0, 1.02)
-    right.set_ylabel(
-        f"{level}% coverage, last {COVERAGE_SPAN}", color="tab:purple", fontsize=COVERAGE_LABEL_SIZE
-    )
-    return right
+    return coverage_axis(ax, rows["timestamp"], inside, float(level) / 100, f"{level}% coverage")
 
 
 def plot_forecasts(
@@ -101,7 +96,7 @@ def forecast_plot(
     names = list(observed_values.columns)
     predictions = predictions[predictions["step"] == 1]
     levels = interval_levels_of(predictions)
-    figure = Figure(figsize=(10, 2.6 * len(names)))  # margins: fit_margins, at the end
+    figure = new_figure(10, 2.6 * len(names), dpi=100)  # margins: fit_margins, at the end
     axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
     y_labels, right_labels = [], []
     for ax, name in zip(axes, names, strict=True):

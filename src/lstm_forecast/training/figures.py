@@ -16,13 +16,15 @@ import torch
 from lstm_forecast.data.windows import Windows
 from lstm_forecast.errors import UserError
 from lstm_forecast.evaluation.figure_layout import (
+    COVERAGE_LABEL_SIZE,
+    coverage_axis,
     figure_to_rgb,
     fit_margins,
     import_matplotlib,
     new_figure,
     y_tick_labels,
 )
-from lstm_forecast.evaluation.intervals import COVERAGE_SPAN, level_label, quantile_column, rolling_coverage
+from lstm_forecast.evaluation.intervals import level_label, quantile_column
 from lstm_forecast.evaluation.report import MODEL, SplitScores
 from lstm_forecast.evaluation.window_forecasts import WindowForecasts, predict_windows
 from lstm_forecast.training.callbacks import RunEndCallback, tensorboard_writer
@@ -117,13 +119,8 @@ def forecast_figure(
         lo, hi = (datamodule.inverse_values(bound[:, None], series)[:, 0] for bound in band[:2])
         axes.fill_between(first, lo, hi, color="tab:orange", alpha=0.25, linewidth=0, label=band[2])
         if forecasts.intervals:  # calibrated: coverage over time on a right-hand axis
-            right = axes.twinx()
-            right.plot(
-                first, rolling_coverage((lo <= actual[:, 0]) & (actual[:, 0] <= hi)), color="tab:purple"
-            )
-            right.axhline(max(forecasts.intervals), color="tab:purple", linewidth=0.6, linestyle=":")
-            right.set_ylim(0, 1.02)
-            right.set_ylabel(f"coverage, last {COVERAGE_SPAN}", color="tab:purple", fontsize=8)
+            inside = (lo <= actual[:, 0]) & (actual[:, 0] <= hi)
+            right = coverage_axis(axes, first, inside, max(forecasts.intervals), "coverage")
             right_labels = y_tick_labels(right)
     axes.plot(first, prediction[:, 0], color="tab:orange", linewidth=1.0, label="forecast, 1 step ahead")
     if horizon > 1:
@@ -150,7 +147,7 @@ def forecast_figure(
         x_label_lines=2,
         has_y_label=True,
         right_labels=right_labels,
-        right_label_size=8,
+        right_label_size=COVERAGE_LABEL_SIZE,
     )
     return figure
 
