@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-# pip would compile every module of every dependency (torch, sympy, scipy...) to bytecode: 80 s of a
-# 140 s install. With --no-compile Python compiles the modules a command imports the first time it
+# The install does not compile every module of every dependency (torch, sympy, scipy...) to bytecode:
+# that took pip 80 s of a 140 s install. Python compiles the modules a command imports the first time it
 # imports them and caches that, so the commands below keep the bytecode cache on even where the
 # environment turns it off (PYTHONDONTWRITEBYTECODE): __pycache__ folders are git-ignored. The install
 # imports what every run and test imports once, so the processes a test run starts together do not
@@ -22,10 +22,13 @@ WARM_IMPORTS := lstm_forecast.training.run lstm_forecast.inference.predict lstm_
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# uv installs the package and its dependencies (12 s; pip took 45 s, most of it weighing every file the
+# indexes list), from where pip's configuration says pip would take them (scripts/uv_pip_settings.py).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --upgrade pip setuptools wheel
-	$(PIP_INSTALL) --no-compile -e ".[dev,sweep]"
+	$(PIP_INSTALL) --no-compile --upgrade pip setuptools wheel uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) $$($(PY) scripts/uv_pip_settings.py) \
+		-c constraints.txt -e ".[dev,sweep]"
 	@echo "importing what runs and tests import, once, to fill the bytecode cache"
 	@$(PY) -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; \
 		from lstm_forecast.evaluation.figure_layout import import_matplotlib; import_matplotlib()" $(WARM_IMPORTS)

@@ -236,3 +236,32 @@ def test_an_editable_install_reads_the_configs_of_the_clone_it_imports(tmp_path:
 
     assert Path(from_clone.stdout.strip()) == clone / "conf", from_clone.stderr[-3000:]
     assert Path(from_worktree.stdout.strip()) == worktree / "conf", from_worktree.stderr[-3000:]
+
+
+def test_make_install_gives_uv_the_package_sources_pip_is_configured_with() -> None:
+    """``scripts/uv_pip_settings.py``: the option pip itself would use (environment, then the install
+    section, then the global one), list options split into one uv option per value, and pip's choice of
+    the best version over every index."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        from uv_pip_settings import pip_settings, uv_arguments
+    finally:
+        sys.path.remove(str(REPO_ROOT / "scripts"))
+    listing = (
+        ":env:.find-links='/opt/wheels'\n"
+        "global.find-links='/elsewhere'\n"
+        "global.extra-index-url='file:///a/simple file:///b/simple'\n"
+        "install.index-url='https://mirror/simple'\n"
+        "global.index-url='https://ignored/simple'\n"
+        "global.cert='/etc/ssl/certs/ca-certificates.crt'\n"
+    )
+    arguments = uv_arguments(pip_settings(listing))
+    options = list(zip(arguments[::2], arguments[1::2], strict=True))
+    assert options[0] == ("--index-strategy", "unsafe-best-match")
+    assert sorted(options[1:]) == [
+        ("--extra-index-url", "file:///a/simple"),
+        ("--extra-index-url", "file:///b/simple"),
+        ("--find-links", "/opt/wheels"),
+        ("--index-url", "https://mirror/simple"),
+    ]
+    assert uv_arguments(pip_settings("")) == ["--index-strategy", "unsafe-best-match"]
