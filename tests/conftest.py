@@ -1,4 +1,9 @@
-"""Shared fixtures: real Hydra composition, tiny data, and running the real console apps."""
+"""Shared fixtures: real Hydra composition, tiny data, and running the real console apps.
+
+torch, Hydra and the package are imported where they are used: pytest-xdist's controller process loads
+this file too, but runs no test, and would pay ~3.5 s of imports at the start of the suite, when the
+two workers that do run tests need both cores.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
 from subprocess import run as run_process
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
-import torch
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
 
-from lstm_forecast.cli.app import compose_run_config
-from lstm_forecast.cli.composition import shared_config_repository
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -57,6 +59,8 @@ def one_config_repository_per_worker() -> Iterator[None]:
     """Every app and composition in this test process reads Hydra's config repository once per search
     path, as the two compositions of one app run do (``cli/composition.py``): the same code, shared
     for longer. A copy per composition took 0.15 of the 0.3 s of a composition."""
+    from lstm_forecast.cli.composition import shared_config_repository
+
     with shared_config_repository(kept=32):
         yield
 
@@ -68,6 +72,10 @@ def compose_config(config_name: str, output_dir: Path, overrides: list[str]) -> 
     interpolations resolve and the app functions (``train(cfg)``, ``evaluate(cfg)``...) can be
     called directly.
     """
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lstm_forecast.cli.app import compose_run_config
+
     GlobalHydra.instance().clear()
     return compose_run_config(config_name, overrides, output_dir)
 
@@ -80,6 +88,8 @@ def compose_train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(config_name, tmp_path, [*(TINY_OVERRIDES if tiny else []), *overrides])
 
     yield compose_cfg
+    from hydra.core.global_hydra import GlobalHydra
+
     GlobalHydra.instance().clear()
 
 
@@ -201,6 +211,10 @@ def isolated_logging(out: io.StringIO, err: io.StringIO) -> Iterator[None]:
 def restored_process_state(cwd: Path) -> Iterator[None]:
     """Working directory, ``sys.argv``, environment, torch threads and flags, RNG states and
     Hydra's global state as they were, whatever the app changed."""
+    import numpy as np
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+
     saved_cwd, saved_argv, saved_env = os.getcwd(), sys.argv[:], dict(os.environ)
     saved_torch = (
         torch.get_num_threads(),
