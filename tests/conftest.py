@@ -42,6 +42,9 @@ TINY_MODEL = [
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
+    # One series' forecast figure at the end of a run instead of the default three (each takes ~0.15 s
+    # to draw): tests/test_tensorboard.py checks the default's three.
+    "callbacks.forecast_figures.num_series=1",
 ]
 # ... on three short series of the built-in synthetic data.
 TINY_OVERRIDES = ["data.source.num_series=3", "data.source.num_rows=240", *TINY_MODEL]

@@ -39,6 +39,8 @@ from lstm_forecast.training.run import train
 
 SERIES = ["series_1", "series_2", "series_3"]
 EPOCHS = 2
+# The tiny run with its forecast-figure setting left out, for configs without that callback.
+TINY_WITHOUT_FIGURES = [o for o in TINY_OVERRIDES if not o.startswith("callbacks.forecast_figures.")]
 # Target rows of the tiny data's training split (round(0.7 * 240), the first row is warm-up only) x series.
 TRAIN_WINDOWS = (168 - 1) * 3
 PER_EPOCH_TAGS = (
@@ -97,7 +99,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_app(
         "train",
         *tiny_cli_args(
-            run_dir, f"trainer.max_epochs={EPOCHS}", "callbacks.forecast_figures.every_n_epochs=1"
+            run_dir,
+            f"trainer.max_epochs={EPOCHS}",
+            "callbacks.forecast_figures.every_n_epochs=1",
+            "callbacks.forecast_figures.num_series=3",  # the default
         ),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -219,7 +224,11 @@ def test_projector_holds_the_best_embeddings(tiny_run: Path) -> None:
 
 @pytest.mark.slow
 def test_inspection_switches_off(compose_train_cfg, tmp_path: Path) -> None:
-    train(compose_train_cfg("callbacks=training_only", "trainer.max_epochs=1"))
+    train(
+        compose_train_cfg(
+            *TINY_WITHOUT_FIGURES, "callbacks=training_only", "trainer.max_epochs=1", tiny=False
+        )
+    )
     log_dir = tmp_path / "tensorboard"
     assert len(event_files(log_dir)) == 1
     acc = accumulator(log_dir)
@@ -234,7 +243,11 @@ def test_inspection_switches_off(compose_train_cfg, tmp_path: Path) -> None:
 def test_single_callback_switches_off(compose_train_cfg, tmp_path: Path) -> None:
     train(
         compose_train_cfg(
-            "callbacks.forecast_figures=null", "callbacks.grad_norm_monitor=null", "trainer.max_epochs=1"
+            *TINY_WITHOUT_FIGURES,
+            "callbacks.forecast_figures=null",
+            "callbacks.grad_norm_monitor=null",
+            "trainer.max_epochs=1",
+            tiny=False,
         )
     )
     acc = accumulator(tmp_path / "tensorboard")
