@@ -64,7 +64,12 @@ def documented_commands(document: Path) -> list[tuple[str, list[str]]]:
 
 
 README_COMMANDS = documented_commands(REPO / "README.md")
-COMMANDS = [command for document in DOCUMENTS for command in documented_commands(document)]
+# Each distinct command once: several documents show the same one.
+COMMANDS = list(
+    dict.fromkeys(
+        (app, tuple(arguments)) for document in DOCUMENTS for app, arguments in documented_commands(document)
+    )
+)
 
 
 def test_the_readme_shows_every_app() -> None:
@@ -121,7 +126,7 @@ def user_search_path(override: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize(
     ("app", "arguments"), COMMANDS, ids=[" ".join([a, *args])[:90] for a, args in COMMANDS]
 )
-def test_readme_command_composes(app: str, arguments: list[str], tmp_path: Path) -> None:
+def test_readme_command_composes(app: str, arguments: tuple[str, ...], tmp_path: Path) -> None:
     if app == "summarize":  # not a Hydra app: its own command line
         assert argument_parser().parse_args(arguments).sweep_dir
         return
