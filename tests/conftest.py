@@ -196,7 +196,8 @@ def isolated_logging(out: io.StringIO, err: io.StringIO) -> Iterator[None]:
                 handlers, level, propagate, disabled = before[name]
                 added = [h for h in logger.handlers if h not in handlers]
                 logger.handlers[:] = handlers
-                logger.setLevel(level)
+                if logger.level != level:  # setLevel clears every logger's cache: 500 loggers here
+                    logger.setLevel(level)
                 logger.propagate, logger.disabled = propagate, disabled
             else:  # first created during the run: keep a library's own console handler (Optuna's)
                 added = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
