@@ -68,6 +68,16 @@ def one_config_repository_per_worker() -> Iterator[None]:
         yield
 
 
+def import_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts import their neighbours by name)."""
+    scripts = str(REPO_ROOT / "scripts")
+    sys.path.insert(0, scripts)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(scripts)
+
+
 def compose_config(config_name: str, output_dir: Path, overrides: list[str]) -> DictConfig:
     """``conf/<config_name>.yaml`` composed with Hydra's compose API for a run into ``output_dir``.
 

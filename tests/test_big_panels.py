@@ -8,7 +8,6 @@ scores are compared with a plain reference that holds every window's forecasts a
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import time
@@ -21,7 +20,7 @@ from hydra.utils import instantiate
 
 import lstm_forecast.evaluation.report as report
 import lstm_forecast.memory as memory
-from conftest import REPO_ROOT, TINY_MODEL, compose_config, run_app
+from conftest import TINY_MODEL, compose_config, import_script, run_app
 from lstm_forecast.data.datamodule import ForecastDataModule
 from lstm_forecast.data.loading import WindowBatchSampler, sample_windows, window_loader
 from lstm_forecast.data.sources import read_bytes
@@ -247,15 +246,6 @@ def test_streamed_scores_equal_the_scores_of_every_window_at_once(tmp_path, monk
 
 
 # --------------------------------------------------------------------------------------------- benchmark
-def import_script(name: str):
-    """``scripts/<name>.py`` as a module."""
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(REPO_ROOT / "scripts"))
-
-
 @pytest.mark.slow
 def test_the_scale_benchmark_runs_every_phase_and_records_its_figures(tmp_path, monkeypatch) -> None:
     """``scripts/bench_scale.py`` at a thousandth of M5, its three phases (train, evaluate, predict) run

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, TINY_OVERRIDES, assert_one_line_error, compose_config, run_app
+from conftest import REPO_ROOT, TINY_OVERRIDES, assert_one_line_error, compose_config, import_script, run_app
 from lstm_forecast.cli.app import CONFIG_DIR, config_dir_of
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
@@ -242,11 +242,7 @@ def test_make_install_gives_uv_the_package_sources_pip_is_configured_with() -> N
     """``scripts/uv_pip_settings.py``: the option pip itself would use (environment, then the install
     section, then the global one), list options split into one uv option per value, and pip's choice of
     the best version over every index."""
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    try:
-        from uv_pip_settings import pip_settings, uv_arguments
-    finally:
-        sys.path.remove(str(REPO_ROOT / "scripts"))
+    settings = import_script("uv_pip_settings")
     listing = (
         ":env:.find-links='/opt/wheels'\n"
         "global.find-links='/elsewhere'\n"
@@ -255,7 +251,7 @@ def test_make_install_gives_uv_the_package_sources_pip_is_configured_with() -> N
         "global.index-url='https://ignored/simple'\n"
         "global.cert='/etc/ssl/certs/ca-certificates.crt'\n"
     )
-    arguments = uv_arguments(pip_settings(listing))
+    arguments = settings.uv_arguments(settings.pip_settings(listing))
     options = list(zip(arguments[::2], arguments[1::2], strict=True))
     assert options[0] == ("--index-strategy", "unsafe-best-match")
     assert sorted(options[1:]) == [
@@ -264,4 +260,4 @@ def test_make_install_gives_uv_the_package_sources_pip_is_configured_with() -> N
         ("--find-links", "/opt/wheels"),
         ("--index-url", "https://mirror/simple"),
     ]
-    assert uv_arguments(pip_settings("")) == ["--index-strategy", "unsafe-best-match"]
+    assert settings.uv_arguments(settings.pip_settings("")) == ["--index-strategy", "unsafe-best-match"]
