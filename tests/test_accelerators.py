@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
@@ -42,6 +43,49 @@ from lstm_forecast.training.sweeps import JOB_FILE, SUMMARY_CSV, SweepSummaryCal
 )
 def test_relaunches_command_line(trainer, expected):
     assert relaunches_command_line(OmegaConf.create(trainer)) is expected
+
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+@pytest.mark.parametrize(
+    ("mode", "launcher", "strategy", "devices", "expected"),
+    [
+        (RunMode.MULTIRUN, BASIC_LAUNCHER, "ddp", 2, "ddp_spawn"),
+        (RunMode.MULTIRUN, JOBLIB_LAUNCHER, "auto", 2, "ddp_spawn"),
+        (RunMode.MULTIRUN, BASIC_LAUNCHER, "ddp_find_unused_parameters_true", 2,
+         "ddp_spawn_find_unused_parameters_true"),
+        (RunMode.MULTIRUN, BASIC_LAUNCHER, "ddp", 1, "ddp"),  # one process: nothing re-executed
+        (RunMode.MULTIRUN, SLURM_LAUNCHER, "ddp", 2, "ddp"),  # SLURM starts the ranks
+        (RunMode.RUN, BASIC_LAUNCHER, "ddp", 2, "ddp"),  # a single run re-executes its own command line
+        (RunMode.MULTIRUN, BASIC_LAUNCHER, "fsdp", 2, UserError),  # no spawning FSDP in Lightning
+    ],
+)  # fmt: skip
+def test_a_local_multiruns_ddp_job_spawns_its_ranks(
+    monkeypatch, caplog, mode, launcher, strategy, devices, expected
+):
+    """Re-executing the command line would start the sweep again in every DDP job of a local multirun."""
+    hydra = OmegaConf.create({"mode": mode, "launcher": {"_target_": launcher}})
+    monkeypatch.setattr(distributed.HydraConfig, "get", staticmethod(lambda: hydra))
+    trainer = OmegaConf.create({"accelerator": "cpu", "devices": devices, "strategy": strategy})
+    OmegaConf.set_struct(trainer, True)
+    if expected is UserError:
+        with pytest.raises(
+            UserError, match=r"trainer.devices=1\) or hydra/launcher=slurm, or run it as a single run"
+        ):
+            distributed.spawn_ranks_in_local_multirun(trainer)
+        return
+    with caplog.at_level(logging.WARNING, logger=distributed.__name__):
+        distributed.spawn_ranks_in_local_multirun(trainer)
+    assert trainer.strategy == expected
+    notices = [r.getMessage() for r in caplog.records if "local multirun" in r.getMessage()]
+    notice = (
+        f"trainer.strategy={strategy} in a local multirun: this job spawns its 2 processes "
+        f"(trainer.strategy={expected}), as re-executing the command line would start the sweep again"
+    )
+    assert notices == ([notice] if expected != strategy else [])
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -143,19 +142,12 @@ def assert_full_epochs_shared_by_two_spawned_ranks(one: dict, two: dict[int, dic
     assert len(one["train"]) == 2 and two[0]["train"]["0"] != two[0]["train"]["1"], "reshuffled"
 
 
-def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(tmp_path, monkeypatch):
+def test_a_local_sweep_over_accelerators_runs_every_job_as_typed(tmp_path, monkeypatch):
     base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     base.append("trainer.max_epochs=2")
-    # Refused before any process starts. Both sweeps run in this process, as the Hydra app of a console
-    # launch; the DDP job's ranks are processes of their own (ddp_spawn), as they are then.
-    refused = run_app(
-        "train", "-m", *base, "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path / 'refused'}", cwd=tmp_path
-    )
-    reason = json.loads((tmp_path / "refused" / "0" / JOB_FILE).read_text())["reason"]
-    hint = re.findall(r"add (\S+=\S+) to the command", reason)
-    assert refused.returncode == 0 and hint, reason
-
-    # A test-only callback records which windows each job's ranks trained and validated on.
+    # The sweep runs in this process, as the Hydra app of a console launch; the DDP job's ranks are
+    # processes it spawns (ddp_spawn), as they are then. A test-only callback records which windows
+    # each job's ranks trained and validated on.
     sweep_dir, seen = tmp_path / "sweep", tmp_path / "seen"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     recorder = [
@@ -163,12 +155,17 @@ def test_local_sweep_over_accelerators_follows_the_hint_and_completes_every_job(
         f"+callbacks.window_recorder.folder={seen}/${{hydra:job.num}}",
     ]
     result = run_app(
-        "train", "-m", *base, "trainer=cpu,ddp_cpu", *hint, *recorder, f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
-    )  # fmt: skip
+        "train", "-m", *base, "trainer=cpu,ddp_cpu", *recorder, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Traceback" not in result.stderr and "error:" not in result.stderr, result.stderr[-4000:]
-    assert "MEMBER: 2/2" in result.stdout + result.stderr  # the DDP job in two processes of its own
+    console = result.stdout + result.stderr
+    # One line says the DDP job spawns its ranks, and only that job does.
+    assert (
+        console.count("in a local multirun: this job spawns its 2 processes (trainer.strategy=ddp_spawn)")
+        == 1
+    )
+    assert "MEMBER: 2/2" in console  # the DDP job in two processes of its own
     summary = pd.read_csv(sweep_dir / SUMMARY_CSV).set_index("overrides")
     assert sorted(summary.index) == ["trainer=cpu", "trainer=ddp_cpu"]
     assert summary["status"].eq("completed").all(), summary

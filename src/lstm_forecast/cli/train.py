@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from lstm_forecast.cli.app import hydra_app
 from lstm_forecast.training.distributed import (
-    refuse_relaunching_ddp_in_local_multirun,
     refuse_unsupported_precision,
+    spawn_ranks_in_local_multirun,
 )
 
 
@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float | None:
     # without loading torch and Lightning.
     from lstm_forecast.training.run import objective_value, torch_threads, train
 
-    refuse_relaunching_ddp_in_local_multirun(cfg.trainer)
+    spawn_ranks_in_local_multirun(cfg.trainer)
     refuse_unsupported_precision(cfg.trainer)
     torch_threads(cfg)
     metrics, _ = train(cfg)

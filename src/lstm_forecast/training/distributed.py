@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from lstm_forecast.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Set by Lightning's DDP re-execution (LOCAL_RANK, NODE_RANK), torchrun (RANK) and SLURM (SLURM_PROCID).
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
@@ -57,23 +60,36 @@ def relaunches_command_line(trainer: DictConfig) -> bool:
     return _local_process_count(trainer) > 1
 
 
-def refuse_relaunching_ddp_in_local_multirun(trainer: DictConfig) -> None:
-    """Raise a :class:`UserError` for DDP that would re-execute a local multirun's command line.
+def spawn_ranks_in_local_multirun(trainer: DictConfig) -> None:
+    """Let a local multirun's DDP job start its ranks from the job's own process (``ddp_spawn``).
 
-    Each extra rank would re-run the whole command line, ``-m`` included, and so start the sweep
-    again inside every job. On SLURM (the submitit ``slurm`` launcher) the cluster starts the ranks,
-    and Lightning re-executes nothing.
+    ``strategy=ddp`` starts the extra ranks by re-executing the command line, ``-m`` included, which
+    inside a local multirun would start the whole sweep again in every job; spawned ranks run only
+    this job, so ``lstm-train -m trainer=cpu,ddp_cpu`` runs every job as typed (one line says so). On
+    SLURM (the submitit ``slurm`` launcher) the cluster starts the ranks and nothing changes. FSDP and
+    DeepSpeed have no spawning variant in Lightning: such a job is refused with the alternatives.
     """
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     launcher_target = str(hydra_cfg.launcher.get("_target_", ""))
     if not multirun or "SlurmLauncher" in launcher_target or not relaunches_command_line(trainer):
         return
+    strategy = str(trainer.get("strategy", "auto")).lower()
+    if strategy == "auto" or strategy.startswith("ddp"):
+        # ddp_find_unused_parameters_true becomes ddp_spawn_find_unused_parameters_true (Lightning's name).
+        spawning = "ddp_spawn" + (strategy[len("ddp") :] if strategy.startswith("ddp") else "")
+        log.warning(
+            "trainer.strategy=%s in a local multirun: this job spawns its %d processes "
+            "(trainer.strategy=%s), as re-executing the command line would start the sweep again",
+            strategy, _local_process_count(trainer), spawning,
+        )  # fmt: skip
+        with open_dict(trainer):
+            trainer.strategy = spawning
+        return
     raise UserError(
         f"trainer.strategy={trainer.get('strategy')} with several processes re-executes the command line, "
-        "which inside a local multirun would relaunch the sweep; add trainer.strategy=ddp_spawn to the "
-        "command (each job then starts its own processes), or use one device per job (trainer.devices=1) "
-        "or hydra/launcher=slurm"
+        "which inside a local multirun would relaunch the sweep; use one device per job (trainer.devices=1) "
+        "or hydra/launcher=slurm, or run it as a single run (without -m)"
     )
 
 
