@@ -233,6 +233,73 @@ def test_a_run_composes_its_config_once_as_hydra_would_compose_it(monkeypatch, t
     assert plain[1] == shared[1]
 
 
+# Config-group choices (in either order, added, deleted, a packaged experiment), each composition with
+# its own values; the leak check composes a choice again without the value the one before it set.
+COMPOSITIONS = [
+    ("train", ["data.window_size=12"]),
+    ("train", ["trainer=ddp_cpu", "model=seg_bilstm", "model.net.seg_len=6"]),
+    ("train", ["model=seg_bilstm", "trainer=ddp_cpu"]),
+    (
+        "train",
+        [
+            "data=wide_file",
+            "data.source.path=elsewhere.csv",
+            "+logger@extra_logger=csv",
+        ],
+    ),
+    ("train", ["data=wide_file", "~logger"]),
+    ("train", ["experiment=etth1_h24", "data.window_size=48"]),
+    ("train", ["experiment=etth1_h24"]),
+    ("predict", ["run=A", "horizon=3"]),
+    ("predict", ["run=B"]),
+    ("train", ["data=no_such_data"]),
+]
+
+
+def test_compositions_that_reuse_earlier_work_equal_hydras_own(monkeypatch) -> None:
+    """A composition whose config-group choices an earlier one made starts from a copy of that one's
+    merged config (``cli/composition.py``): config and Hydra config as Hydra composes them alone, a
+    bad choice refused alike, and no value of the earlier composition left in the later one."""
+    from hydra._internal import config_loader_impl
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from omegaconf import OmegaConf
+
+    from lstm_forecast.cli.app import compose_config
+    from lstm_forecast.cli.composition import shared_config_repository
+    from lstm_forecast.errors import UserError
+
+    def composed_all() -> list[str]:
+        texts = []
+        for config_name, overrides in COMPOSITIONS:
+            try:
+                cfg = compose_config(config_name, overrides, return_hydra_config=True)
+            except UserError as error:
+                texts.append(f"error: {error}")
+            else:
+                texts.append(OmegaConf.to_yaml(cfg))
+        return texts
+
+    # The test session's own block is open (conftest.py): Hydra's own methods back for this test.
+    for owner, name in (
+        (ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo"),
+        (ConfigLoaderImpl, "_compose_config_from_defaults_list"),
+        (config_loader_impl, "create_defaults_list"),
+    ):
+        monkeypatch.setattr(owner, name, getattr(owner, name).hydras_own)
+    hydras = composed_all()
+    with shared_config_repository():
+        assert (
+            ConfigLoaderImpl._compose_config_from_defaults_list.hydras_own
+        )  # this block's, not the session's
+        shared = composed_all()
+    assert [text.startswith("error: ") for text in hydras] == [False] * 9 + [
+        True
+    ] and "no_such_data" in hydras[-1]
+    assert "elsewhere.csv" not in hydras[4] and "window_size: 48" not in hydras[6]
+    for (config_name, overrides), own, reused in zip(COMPOSITIONS, hydras, shared, strict=True):
+        assert reused == own, (config_name, overrides)
+
+
 def test_compositions_sharing_the_repository_see_only_their_own_overrides() -> None:
     """Hydra merges the nodes it loads into the composed config without copying them: a shared copy
     of the repository must hand out copies, or ``run=A`` stays in a later composition without it."""
