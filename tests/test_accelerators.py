@@ -61,6 +61,9 @@ SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmL
         (RunMode.MULTIRUN, SLURM_LAUNCHER, "ddp", 2, "ddp"),  # SLURM starts the ranks
         (RunMode.RUN, BASIC_LAUNCHER, "ddp", 2, "ddp"),  # a single run re-executes its own command line
         (RunMode.MULTIRUN, BASIC_LAUNCHER, "fsdp", 2, UserError),  # no spawning FSDP in Lightning
+        (RunMode.MULTIRUN, BASIC_LAUNCHER, "fsdp", 1, "fsdp"),  # the refusal's hint followed: one device
+        (RunMode.MULTIRUN, SLURM_LAUNCHER, "fsdp", 2, "fsdp"),  # ... or SLURM
+        (RunMode.RUN, BASIC_LAUNCHER, "fsdp", 2, "fsdp"),  # ... or a single run
     ],
 )  # fmt: skip
 def test_a_local_multiruns_ddp_job_spawns_its_ranks(

@@ -139,8 +139,7 @@ def shared_config_repository(kept: int = 8, one_composition: bool = False) -> It
 
     shared.shares_copies = True
     # Hydra's own, for a test to compare with while a block is open.
-    shared.hydras_own, composed_once.hydras_own = original, original_compose
-    defaults_list_once.hydras_own = original_defaults_list
+    composed_once.hydras_own, defaults_list_once.hydras_own = original_compose, original_defaults_list
     ConfigLoaderImpl._parse_overrides_and_create_caching_repo = shared
     config_loader_impl.create_defaults_list = defaults_list_once
     ConfigLoaderImpl._compose_config_from_defaults_list = composed_once
