@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO_ROOT, assert_one_line_error, run_app, tiny_cli_args
+from conftest import REPO_ROOT, assert_one_line_error, forked_app, run_app, tiny_cli_args
 from lstm_forecast.errors import UserError
 from lstm_forecast.training.run import train
 
@@ -51,20 +50,18 @@ def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     full = run_app("train", *tiny_cli_args(full_dir, *RESUMABLE))
     assert full.returncode == 0, full.stderr[-3000:]
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lstm_forecast.train", *tiny_cli_args(killed_dir, *RESUMABLE)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # A process of its own, killed with SIGKILL as soon as its first epoch has written last.ckpt.
+    pid = forked_app("train", *tiny_cli_args(killed_dir, *RESUMABLE))
     last = killed_dir / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 600
-    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+    deadline, ended = time.monotonic() + 300, (0, 0)
+    while not last.exists() and ended == (0, 0) and time.monotonic() < deadline:
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+        ended = os.waitpid(pid, os.WNOHANG)
+    if ended == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        ended = os.waitpid(pid, 0)
+    status = ended[1]
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "ended before it was killed"
     assert not (killed_dir / "metrics.json").exists()
     killed_at_epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     assert killed_at_epoch < 2
