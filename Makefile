@@ -3,7 +3,6 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 # The install does not compile every module of every dependency (torch, sympy, scipy...) to bytecode:
 # that took pip 80 s of a 140 s install. Python compiles the modules a command imports the first time it
@@ -31,12 +30,14 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # uv installs the package and its dependencies (12 s; pip took 45 s, most of it weighing every file the
-# indexes list), from where pip's configuration says pip would take them (scripts/uv_pip_settings.py).
+# indexes list), pip and setuptools too, from where pip's configuration says pip would take them
+# (scripts/uv_pip_settings.py). The venv starts without pip: the pip wheel bundled with Python installs
+# uv in it (3 s against 13 s for python -m venv, which installs and compiles pip, and pip's upgrade).
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --no-compile --upgrade pip setuptools wheel uv
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PY) scripts/uv_pip_settings.py --install-uv
 	$(VENV)/bin/uv pip install --quiet --python $(PY) $$($(PY) scripts/uv_pip_settings.py) \
-		-c constraints.txt -e ".[dev,sweep]"
+		-c constraints.txt pip setuptools wheel -e ".[dev,sweep]"
 	@echo "importing what runs and tests import, once, to fill the bytecode cache"
 	@$(IMPORT) $(WARM_IMPORTS_BESIDE) & beside=$$!; $(IMPORT) $(WARM_IMPORTS) && wait $$beside
 	touch $(STAMP)

@@ -261,3 +261,14 @@ def test_make_install_gives_uv_the_package_sources_pip_is_configured_with() -> N
         ("--index-url", "https://mirror/simple"),
     ]
     assert settings.uv_arguments(settings.pip_settings("")) == ["--index-strategy", "unsafe-best-match"]
+
+
+def test_make_install_finds_a_pip_for_a_venv_made_without_one(monkeypatch) -> None:
+    """``make install`` makes the venv without pip; the pip wheel bundled with Python installs uv."""
+    settings = import_script("uv_pip_settings")
+    assert settings.pip_command() == [sys.executable, "-m", "pip"]  # this environment has its own
+    monkeypatch.setattr(settings.importlib.util, "find_spec", lambda name: None)  # as in a bare venv
+    bundled = settings.pip_command()
+    assert bundled[0] == sys.executable and bundled[1].endswith(".whl/pip"), bundled
+    version = subprocess.run([*bundled, "--version"], capture_output=True, text=True, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("pip "), version.stderr
