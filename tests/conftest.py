@@ -299,7 +299,8 @@ def forked_app(module: str, *args: str) -> int:
     status = 1  # the child: it never returns into pytest
     try:
         discard = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(discard, 1), os.dup2(discard, 2)
+        for fd in (1, 2):
+            os.dup2(discard, fd)
         status = in_process(module, *args).returncode
     finally:
         os._exit(status)
